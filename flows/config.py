@@ -1,0 +1,260 @@
+"""The configuration of one train: `app.yaml` (validated, with errors that name the key) and the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90s`, `15m`, `8h`, `1d`, `500ms` → timedelta; bare numbers are refused, units are not guessed."""
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration: write it like 90s, 15m or 8h")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackConfig(_Section):
+    channel: str = Field(description="Channel id for queue announcements and deploy cards.")
+
+
+class GitHubConfig(_Section):
+    repo: str = Field(description="owner/name of the repository whose pull requests are deployed.")
+    base_branch: str = Field("master", description="The branch pull requests are merged into.")
+
+    @field_validator("repo")
+    @classmethod
+    def _owner_and_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            raise ValueError("must be owner/name, e.g. acme/app")
+        return value
+
+
+class JenkinsConfig(_Section):
+    job: str = Field(description="The job that builds the base branch.")
+    pr_job: str = Field(description="The job that builds pull request heads (for peas).")
+    trigger: Literal["webhook", "api"] = Field(
+        "webhook", description="webhook: GitHub starts builds; api: Fat Controller starts them."
+    )
+    sha_parameter: str = Field("GIT_COMMIT", description="Build parameter that carries the commit SHA.")
+    build_timeout: Duration = Field(timedelta(minutes=30), description="How long a build may take.")
+
+
+class ProcessConfig(_Section):
+    service: str = Field(description="The ECS service that runs this process.")
+    container: str = Field(description="The container in its task definition whose image is replaced.")
+
+
+class EcsConfig(_Section):
+    cluster: str = Field(description="The ECS cluster of the train's services.")
+    region: str | None = Field(None, description="AWS region; default from the AWS chain or the image URI.")
+
+
+class DeployConfig(_Section):
+    canary_tasks: int = Field(1, ge=1, le=50, description="Tasks per canary service.")
+    batch_percent: int = Field(25, description="Share of desired tasks replaced per rollout batch.")
+    canary_reminder: Duration = Field(timedelta(minutes=10), description="Poke the requester after this.")
+    confirm_timeout: Duration = Field(timedelta(minutes=15), description="Auto-complete after this.")
+    rollout_timeout: Duration = Field(timedelta(minutes=30), description="Roll back a rollout slower than this.")
+    tick: Duration = Field(timedelta(seconds=2), description="The job loop's interval.")
+
+    @field_validator("batch_percent")
+    @classmethod
+    def _percent(cls, value: int) -> int:
+        if not 1 <= value <= 100:
+            raise ValueError("must be between 1 and 100")
+        return value
+
+
+class PeasConfig(_Section):
+    cluster: str = Field(description="The ECS cluster of the preview environments.")
+    names: list[str] = Field(default_factory=list, description="The pool of pea names.")
+    service: str = Field("pea-{pea}-{process}", description="Service name pattern.")
+    url: str = Field("https://{pea}.example.com", description="URL pattern of a pea.")
+    lease: Duration = Field(timedelta(hours=8), description="How long a claim lasts.")
+
+    @field_validator("names")
+    @classmethod
+    def _unique_names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", n)]
+        if bad:
+            raise ValueError(f"pea names are lowercase letters, digits and dashes: {', '.join(bad)}")
+        if len(set(names)) != len(names):
+            raise ValueError("pea names must be unique")
+        return names
+
+    @field_validator("service")
+    @classmethod
+    def _service_pattern(cls, value: str) -> str:
+        if "{pea}" not in value or "{process}" not in value:
+            raise ValueError("must contain {pea} and {process}")
+        return value
+
+    def service_name(self, pea: str, process: str) -> str:
+        return self.service.format(pea=pea, process=process)
+
+    def url_of(self, pea: str) -> str:
+        return self.url.format(pea=pea)
+
+
+class PermissionsConfig(_Section):
+    deployers: list[str] = Field(default_factory=list, description="Who may deploy; empty: everyone.")
+    emergency: list[str] = Field(default_factory=list, description="Who may jump the queue or skip builds.")
+    admins: list[str] = Field(default_factory=list, description="Who may freeze and act on any deploy.")
+
+    def may_deploy(self, user: str) -> bool:
+        return not self.deployers or user in self.deployers or user in self.admins
+
+    def may_use_emergency(self, user: str) -> bool:
+        return user in self.emergency
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.admins
+
+
+class AppConfig(_Section):
+    """The whole of `app.yaml`."""
+
+    slack: SlackConfig
+    github: GitHubConfig
+    jenkins: JenkinsConfig
+    image: str = Field(description="Image URI with {sha} for the commit, e.g. ...ecr...amazonaws.com/app:{sha}.")
+    ecs: EcsConfig
+    processes: dict[str, ProcessConfig] = Field(description="What /deploy offers, each an ECS service.")
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    peas: PeasConfig | None = None
+    permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
+
+    @field_validator("image")
+    @classmethod
+    def _image_has_sha(cls, value: str) -> str:
+        if "{sha}" not in value:
+            raise ValueError("must contain {sha}, where the commit SHA goes")
+        return value
+
+    @field_validator("processes")
+    @classmethod
+    def _some_processes(cls, processes: dict[str, ProcessConfig]) -> dict[str, ProcessConfig]:
+        if not processes:
+            raise ValueError("name at least one process")
+        bad = [n for n in processes if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,30}", n)]
+        if bad:
+            raise ValueError(f"process names are lowercase letters, digits, - and _: {', '.join(bad)}")
+        return processes
+
+    @model_validator(mode="after")
+    def _distinct_services(self) -> AppConfig:
+        services = [p.service for p in self.processes.values()]
+        if len(set(services)) != len(services):
+            raise ValueError("two processes name the same service")
+        return self
+
+    def image_for(self, sha: str) -> str:
+        return self.image.replace("{sha}", sha)
+
+    @property
+    def region(self) -> str | None:
+        """The configured region, else the one in an ECR image URI."""
+        if self.ecs.region:
+            return self.ecs.region
+        match = re.match(r"^\d+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/", self.image)
+        return match.group(1) if match else None
+
+
+class ConfigError(Exception):
+    """`app.yaml` is missing, unreadable or invalid; `errors` are lines like `deploy.tick: ...`."""
+
+    def __init__(self, path: str, errors: list[str]) -> None:
+        self.path = path
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+
+_MESSAGES = {"missing": "field required", "extra_forbidden": "unknown key"}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = _MESSAGES.get(error["type"], error["msg"])
+    message = message.removeprefix("Value error, ")
+    if error["type"] not in _MESSAGES and message:
+        message = message[0].lower() + message[1:]
+    return f"{where}: {message}"
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate `app.yaml`; every problem is reported at once, each with its key path."""
+    path = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(path, ["(top level): expected a mapping of sections"])
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(path, [_describe(e) for e in exc.errors()]) from None
+
+
+class Settings(BaseSettings):
+    """Secrets and endpoints, from the environment only (never from app.yaml, never printed)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    config_path: str = Field(
+        "app.yaml", validation_alias=AliasChoices("FATCONTROLLER_CONFIG"), description="Path of app.yaml."
+    )
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    github_token: SecretStr | None = Field(None, validation_alias="GITHUB_TOKEN")
+    github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
+    jenkins_url: str | None = Field(None, validation_alias="JENKINS_URL")
+    jenkins_user: str | None = Field(None, validation_alias="JENKINS_USER")
+    jenkins_token: SecretStr | None = Field(None, validation_alias="JENKINS_TOKEN")
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+    database_url: SecretStr = Field(
+        SecretStr("sqlite+aiosqlite:///fatcontroller.db"), validation_alias="DATABASE_URL",
+        description="SQLAlchemy async URL; may carry a password, so it is a secret.",
+    )
+    http_port: int = Field(
+        8080, validation_alias="FATCONTROLLER_HTTP_PORT", description="Port of /healthz and /metrics (0: off)."
+    )
+    instance: str | None = Field(
+        None, validation_alias="FATCONTROLLER_INSTANCE", description="This copy's name in work leases."
+    )

@@ -1,0 +1,1 @@
+"""The deploy train: the flowchart (a transition table), the queue, the steps and their undo."""

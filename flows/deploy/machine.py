@@ -1,0 +1,170 @@
+"""The deploy flowchart as data: states, events and the transition table.
+
+Every state change of a deploy is one row of `TRANSITIONS`; nothing moves a deploy otherwise.
+The README's diagram is rendered from this table (`mermaid()`), and a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    MERGING = "merging"
+    BUILDING = "building"
+    BUILD_FAILED = "build_failed"
+    CANARYING = "canarying"
+    CANARY_CHECK = "canary_check"
+    ROLLING_OUT = "rolling_out"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    ROLLING_BACK = "rolling_back"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        """The name people see: `canary check`, `rolled back`."""
+        return self.value.replace("_", " ")
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({State.COMPLETED, State.ROLLED_BACK, State.FAILED, State.CANCELLED})
+# States in which the deploy holds the train (everything past the queue that has not ended).
+IN_FLIGHT = frozenset(set(State) - TERMINAL - {State.QUEUED})
+# States whose step talks to outside systems, so their retries can run out.
+WORKING = frozenset({State.MERGING, State.BUILDING, State.CANARYING, State.ROLLING_OUT, State.ROLLING_BACK})
+
+
+class Event(StrEnum):
+    START = "start"
+    MERGED = "merged"
+    MERGE_REFUSED = "merge_refused"
+    BUILD_GREEN = "build_green"
+    BUILD_RED = "build_red"
+    BUILD_TIMEOUT = "build_timeout"
+    IMAGE_PRESENT = "image_present"
+    RETRY_BUILD = "retry_build"
+    CANARIES_UP = "canaries_up"
+    CANARY_FAILED = "canary_failed"
+    PROCEED = "proceed"
+    ROLLOUT_DONE = "rollout_done"
+    ROLLOUT_FAILED = "rollout_failed"
+    DONE = "done"
+    CONFIRM_TIMEOUT = "confirm_timeout"
+    ROLL_BACK = "roll_back"
+    UNDONE = "undone"
+    CANCEL = "cancel"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    RETRY = "retry"
+
+
+class Actor(StrEnum):
+    SYSTEM = "system"
+    PERSON = "person"
+
+
+class Guard(StrEnum):
+    """A condition on the deploy that must hold for a transition to be taken."""
+
+    SKIP_BUILD = "skip build check"
+    NEEDS_ATTENTION = "needs attention"
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: State
+    event: Event
+    target: State
+    label: str
+    actor: Actor = Actor.SYSTEM
+    guard: Guard | None = None
+    button: str | None = None  # the Slack button that asks for it, for person transitions
+
+
+S, E = State, Event
+_WORKING_IN_ORDER = [state for state in State if state in WORKING]
+_PERSON = Actor.PERSON
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(S.QUEUED, E.START, S.MERGING, "reaches the head of the train, train not frozen"),
+    Transition(S.QUEUED, E.CANCEL, S.CANCELLED, "Cancel / leave the queue", _PERSON, button="Cancel"),
+    Transition(S.MERGING, E.MERGED, S.BUILDING, "PR merged into the base branch"),
+    Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed"),
+    Transition(S.BUILDING, E.BUILD_GREEN, S.CANARYING, "build of the merge commit green"),
+    Transition(S.BUILDING, E.BUILD_RED, S.BUILD_FAILED, "build red / aborted"),
+    Transition(S.BUILDING, E.BUILD_TIMEOUT, S.BUILD_FAILED, "build timed out"),
+    Transition(S.BUILDING, E.IMAGE_PRESENT, S.CANARYING, "skip build check, image in the registry",
+               guard=Guard.SKIP_BUILD),
+    Transition(S.BUILD_FAILED, E.RETRY_BUILD, S.BUILDING, "Retry build", _PERSON, button="Retry build"),
+    Transition(S.BUILD_FAILED, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
+    Transition(S.CANARYING, E.CANARIES_UP, S.CANARY_CHECK, "one canary per process up"),
+    Transition(S.CANARYING, E.CANARY_FAILED, S.ROLLING_BACK, "canary fails to start"),
+    Transition(S.CANARY_CHECK, E.PROCEED, S.ROLLING_OUT, "Proceed", _PERSON, button="Proceed"),
+    Transition(S.CANARY_CHECK, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
+    Transition(S.ROLLING_OUT, E.ROLLOUT_DONE, S.AWAITING_CONFIRMATION, "rolled out, canaries removed"),
+    Transition(S.ROLLING_OUT, E.ROLLOUT_FAILED, S.ROLLING_BACK, "rollout fails (circuit breaker, timeout)"),
+    Transition(S.AWAITING_CONFIRMATION, E.DONE, S.COMPLETED, "Done", _PERSON, button="Done"),
+    Transition(S.AWAITING_CONFIRMATION, E.CONFIRM_TIMEOUT, S.COMPLETED, "confirm timeout passes"),
+    Transition(S.AWAITING_CONFIRMATION, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
+    Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "every step undone, newest first"),
+    # An outside system failing past its retries parks the deploy where it is, for a person to act.
+    *(
+        Transition(state, E.RETRIES_EXHAUSTED, state, "outside system keeps failing (needs attention)")
+        for state in _WORKING_IN_ORDER
+    ),
+    *(
+        Transition(state, E.RETRY, state, "Retry", _PERSON, guard=Guard.NEEDS_ATTENTION, button="Retry")
+        for state in _WORKING_IN_ORDER
+    ),
+    *(
+        Transition(state, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, guard=Guard.NEEDS_ATTENTION,
+                   button="Roll back")
+        for state in _WORKING_IN_ORDER if state is not S.ROLLING_BACK
+    ),
+)
+
+_INDEX: dict[tuple[State, Event], Transition] = {}
+for _t in TRANSITIONS:
+    assert (_t.source, _t.event) not in _INDEX, f"two transitions for {_t.source} on {_t.event}"
+    _INDEX[(_t.source, _t.event)] = _t
+
+
+def transition_for(state: State, event: Event) -> Transition | None:
+    return _INDEX.get((state, event))
+
+
+def guard_holds(guard: Guard | None, *, needs_attention: bool, skip_build: bool) -> bool:
+    if guard is None:
+        return True
+    if guard is Guard.NEEDS_ATTENTION:
+        return needs_attention
+    return skip_build
+
+
+def person_transitions(state: State, *, needs_attention: bool, skip_build: bool = False) -> list[Transition]:
+    """What a person may ask for in this state: the buttons to show, in table order."""
+    offered = [
+        t for t in TRANSITIONS
+        if t.source == state and t.actor is Actor.PERSON
+        and guard_holds(t.guard, needs_attention=needs_attention, skip_build=skip_build)
+    ]
+    return list({t.button: t for t in offered}.values())
+
+
+def mermaid() -> str:
+    """The flowchart as a mermaid state diagram, one line per transition of the table."""
+    lines = ["stateDiagram-v2", f"    [*] --> {S.QUEUED.value}"]
+    for t in TRANSITIONS:
+        label = t.label if t.guard is None else f"{t.label} [{t.guard.value}]"
+        if t.actor is Actor.PERSON:
+            label = f"{label} (person)"
+        lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
+    lines.extend(f"    {state.value} --> [*]" for state in sorted(TERMINAL))
+    return "\n".join(lines)

@@ -1,0 +1,426 @@
+"""The train's bookkeeping: requests, the queue, transitions, undo records and the audit log.
+
+Every function here works in one database transaction and talks to no outside system, except
+`request_deploy`, which reads the pull request to validate it before queuing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from flows.config import AppConfig
+from flows.deploy.machine import IN_FLIGHT, TERMINAL, Event, State, Transition, guard_holds, transition_for
+from flows.errors import Refused, Superseded
+from integrations.github import GitHub
+from integrations.outside import NotFound
+from storage.clock import utcnow
+from storage.models import AuditEvent, Deploy, Train, UndoRecord
+from storage.trains import DEFAULT_TRAIN, ensure_train, take_queue_seq
+
+SYSTEM = "fatcontroller"
+TRAIN = DEFAULT_TRAIN
+MAX_REASON = 500
+MAX_NOTES = 2000
+DEFAULT_DURATION = timedelta(minutes=10)  # assumed length of a deploy until there is history
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    requester: str
+    pr_number: int
+    processes: tuple[str, ...] = ()  # empty: every process
+    jump_queue: bool = False
+    skip_build: bool = False
+    reason: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    deploy: Deploy
+    position: int  # 0 for the deploy in flight, then 1, 2, ... in train order
+    eta: timedelta  # until it starts (0 for the one in flight)
+
+
+@dataclass
+class Applied:
+    """A transition that was taken, for the caller to announce."""
+
+    transition: Transition
+    deploy: Deploy
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def audit(session: AsyncSession, actor: str, action: str, *, deploy_id: int | None = None,
+                pea: str | None = None, detail: str | None = None, **outside_ids: Any) -> None:
+    session.add(AuditEvent(actor=actor, action=action, deploy_id=deploy_id, pea=pea, detail=detail,
+                           outside_ids={k: v for k, v in outside_ids.items() if v is not None}))
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]:
+    """Everything that can be refused without asking GitHub; returns the processes to deploy."""
+    permissions = config.permissions
+    if not permissions.may_deploy(request.requester):
+        raise Refused("You are not on the deployers list: ask an admin to add you to `permissions.deployers`.")
+    if request.pr_number <= 0:
+        raise Refused(f"`{request.pr_number}` is not a pull request number: type `/deploy 123`.")
+    unknown = [p for p in request.processes if p not in config.processes]
+    if unknown:
+        raise Refused(
+            f"Unknown process `{unknown[0]}`: choose from {', '.join(f'`{p}`' for p in config.processes)}"
+            " (or name none to deploy all)."
+        )
+    if request.jump_queue or request.skip_build:
+        if not permissions.may_use_emergency(request.requester):
+            raise Refused("Only people on the emergency list may jump the queue or skip the build check. "
+                          "Queue normally with `/deploy <pr>`, or ask an admin.")
+        if not (request.reason or "").strip():
+            raise Refused('Emergency options need a reason everyone can read: add `--reason "why"`.')
+    if request.reason and len(request.reason) > MAX_REASON:
+        raise Refused(f"The reason is {len(request.reason)} characters long: keep it under {MAX_REASON}.")
+    if request.notes and len(request.notes) > MAX_NOTES:
+        raise Refused(f"The notes are {len(request.notes)} characters long: keep them under {MAX_NOTES}.")
+    chosen = request.processes or tuple(config.processes)
+    return tuple(dict.fromkeys(chosen))
+
+
+async def request_deploy(
+    sessions: async_sessionmaker[AsyncSession], config: AppConfig, github: GitHub, request: DeployRequest
+) -> QueueEntry:
+    """Validate a request against the config and the pull request, and put it on the train."""
+    processes = _check_request(config, request)
+    try:
+        pr = await github.get_pr(request.pr_number)
+    except NotFound:
+        raise Refused(f"There is no pull request #{request.pr_number} in {config.github.repo}.") from None
+    if pr.merged:
+        raise Refused(f"#{pr.number} is already merged: there is nothing left to deploy.")
+    if pr.state != "open":
+        raise Refused(f"#{pr.number} is closed: reopen it, or deploy another pull request.")
+    if pr.base_ref != config.github.base_branch:
+        raise Refused(f"#{pr.number} targets `{pr.base_ref}`, not `{config.github.base_branch}`: "
+                      "retarget it first.")
+    if pr.from_fork:
+        raise Refused(f"#{pr.number} comes from a fork: push its branch to {config.github.repo} to deploy it.")
+    async with sessions() as session, session.begin():
+        train = await ensure_train(session)
+        existing = await session.scalar(
+            sa.select(Deploy.id).where(
+                Deploy.train_id == train.id, Deploy.pr_number == pr.number,
+                Deploy.state.not_in([s.value for s in TERMINAL]),
+            )
+        )
+        if existing is not None:
+            raise Refused(f"#{pr.number} is already on the train as deploy {existing}: see `/deploy queue`.")
+        seq = await take_queue_seq(session, train.id)
+        now = utcnow()
+        deploy = Deploy(
+            train_id=train.id, state=State.QUEUED.value, requester=request.requester,
+            pr_number=pr.number, pr_title=pr.title, pr_url=pr.url, pr_author=pr.author,
+            pr_head_sha=pr.head_sha, pr_created_at=pr.created_at, processes=list(processes),
+            notes=request.notes, jump_queue=request.jump_queue, skip_build=request.skip_build,
+            emergency_reason=(request.reason or None) if (request.jump_queue or request.skip_build) else None,
+            queue_seq=float(seq), created_at=now, state_entered_at=now,
+            state_times={State.QUEUED.value: now.isoformat()},
+        )
+        session.add(deploy)
+        await session.flush()
+        await audit(session, request.requester, "requested", deploy_id=deploy.id,
+                    detail=_request_detail(deploy), pr=pr.number, head_sha=pr.head_sha)
+    entries = await queue(sessions)
+    return next(e for e in entries if e.deploy.id == deploy.id)
+
+
+def _request_detail(deploy: Deploy) -> str:
+    flags = [name for name, on in (("jump the queue", deploy.jump_queue),
+                                   ("skip build check", deploy.skip_build)) if on]
+    detail = f"#{deploy.pr_number} {', '.join(deploy.processes)}"
+    if flags:
+        detail += f" [{', '.join(flags)}: {deploy.emergency_reason}]"
+    return detail
+
+
+# -- the queue ----------------------------------------------------------------------------------
+
+def _train_order() -> tuple[Any, ...]:
+    # Jumps go right behind the deploy in flight and keep their own order among themselves.
+    return (Deploy.jump_queue.desc(), Deploy.queue_seq)
+
+
+async def typical_duration(session: AsyncSession, train_id: str = TRAIN, sample: int = 20) -> timedelta:
+    """Median wall time of the most recent finished deploys that left the queue."""
+    rows = (await session.execute(
+        sa.select(Deploy.started_at, Deploy.finished_at)
+        .where(Deploy.train_id == train_id, Deploy.finished_at.is_not(None), Deploy.started_at.is_not(None))
+        .order_by(Deploy.finished_at.desc()).limit(sample)
+    )).all()
+    if not rows:
+        return DEFAULT_DURATION
+    return timedelta(seconds=statistics.median((f - s).total_seconds() for s, f in rows))
+
+
+async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> list[QueueEntry]:
+    """The deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
+    async with sessions() as session:
+        typical = await typical_duration(session, train_id)
+        in_flight = (await session.scalars(
+            sa.select(Deploy).where(Deploy.train_id == train_id,
+                                    Deploy.state.in_([s.value for s in IN_FLIGHT]))
+        )).all()
+        queued = (await session.scalars(
+            sa.select(Deploy).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value)
+            .order_by(*_train_order())
+        )).all()
+    now = utcnow()
+    entries = [QueueEntry(d, 0, timedelta(0)) for d in in_flight]
+    remaining = timedelta(0)
+    if in_flight:
+        remaining = max(timedelta(0), typical - (now - (in_flight[0].started_at or now)))
+    for position, deploy in enumerate(queued, start=1):
+        entries.append(QueueEntry(deploy, position, remaining + typical * (position - 1)))
+    return entries
+
+
+async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> Deploy | None:
+    async with sessions() as session:
+        return await session.get(Deploy, deploy_id)
+
+
+async def start_next(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> Applied | None:
+    """Move the head of the queue to `merging` when nothing is in flight and the train is not frozen."""
+    async with sessions() as session, session.begin():
+        train = await ensure_train(session, train_id)
+        if train.frozen or train.in_flight_id is not None:
+            return None
+        head = await session.scalar(
+            sa.select(Deploy).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value)
+            .order_by(*_train_order()).limit(1)
+        )
+        if head is None:
+            return None
+        # The train row is the mutex: of two workers starting deploys at once, one update wins.
+        taken = await session.execute(
+            sa.update(Train).where(Train.id == train_id, Train.in_flight_id.is_(None), Train.frozen.is_(False))
+            .values(in_flight_id=head.id)
+        )
+        if taken.rowcount != 1:
+            return None
+        return await _apply(session, head, Event.START, SYSTEM)
+
+
+# -- transitions --------------------------------------------------------------------------------
+
+# States whose step runs at once when entered; the others wait for a person or the train.
+_WAITS_FOR_PERSON = frozenset({State.BUILD_FAILED})
+
+
+async def _apply(session: AsyncSession, deploy: Deploy, event: Event, actor: str, *,
+                 reason: str | None = None, updates: dict[str, Any] | None = None) -> Applied:
+    state = State(deploy.state)
+    transition = transition_for(state, event)
+    if transition is None or not guard_holds(
+        transition.guard, needs_attention=deploy.needs_attention, skip_build=deploy.skip_build
+    ):
+        raise Refused(f"A deploy in `{state.label}` cannot take `{event.value}`.")
+    now = utcnow()
+    for key, value in (updates or {}).items():
+        setattr(deploy, key, value)
+    target = transition.target
+    if event is Event.RETRIES_EXHAUSTED:
+        deploy.needs_attention = True
+        deploy.attention = reason
+        deploy.due_at = None
+    else:
+        deploy.needs_attention = False
+        deploy.attention = None
+        if target is not state:
+            deploy.state = target.value
+            deploy.state_entered_at = now
+            deploy.state_times[target.value] = now.isoformat()
+        if target is State.ROLLING_BACK and state is not State.ROLLING_BACK:
+            deploy.rollback_from = state.value
+        if state is State.QUEUED and target is not State.CANCELLED:
+            deploy.started_at = now
+        if target in TERMINAL:
+            deploy.finished_at = now
+            deploy.due_at = None
+            await session.execute(sa.update(Train).where(Train.id == deploy.train_id,
+                                                         Train.in_flight_id == deploy.id)
+                                  .values(in_flight_id=None))
+        elif target in _WAITS_FOR_PERSON or target is State.QUEUED:
+            deploy.due_at = None
+        else:
+            deploy.due_at = now
+        if reason and (target in TERMINAL or target is State.ROLLING_BACK or target is State.BUILD_FAILED):
+            deploy.outcome_reason = reason
+    await audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id,
+                detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
+    await session.flush()
+    return Applied(transition, deploy, reason)
+
+
+async def apply_event(sessions: async_sessionmaker[AsyncSession], deploy_id: int, event: Event, *,
+                      actor: str = SYSTEM, expected_version: int | None = None, reason: str | None = None,
+                      updates: dict[str, Any] | None = None) -> Applied:
+    """Take one transition of the table, atomically with its audit record."""
+    try:
+        async with sessions() as session, session.begin():
+            deploy = await session.get(Deploy, deploy_id)
+            if deploy is None:
+                raise Refused(f"There is no deploy {deploy_id}.")
+            if expected_version is not None and deploy.version != expected_version:
+                raise Superseded(f"deploy {deploy_id} changed")
+            return await _apply(session, deploy, event, actor, reason=reason, updates=updates)
+    except StaleDataError as exc:
+        raise Superseded(f"deploy {deploy_id} changed") from exc
+
+
+async def person_action(sessions: async_sessionmaker[AsyncSession], config: AppConfig, deploy_id: int,
+                        offered_state: str, event: Event, user: str) -> Applied:
+    """A button press: bound to the state it was offered in, allowed to the requester and admins."""
+    async with sessions() as session:
+        deploy = await session.get(Deploy, deploy_id)
+    if deploy is None:
+        raise Refused(f"There is no deploy {deploy_id}.")
+    if user != deploy.requester and not config.permissions.is_admin(user):
+        raise Refused(f"Only <@{deploy.requester}> or an admin can act on deploy {deploy_id}.")
+    state = State(deploy.state)
+    if state.value != offered_state:
+        raise Refused(f"That button is from an earlier step: deploy {deploy_id} (#{deploy.pr_number}) "
+                      f"is now `{state.label}`. Use the buttons on its latest message.")
+    transition = transition_for(state, event)
+    if transition is None or not guard_holds(transition.guard, needs_attention=deploy.needs_attention,
+                                             skip_build=deploy.skip_build):
+        raise Refused(f"Deploy {deploy_id} is `{state.label}`: that is not possible now.")
+    updates: dict[str, Any] = {}
+    if event is Event.RETRY_BUILD:
+        updates = {"build_previous": deploy.build_number, "build_number": None, "build_url": None,
+                   "build_queue_id": None,
+                   "build_attempts": deploy.build_attempts + 1}
+    try:
+        return await apply_event(sessions, deploy_id, event, actor=user, expected_version=deploy.version,
+                                 updates=updates)
+    except Superseded:
+        raise Refused(f"Deploy {deploy_id} moved on while you clicked: look at its latest message.") from None
+
+
+async def cancel(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,
+                 deploy_id: int | None = None) -> Applied:
+    """Leave the queue: a named deploy, or the user's own next queued one."""
+    async with sessions() as session:
+        if deploy_id is None:
+            deploy = await session.scalar(
+                sa.select(Deploy).where(Deploy.requester == user, Deploy.state == State.QUEUED.value)
+                .order_by(*_train_order()).limit(1)
+            )
+            if deploy is None:
+                raise Refused("You have no deploy in the queue. `/deploy queue` shows the train.")
+        else:
+            deploy = await session.get(Deploy, deploy_id)
+            if deploy is None:
+                raise Refused(f"There is no deploy {deploy_id}: `/deploy queue` lists them with their ids.")
+    if deploy.state != State.QUEUED.value:
+        raise Refused(f"Deploy {deploy.id} is `{State(deploy.state).label}`: only a queued deploy can be "
+                      "cancelled. Use its Roll back button instead.")
+    return await person_action(sessions, config, deploy.id, State.QUEUED.value, Event.CANCEL, user)
+
+
+# -- the train ----------------------------------------------------------------------------------
+
+async def set_frozen(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,
+                     frozen: bool, reason: str | None = None) -> Train:
+    if not config.permissions.is_admin(user):
+        raise Refused("Only admins can freeze or unfreeze the train.")
+    if frozen and not (reason or "").strip():
+        raise Refused('Say why: `/deploy freeze "release candidate testing"`.')
+    if reason and len(reason) > MAX_REASON:
+        raise Refused(f"The reason is {len(reason)} characters long: keep it under {MAX_REASON}.")
+    async with sessions() as session, session.begin():
+        train = await ensure_train(session)
+        if train.frozen == frozen:
+            raise Refused("The train is already frozen." if frozen else "The train is not frozen.")
+        train.frozen = frozen
+        train.frozen_reason = reason if frozen else None
+        train.frozen_by = user if frozen else None
+        train.frozen_at = utcnow() if frozen else None
+        await audit(session, user, "freeze" if frozen else "unfreeze", detail=reason)
+    return train
+
+
+async def train_status(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> Train:
+    async with sessions() as session, session.begin():
+        return await ensure_train(session, train_id)
+
+
+# -- what a step keeps ------------------------------------------------------------------------
+
+async def save(sessions: async_sessionmaker[AsyncSession], deploy: Deploy, **values: Any) -> None:
+    """Persist fields of a deploy a worker holds, unless someone else changed it since it was read."""
+    try:
+        async with sessions() as session, session.begin():
+            current = await session.get(Deploy, deploy.id)
+            if current is None or current.version != deploy.version or current.state != deploy.state:
+                raise Superseded(f"deploy {deploy.id} changed")
+            for key, value in values.items():
+                setattr(current, key, value)
+            await session.flush()
+            version = current.version
+    except StaleDataError as exc:
+        raise Superseded(f"deploy {deploy.id} changed") from exc
+    for key, value in values.items():
+        setattr(deploy, key, value)
+    deploy.version = version
+
+
+async def record_undo(sessions: async_sessionmaker[AsyncSession], deploy_id: int, kind: str,
+                      data: dict[str, Any], *, key: str) -> UndoRecord:
+    """Write what undoing a step needs before the step acts; once per (kind, key) however often called."""
+    async with sessions() as session, session.begin():
+        records = (await session.scalars(
+            sa.select(UndoRecord).where(UndoRecord.deploy_id == deploy_id).order_by(UndoRecord.seq)
+        )).all()
+        for record in records:
+            if record.kind == kind and record.data.get("key") == key:
+                return record
+        record = UndoRecord(deploy_id=deploy_id, seq=len(records) + 1, kind=kind, data={**data, "key": key})
+        session.add(record)
+        await session.flush()
+        return record
+
+
+async def pending_undo(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> list[UndoRecord]:
+    """The undo records not yet carried out, newest first."""
+    async with sessions() as session:
+        return list((await session.scalars(
+            sa.select(UndoRecord).where(UndoRecord.deploy_id == deploy_id, UndoRecord.done_at.is_(None))
+            .order_by(UndoRecord.seq.desc())
+        )).all())
+
+
+async def mark_undone(sessions: async_sessionmaker[AsyncSession], record_id: int, result: str) -> None:
+    async with sessions() as session, session.begin():
+        record = await session.get(UndoRecord, record_id)
+        if record is not None and record.done_at is None:
+            record.done_at = utcnow()
+            record.result = result
+
+
+
+async def set_slack_ids(sessions: async_sessionmaker[AsyncSession], deploy_id: int, **ids: str | None) -> None:
+    """Remember where a deploy's card and DM are, without touching its version (a step may hold it)."""
+    allowed = {"slack_channel", "slack_ts", "dm_channel", "dm_ts"}
+    if not ids or set(ids) - allowed:
+        raise ValueError(f"only {sorted(allowed)} may be set here")
+    async with sessions() as session, session.begin():
+        await session.execute(sa.update(Deploy).where(Deploy.id == deploy_id).values(**ids)
+                              .execution_options(synchronize_session=False))

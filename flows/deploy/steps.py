@@ -1,0 +1,331 @@
+"""The step each state of the flowchart runs: look at the outside world, act once, report an event.
+
+A step is called by the engine whenever its deploy is due, under the deploy's work lease. It
+first re-reads the outside world (so a step interrupted by a crash carries on where it was),
+writes the undo record before each forward action, persists what it learnt before acting again,
+and returns either an event of the transition table or how long to wait before looking again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from integrations.ecs import Ecs, Progress
+from integrations.github import GitHub, NotMergeable
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flows.config import AppConfig
+from flows.deploy import service
+from flows.deploy.machine import Event, State
+from flows.notify import Kind, Notice
+from integrations.jenkins import Build, Jenkins
+from storage.clock import utcnow
+from storage.models import Deploy
+
+POLL = timedelta(seconds=2)  # how often a waiting step looks again when nothing wakes it
+
+
+@dataclass(frozen=True)
+class Outside:
+    """The outside systems a step may talk to."""
+
+    github: GitHub
+    jenkins: Jenkins
+    ecs: Ecs
+
+
+@dataclass
+class StepResult:
+    event: Event | None = None
+    reason: str | None = None
+    wait: timedelta | None = None  # with no event: look again after this (None: wait for a person)
+
+
+@dataclass
+class StepContext:
+    config: AppConfig
+    outside: Outside
+    sessions: async_sessionmaker[AsyncSession]
+    notify: Callable[[Notice], Awaitable[None]]
+    poll: timedelta = POLL
+    notices: list[Notice] = field(default_factory=list)
+
+    async def save(self, deploy: Deploy, **values: Any) -> None:
+        await service.save(self.sessions, deploy, **values)
+
+    async def audit(self, deploy: Deploy, action: str, detail: str | None = None, **outside_ids: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await service.audit(session, service.SYSTEM, action, deploy_id=deploy.id, detail=detail,
+                                **outside_ids)
+
+    async def tell(self, kind: Kind, deploy: Deploy, text: str = "", **data: Any) -> None:
+        await self.notify(Notice(kind, deploy_id=deploy.id, text=text, data=data))
+
+
+def _elapsed(deploy: Deploy) -> timedelta:
+    return utcnow() - deploy.state_entered_at
+
+
+def _targets(deploy: Deploy) -> dict[str, dict[str, Any]]:
+    """Per-process bookkeeping kept on the deploy: service, old and new task definitions, progress."""
+    return {process: dict(values) for process, values in (deploy.targets or {}).items()}
+
+
+# -- merging ------------------------------------------------------------------------------------
+
+async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
+    github = ctx.outside.github
+    sha = deploy.merge_sha
+    if sha is None:
+        pending = await service.pending_undo(ctx.sessions, deploy.id)
+        attempted = any(record.kind == "merge" for record in pending)
+        # Only a merge we asked for is ours to deploy (and to revert); one made by hand is refused.
+        sha = await github.find_merge(deploy.pr_number)
+        if sha is not None and not attempted:
+            return StepResult(Event.MERGE_REFUSED, f"#{deploy.pr_number} was merged outside the train")
+        if sha is None:
+            await service.record_undo(ctx.sessions, deploy.id, "merge", {"pr": deploy.pr_number}, key="merge")
+            try:
+                result = await github.merge(deploy.pr_number, deploy.pr_head_sha or "")
+            except NotMergeable as exc:
+                return StepResult(Event.MERGE_REFUSED, f"#{deploy.pr_number} could not be merged: {exc.reason}")
+            sha = result.sha
+        await ctx.save(deploy, merge_sha=sha, image=ctx.config.image_for(sha))
+        await ctx.audit(deploy, "merged", f"#{deploy.pr_number} merged as {sha[:12]}", merge_sha=sha)
+    await ctx.tell(Kind.MERGED, deploy, f"Merged #{deploy.pr_number} as {sha[:12]}", merge_sha=sha)
+    return StepResult(Event.MERGED)
+
+
+# -- building -----------------------------------------------------------------------------------
+
+async def _current_build(ctx: StepContext, deploy: Deploy) -> Build | None:
+    """The build of the merge commit this attempt waits for, starting it through the API if ours to start."""
+    jenkins, job = ctx.outside.jenkins, ctx.config.jenkins.job
+    sha = deploy.merge_sha or ""
+    if deploy.build_number is not None:
+        return await jenkins.get_build(job, deploy.build_number)
+    # `Retry build` always goes through the API; the first attempt only when the train is set to.
+    by_api = ctx.config.jenkins.trigger == "api" or deploy.build_attempts > 0
+    build = await jenkins.find_build(job, sha)
+    if build is not None and build.number > (deploy.build_previous or 0):
+        return build  # also finds a build this step started before a crash lost its queue id
+    if not by_api:
+        return None  # GitHub's webhook has not started it yet
+    if deploy.build_queue_id is None:
+        queue_id = await jenkins.start_build(job, sha)
+        await ctx.save(deploy, build_queue_id=queue_id)
+        await ctx.audit(deploy, "build_requested", f"{job} for {sha[:12]}", queue_id=queue_id)
+    started = await jenkins.build_from_queue(deploy.build_queue_id or 0)
+    if started is None:
+        return None
+    return await jenkins.get_build(job, started[1])
+
+
+async def build(ctx: StepContext, deploy: Deploy) -> StepResult:
+    if deploy.skip_build and deploy.image and await ctx.outside.ecs.image_exists(deploy.image):
+        await ctx.audit(deploy, "build_skipped", f"image present: {deploy.image}", image=deploy.image)
+        return StepResult(Event.IMAGE_PRESENT, "skip build check: the image is in the registry")
+    timeout = ctx.config.jenkins.build_timeout
+    current = await _current_build(ctx, deploy)
+    if current is not None and current.number != deploy.build_number:
+        await ctx.save(deploy, build_number=current.number, build_url=current.url,
+                       build_job=ctx.config.jenkins.job)
+        await ctx.audit(deploy, "build_found", f"build {current.number}", build_url=current.url)
+        await ctx.tell(Kind.BUILD_STARTED, deploy, f"Build {current.number} started", build_url=current.url)
+    if current is not None and current.finished:
+        if current.green:
+            await ctx.tell(Kind.BUILD_PASSED, deploy, f"Build {current.number} passed", build_url=current.url)
+            return StepResult(Event.BUILD_GREEN)
+        return StepResult(Event.BUILD_RED, f"build {current.number} {(current.result or 'failed').lower()}")
+    if _elapsed(deploy) > timeout:
+        what = f"build {current.number}" if current else "no build of the merge commit"
+        return StepResult(Event.BUILD_TIMEOUT, f"{what} did not finish within {timeout}")
+    return StepResult(wait=ctx.poll)
+
+
+# -- canaries -----------------------------------------------------------------------------------
+
+async def _each(items: dict[str, Any], fn: Callable[[str, Any], Awaitable[Any]]) -> dict[str, Any]:
+    """Run one call per process in parallel, keyed like the input."""
+    results = await asyncio.gather(*(fn(name, value) for name, value in items.items()))
+    return dict(zip(items, results, strict=True))
+
+
+async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
+    ecs, cluster = ctx.outside.ecs, ctx.config.ecs.cluster
+    targets = _targets(deploy)
+    for process in deploy.processes:
+        spec = ctx.config.processes[process]
+        target = targets.setdefault(process, {"service": spec.service, "canary": f"{spec.service}-canary"})
+        if "old_td" not in target:
+            state = await ecs.describe_service(cluster, spec.service)
+            if state is None:
+                return StepResult(Event.CANARY_FAILED, f"service {spec.service} is not in cluster {cluster}")
+            target["old_td"] = state.task_definition
+        if "new_td" not in target:
+            target["new_td"] = await ecs.register_with_image(target["old_td"], spec.container, deploy.image or "")
+            await ctx.save(deploy, targets=targets)
+            await ctx.audit(deploy, "task_definition_registered", f"{process}: {target['new_td']}",
+                            task_definition=target["new_td"])
+    for process in deploy.processes:
+        target = targets[process]
+        if target.get("canary_created"):
+            continue
+        await service.record_undo(ctx.sessions, deploy.id, "canary",
+                                  {"cluster": cluster, "service": target["canary"]}, key=target["canary"])
+        await ecs.create_canary(cluster, target["service"], target["canary"], target["new_td"],
+                                ctx.config.deploy.canary_tasks)
+        target["canary_created"] = True
+        await ctx.save(deploy, targets=targets)
+        await ctx.audit(deploy, "canary_created", target["canary"], task_definition=target["new_td"])
+    progress: dict[str, Progress] = await _each(
+        {p: targets[p] for p in deploy.processes},
+        lambda _p, t: ecs.canary_ready(cluster, t["canary"], t["new_td"], ctx.config.deploy.canary_tasks),
+    )
+    failed = {p: pr for p, pr in progress.items() if pr.failed}
+    if failed:
+        process, why = next(iter(failed.items()))
+        return StepResult(Event.CANARY_FAILED, f"the {process} canary failed to start: {why.reason}")
+    if all(pr.done for pr in progress.values()):
+        canaries = {p: targets[p]["canary"] for p in deploy.processes}
+        await ctx.tell(Kind.CANARIES_UP, deploy, "Canaries are up", canaries=canaries)
+        return StepResult(Event.CANARIES_UP)
+    if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
+        return StepResult(Event.CANARY_FAILED,
+                          f"the canaries did not start within {ctx.config.deploy.rollout_timeout}")
+    return StepResult(wait=ctx.poll)
+
+
+async def remind(ctx: StepContext, deploy: Deploy) -> StepResult:
+    every = ctx.config.deploy.canary_reminder
+    due = (deploy.canary_reminded_at or deploy.state_entered_at) + every
+    now = utcnow()
+    if now < due:
+        return StepResult(wait=due - now)
+    await ctx.save(deploy, canary_reminded_at=now)
+    await ctx.tell(Kind.CANARY_REMINDER, deploy, "The canaries are waiting for you: Proceed or Roll back")
+    return StepResult(wait=every)
+
+
+# -- rolling out --------------------------------------------------------------------------------
+
+async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
+    ecs, cluster = ctx.outside.ecs, ctx.config.ecs.cluster
+    targets = _targets(deploy)
+    for process in deploy.processes:
+        target = targets[process]
+        if target.get("rollout_started"):
+            continue
+        await service.record_undo(ctx.sessions, deploy.id, "service_update",
+                                  {"cluster": cluster, "service": target["service"],
+                                   "task_definition": target["old_td"]}, key=target["service"])
+        await ecs.rolling_update(cluster, target["service"], target["new_td"], ctx.config.deploy.batch_percent)
+        target["rollout_started"] = True
+        await ctx.save(deploy, targets=targets)
+        await ctx.audit(deploy, "rollout_started", target["service"], task_definition=target["new_td"])
+    progress: dict[str, Progress] = await _each(
+        {p: targets[p] for p in deploy.processes},
+        lambda _p, t: ecs.rollout_progress(cluster, t["service"], t["new_td"]),
+    )
+    counts = {p: [pr.running, pr.desired] for p, pr in progress.items()}
+    if any(targets[p].get("counts") != c for p, c in counts.items()):
+        for process, count in counts.items():
+            targets[process]["counts"] = count
+        await ctx.save(deploy, targets=targets)
+        await ctx.tell(Kind.ROLLOUT_PROGRESS, deploy, "Rolling out", progress=counts)
+    failed = {p: pr for p, pr in progress.items() if pr.failed}
+    if failed:
+        process, why = next(iter(failed.items()))
+        return StepResult(Event.ROLLOUT_FAILED, f"the {process} rollout failed: {why.reason}")
+    if not all(pr.done for pr in progress.values()):
+        if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
+            return StepResult(Event.ROLLOUT_FAILED,
+                              f"the rollout did not finish within {ctx.config.deploy.rollout_timeout}")
+        return StepResult(wait=ctx.poll)
+    for record in await service.pending_undo(ctx.sessions, deploy.id):
+        if record.kind == "canary":
+            await ecs.delete_service(record.data["cluster"], record.data["service"])
+            await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
+    await ctx.tell(Kind.ROLLED_OUT, deploy, "Rolled out: check production, then press Done")
+    return StepResult(Event.ROLLOUT_DONE)
+
+
+async def await_confirmation(ctx: StepContext, deploy: Deploy) -> StepResult:
+    left = ctx.config.deploy.confirm_timeout - _elapsed(deploy)
+    if left <= timedelta(0):
+        return StepResult(Event.CONFIRM_TIMEOUT, "nobody objected within the confirm timeout")
+    return StepResult(wait=left)
+
+
+# -- rolling back (the saga) ----------------------------------------------------------------------
+
+async def _undo_service_update(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
+    """Put a service back on its old task definition; done once it is stable there."""
+    ecs = ctx.outside.ecs
+    await ecs.restore(data["cluster"], data["service"], data["task_definition"])
+    progress = await ecs.rollout_progress(data["cluster"], data["service"], data["task_definition"])
+    if progress.failed:
+        raise RollbackStuck(f"{data['service']} does not come back on its old task definition: {progress.reason}")
+    return f"restored {data['task_definition']}" if progress.done else None
+
+
+async def _undo_canary(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
+    await ctx.outside.ecs.delete_service(data["cluster"], data["service"])
+    return "canary deleted"
+
+
+async def _undo_merge(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
+    github = ctx.outside.github
+    sha = deploy.merge_sha or await github.find_merge(deploy.pr_number)
+    if sha is None:
+        return "never merged"
+    result = await github.revert_merge(sha, deploy.pr_number)
+    await ctx.save(deploy, revert_sha=result.sha, revert_status=result.status)
+    await ctx.audit(deploy, f"revert_{result.status}", result.detail, revert_sha=result.sha,
+                    manual_url=result.manual_url)
+    if result.status == "manual":
+        await ctx.tell(Kind.NEEDS_ATTENTION, deploy, f"Revert #{deploy.pr_number} by hand: {result.detail}",
+                       manual_url=result.manual_url, paths=list(result.paths))
+    return f"revert {result.status}" + (f" {result.sha[:12]}" if result.sha else "")
+
+
+class RollbackStuck(Exception):
+    """An undo cannot complete without a person."""
+
+
+_UNDO: dict[str, Callable[[StepContext, Deploy, dict[str, Any]], Awaitable[str | None]]] = {
+    "service_update": _undo_service_update,
+    "canary": _undo_canary,
+    "merge": _undo_merge,
+}
+
+
+async def roll_back(ctx: StepContext, deploy: Deploy) -> StepResult:
+    """Undo every recorded step newest first; consecutive undos of one kind run in parallel."""
+    pending = await service.pending_undo(ctx.sessions, deploy.id)
+    while pending:
+        kind = pending[0].kind
+        batch = pending[: next((i for i, r in enumerate(pending) if r.kind != kind), len(pending))]
+        results = await asyncio.gather(*(_UNDO[r.kind](ctx, deploy, r.data) for r in batch))
+        for record, result in zip(batch, results, strict=True):
+            if result is not None:
+                await service.mark_undone(ctx.sessions, record.id, result)
+        if any(result is None for result in results):
+            return StepResult(wait=ctx.poll)
+        pending = pending[len(batch):]
+    return StepResult(Event.UNDONE, deploy.outcome_reason)
+
+
+STEPS: dict[State, Callable[[StepContext, Deploy], Awaitable[StepResult]]] = {
+    State.MERGING: merge,
+    State.BUILDING: build,
+    State.CANARYING: start_canaries,
+    State.CANARY_CHECK: remind,
+    State.ROLLING_OUT: roll_out,
+    State.AWAITING_CONFIRMATION: await_confirmation,
+    State.ROLLING_BACK: roll_back,
+}

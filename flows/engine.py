@@ -1,0 +1,175 @@
+"""The job loop: advances every deploy that is due, under a work lease, on each tick or wake-up.
+
+APScheduler's `AsyncIOScheduler` runs `tick` every `deploy.tick` in the same event loop as the
+Slack app; `wake()` makes it run at once, so a click never waits for the next tick. Each due
+deploy is claimed with a lease (owner, expiry) renewed while its step runs, so two running
+copies never act on the same deploy, and a copy that dies hands its work over when the lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flows.config import AppConfig
+from flows.deploy import service
+from flows.deploy.flows import DeployFlows
+from flows.deploy.machine import Event, State
+from flows.deploy.steps import STEPS, Outside, RollbackStuck, StepContext, StepResult
+from flows.errors import Superseded
+from flows.notify import Notifier
+from integrations.outside import OutsideError
+from storage import leases
+from storage.clock import utcnow
+from storage.models import Deploy
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = timedelta(seconds=30)
+CLAIM_LIMIT = 20
+
+
+def default_owner() -> str:
+    """A name for this copy in work leases: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Engine:
+    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
+                 notifier: Notifier, *, owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
+                 poll: timedelta | None = None) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.outside = outside
+        self.notifier = notifier
+        self.owner = owner or default_owner()
+        self.lease_ttl = lease_ttl
+        self.flows = DeployFlows(config, sessions, outside.github, notifier, self.wake)
+        self.context = StepContext(config, outside, sessions, notifier.notify,
+                                   poll=poll or min(config.deploy.tick, timedelta(seconds=2)))
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running = False
+        self._again = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start ticking in the running event loop."""
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(self.tick, "interval", seconds=self.config.deploy.tick.total_seconds(),
+                                id="tick", max_instances=1, coalesce=True, next_run_time=datetime.now())
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Run a tick now (or right after the one under way) instead of waiting for the interval."""
+        self._again = True
+        if self._scheduler is not None and not self._running:
+            job = self._scheduler.get_job("tick")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo if job.next_run_time else None))
+
+    async def tick(self) -> int:
+        """Advance everything due; returns how many steps ran. Runs again at once if woken meanwhile."""
+        if self._running:
+            self._again = True
+            return 0
+        self._running = True
+        ran = 0
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                ran += await self._pass()
+        finally:
+            self._running = False
+        return ran
+
+    async def _pass(self) -> int:
+        started = await service.start_next(self.sessions)
+        if started is not None:
+            await self.flows.announce(started)
+        async with self.sessions() as session, session.begin():
+            due = await leases.claim_due(session, Deploy, self.owner, self.lease_ttl, now=utcnow(),
+                                         limit=CLAIM_LIMIT)
+        if due:
+            await asyncio.gather(*(self._advance_leased(deploy_id) for deploy_id in due))
+        return len(due) + (started is not None)
+
+    # -- one deploy -----------------------------------------------------------------------------
+    async def _advance_leased(self, deploy_id: int) -> None:
+        keeper = asyncio.create_task(self._keep_lease(deploy_id, asyncio.current_task()))
+        self._tasks.add(keeper)
+        try:
+            await self.advance(deploy_id)
+        except Exception:
+            log.exception("deploy %s: step failed unexpectedly", deploy_id)
+        finally:
+            keeper.cancel()
+            self._tasks.discard(keeper)
+            with contextlib.suppress(Exception):
+                async with self.sessions() as session, session.begin():
+                    await leases.release(session, Deploy, deploy_id, self.owner)
+
+    async def _keep_lease(self, deploy_id: int, step: asyncio.Task | None) -> None:
+        """Renew the lease while the step runs; if another copy took it, stop the step."""
+        while True:
+            await asyncio.sleep(self.lease_ttl.total_seconds() / 3)
+            async with self.sessions() as session, session.begin():
+                kept = await leases.claim(session, Deploy, deploy_id, self.owner, self.lease_ttl)
+            if not kept and step is not None:
+                log.warning("deploy %s: lease lost, stopping its step", deploy_id)
+                step.cancel()
+                return
+
+    async def advance(self, deploy_id: int) -> None:
+        """Run the step of the deploy's state once and record what came of it."""
+        deploy = await service.get_deploy(self.sessions, deploy_id)
+        if deploy is None:
+            return
+        state = State(deploy.state)
+        step = STEPS.get(state)
+        if step is None or deploy.needs_attention:
+            await self._settle(deploy, StepResult())
+            return
+        try:
+            result = await step(self.context, deploy)
+        except Superseded:
+            log.info("deploy %s changed while its %s step ran; looking again", deploy_id, state.value)
+            self.wake()
+            return
+        except (OutsideError, RollbackStuck) as exc:
+            reason = str(exc)
+            log.warning("deploy %s needs attention in %s: %s", deploy_id, state.value, reason)
+            result = StepResult(Event.RETRIES_EXHAUSTED, reason)
+        await self._settle(deploy, result)
+
+    async def _settle(self, deploy: Deploy, result: StepResult) -> None:
+        try:
+            if result.event is None:
+                due = None if result.wait is None else utcnow() + result.wait
+                if due != deploy.due_at:
+                    await service.save(self.sessions, deploy, due_at=due)
+                return
+            applied = await service.apply_event(self.sessions, deploy.id, result.event,
+                                                expected_version=deploy.version, reason=result.reason)
+        except Superseded:
+            self.wake()
+            return
+        await self.flows.announce(applied)
+        self.wake()

@@ -1,0 +1,458 @@
+"""AWS ECS and ECR: canaries, rolling updates and their progress, restores, image checks (boto3, off the loop).
+
+Every call is idempotent or checks the outside world first, so a deploy that crashed between
+acting and recording can run the same step again: a rolling update or a restore whose service
+is already on the task definition does nothing, a canary that exists is updated rather than
+created twice, a deleted service is not deleted again.
+
+Progress is read from the service's deployments, as ECS reports them: the PRIMARY deployment's
+task definition, running count and `rolloutState` (the circuit breaker marks it FAILED). A
+canary behind a load balancer counts as up once its tasks' IP addresses are healthy targets
+in every target group (awsvpc networking, which Fargate always uses; tasks without an IP count
+as soon as they run).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from integrations.outside import (
+    Conflict,
+    NotFound,
+    OutsideCaller,
+    OutsideError,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+)
+
+T = TypeVar("T")
+
+SYSTEM = "AWS"
+DEFAULT_REGION = "eu-west-1"
+CANARY_TAG = "fatcontroller:canary-of"
+_TRANSIENT_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServerException",
+                    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "RequestLimitExceeded"}
+_NOT_FOUND_CODES = {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException",
+                    "RepositoryNotFoundException", "ImageNotFoundException", "TargetGroupNotFound"}
+_ECR_IMAGE = re.compile(
+    r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# what a canary copies from its main service, besides launch type or capacity providers
+_CANARY_COPIES = ("networkConfiguration", "loadBalancers", "platformVersion", "healthCheckGracePeriodSeconds",
+                  "placementConstraints", "placementStrategy", "propagateTags", "enableECSManagedTags",
+                  "enableExecuteCommand")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One of a service's deployments (PRIMARY is the newest, ACTIVE ones are draining)."""
+
+    id: str
+    status: str
+    task_definition: str
+    desired: int
+    running: int
+    pending: int
+    failed: int
+    rollout_state: str | None  # IN_PROGRESS, COMPLETED, FAILED
+    rollout_reason: str | None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    cluster: str
+    status: str  # ACTIVE or DRAINING (INACTIVE services are reported as missing)
+    task_definition: str
+    desired: int
+    running: int
+    pending: int
+    launch_type: str | None
+    load_balancers: tuple[dict, ...]
+    deployments: tuple[Deployment, ...]
+    events: tuple[str, ...]  # newest first
+
+    @property
+    def primary(self) -> Deployment | None:
+        return next((d for d in self.deployments if d.status == "PRIMARY"), None)
+
+    def on(self, task_definition: str) -> bool:
+        """Whether the service runs (or is rolling out) exactly this task definition."""
+        primary = self.primary
+        on_primary = primary is None or primary.task_definition == task_definition
+        return self.task_definition == task_definition and on_primary
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far one service (or canary) has come towards running a task definition."""
+
+    done: bool
+    failed: bool
+    reason: str | None
+    running: int
+    desired: int
+
+
+def _deployment(data: dict[str, Any]) -> Deployment:
+    return Deployment(
+        id=data["id"],
+        status=data["status"],
+        task_definition=data["taskDefinition"],
+        desired=data.get("desiredCount", 0),
+        running=data.get("runningCount", 0),
+        pending=data.get("pendingCount", 0),
+        failed=data.get("failedTasks", 0),
+        rollout_state=data.get("rolloutState"),
+        rollout_reason=data.get("rolloutStateReason"),
+    )
+
+
+def _state(cluster: str, data: dict[str, Any]) -> ServiceState:
+    return ServiceState(
+        name=data["serviceName"],
+        cluster=cluster,
+        status=data["status"],
+        task_definition=data["taskDefinition"],
+        desired=data.get("desiredCount", 0),
+        running=data.get("runningCount", 0),
+        pending=data.get("pendingCount", 0),
+        launch_type=data.get("launchType"),
+        load_balancers=tuple(data.get("loadBalancers") or ()),
+        deployments=tuple(_deployment(d) for d in data.get("deployments") or ()),
+        events=tuple(e["message"] for e in data.get("events") or ()),
+    )
+
+
+def max_percent(desired: int, batch_percent: int) -> int:
+    """`100 + batch_percent`, raised where needed so that ECS may start at least one task per batch
+    (it rounds the maximum down: 4 tasks at 125% allow 5, 2 tasks at 125% would allow only 2)."""
+    percent = 100 + batch_percent
+    if desired > 0 and desired * percent // 100 <= desired:
+        percent = math.ceil(100 * (desired + 1) / desired)
+    return percent
+
+
+def failure_threshold(desired: int) -> int:
+    """Failed tasks after which a deployment has failed: the ECS circuit breaker's own threshold."""
+    return max(3, min(200, math.ceil(desired * 0.5)))
+
+
+class Ecs:
+    """Async facade over boto3's ECS, ECR and ELBv2 clients; every call goes through `OutsideCaller`."""
+
+    def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
+                 policy: RetryPolicy | None = None, timeout: float = 20.0) -> None:
+        self._session = boto3.session.Session()
+        self.region = region or self._session.region_name or DEFAULT_REGION
+        self._endpoint_url = endpoint_url  # None: boto3 itself honours AWS_ENDPOINT_URL
+        # one attempt per call, OutsideCaller being the one retry loop (botocore's `max_attempts: 1`
+        # would still retry once: it counts retries, `total_max_attempts` counts attempts)
+        self._config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
+                              read_timeout=timeout)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients_lock = threading.Lock()
+        self._caller = OutsideCaller(SYSTEM, self._classify, policy)
+        self._ecs = self._client("ecs")
+        self._elb = self._client("elbv2")
+        self._register_fields = set(
+            self._ecs.meta.service_model.operation_model("RegisterTaskDefinition").input_shape.members)
+
+    def _client(self, service: str, region: str | None = None) -> Any:
+        key = (service, region or self.region)
+        with self._clients_lock:  # boto3 sessions are not thread-safe; made clients are
+            if key not in self._clients:
+                self._clients[key] = self._session.client(service, region_name=key[1],
+                                                          endpoint_url=self._endpoint_url, config=self._config)
+            return self._clients[key]
+
+    @staticmethod
+    def _classify(exc: BaseException) -> OutsideError | None:
+        if isinstance(exc, NoCredentialsError):
+            return PermanentError(SYSTEM, "no AWS credentials")
+        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+            return TransientError(SYSTEM, f"connection failed: {exc}")
+        if not isinstance(exc, ClientError):
+            return None
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message") or str(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        operation = exc.operation_name
+        text = f"{operation}: {code}: {message}"
+        if code in _TRANSIENT_CODES or (status or 0) >= 500:
+            return TransientError(SYSTEM, text, status=status)
+        if code in _NOT_FOUND_CODES:
+            return NotFound(SYSTEM, text, status=status)
+        if code == "InvalidParameterException" and "still Draining" in message:
+            return TransientError(SYSTEM, text, status=status)  # gone once its tasks have stopped
+        if code == "InvalidParameterException" and "not idempotent" in message:
+            return Conflict(SYSTEM, text, status=status)
+        return PermanentError(SYSTEM, text, status=status)
+
+    async def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        return await self._caller.call(what, fn, **kwargs)
+
+    # -- reading services ----------------------------------------------------------------------
+    async def _describe_raw(self, cluster: str, services: list[str], *, tags: bool = False) -> dict[str, dict]:
+        """Described services by name, 10 per call (the API's limit); missing ones left out."""
+        found: dict[str, dict] = {}
+        for start in range(0, len(services), 10):
+            batch = services[start:start + 10]
+            extra = {"include": ["TAGS"]} if tags else {}
+            answer = await self._call(f"describe services {', '.join(batch)}", self._ecs.describe_services,
+                                      cluster=cluster, services=batch, **extra)
+            for data in answer.get("services", []):
+                found[data["serviceName"]] = data
+        return found
+
+    async def _live_raw(self, cluster: str, service: str, *, tags: bool = False) -> dict[str, Any] | None:
+        data = (await self._describe_raw(cluster, [service], tags=tags)).get(service)
+        return None if data is None or data["status"] == "INACTIVE" else data
+
+    async def describe_services(self, cluster: str, services: list[str]) -> dict[str, ServiceState | None]:
+        """Each named service, None when missing or INACTIVE."""
+        found = await self._describe_raw(cluster, services)
+        return {name: (_state(cluster, found[name]) if name in found and found[name]["status"] != "INACTIVE"
+                       else None) for name in services}
+
+    async def describe_service(self, cluster: str, service: str) -> ServiceState | None:
+        return (await self.describe_services(cluster, [service]))[service]
+
+    async def _existing(self, cluster: str, service: str) -> ServiceState:
+        state = await self.describe_service(cluster, service)
+        if state is None:
+            raise NotFound(SYSTEM, f"service {service} not found in cluster {cluster}")
+        return state
+
+    # -- task definitions ----------------------------------------------------------------------
+    async def _task_definition(self, task_definition: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        answer = await self._call(f"describe task definition {task_definition}",
+                                  self._ecs.describe_task_definition, taskDefinition=task_definition,
+                                  include=["TAGS"])
+        return answer["taskDefinition"], answer.get("tags") or []
+
+    @staticmethod
+    def _container(definition: dict[str, Any], container: str) -> dict[str, Any]:
+        for candidate in definition["containerDefinitions"]:
+            if candidate["name"] == container:
+                return candidate
+        raise NotFound(SYSTEM, f"container {container} is not in task definition {definition['taskDefinitionArn']}")
+
+    async def image_of(self, task_definition: str, container: str) -> str:
+        definition, _ = await self._task_definition(task_definition)
+        return self._container(definition, container)["image"]
+
+    async def register_with_image(self, task_definition: str, container: str, image: str) -> str:
+        """A new revision of the same family with `container`'s image replaced and all else copied; its ARN."""
+        definition, tags = await self._task_definition(task_definition)
+        self._container(definition, container)["image"] = image
+        # what DescribeTaskDefinition adds (ARN, revision, status, registeredAt...) is not accepted back
+        params = {k: copy.deepcopy(v) for k, v in definition.items() if k in self._register_fields}
+        if tags:
+            params["tags"] = tags
+        answer = await self._call(f"register task definition {definition['family']}",
+                                  self._ecs.register_task_definition, **params)
+        return answer["taskDefinition"]["taskDefinitionArn"]
+
+    # -- canaries ------------------------------------------------------------------------------
+    async def create_canary(self, cluster: str, service: str, canary: str, task_definition: str, count: int) -> None:
+        """Run `count` tasks of `task_definition` as service `canary`, placed and load-balanced like `service`."""
+        existing = await self._live_raw(cluster, canary)
+        if existing is not None and existing["status"] == "ACTIVE":
+            await self._update_canary(cluster, canary, task_definition, count, existing)
+            return
+        main = await self._live_raw(cluster, service, tags=True)
+        if main is None:
+            raise NotFound(SYSTEM, f"service {service} not found in cluster {cluster}")
+        params: dict[str, Any] = {
+            "cluster": cluster,
+            "serviceName": canary,
+            "taskDefinition": task_definition,
+            "desiredCount": count,
+            # the breaker gives up on a canary that cannot start; rolling back is the deploy's decision
+            "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                        "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+            "tags": [t for t in main.get("tags") or [] if t.get("key") != CANARY_TAG]
+                    + [{"key": CANARY_TAG, "value": service}],
+        }
+        if main.get("capacityProviderStrategy"):
+            params["capacityProviderStrategy"] = main["capacityProviderStrategy"]
+        elif main.get("launchType"):
+            params["launchType"] = main["launchType"]
+        for key in _CANARY_COPIES:
+            if main.get(key) not in (None, [], {}):
+                params[key] = copy.deepcopy(main[key])
+        role = main.get("roleArn")
+        # ECS refuses a role for awsvpc services, and its own service-linked role is never passed
+        if role and not main.get("networkConfiguration") and "/aws-service-role/" not in role:
+            params["role"] = role
+        try:
+            await self._call(f"create service {canary}", self._ecs.create_service, **params)
+        except Conflict:  # created by an earlier attempt whose answer was lost
+            await self._update_canary(cluster, canary, task_definition, count, None)
+
+    async def _update_canary(self, cluster: str, canary: str, task_definition: str, count: int,
+                             existing: dict[str, Any] | None) -> None:
+        if existing is not None and existing["taskDefinition"] == task_definition and existing["desiredCount"] == count:
+            return
+        await self._call(f"update service {canary}", self._ecs.update_service, cluster=cluster, service=canary,
+                         taskDefinition=task_definition, desiredCount=count)
+
+    async def canary_ready(self, cluster: str, canary: str, task_definition: str, count: int) -> Progress:
+        state = await self._existing(cluster, canary)
+        primary = state.primary
+        running = primary.running if primary is not None and primary.task_definition == task_definition else 0
+        failure = await self._failure(cluster, state, task_definition, threshold=failure_threshold(count))
+        if failure is not None:
+            return Progress(done=False, failed=True, reason=failure, running=running, desired=count)
+        done = running >= count and await self._healthy_tasks(cluster, state, task_definition) >= count
+        return Progress(done=done, failed=False, reason=None, running=running, desired=count)
+
+    async def _healthy_tasks(self, cluster: str, state: ServiceState, task_definition: str) -> int:
+        """Running tasks on `task_definition` that every target group of the service finds healthy."""
+        groups = [b["targetGroupArn"] for b in state.load_balancers if b.get("targetGroupArn")]
+        tasks = await self._tasks(cluster, state.name, "RUNNING")
+        addresses = [_address(t) for t in tasks
+                     if t.get("lastStatus") == "RUNNING" and t.get("taskDefinitionArn") == task_definition]
+        unchecked = sum(a is None for a in addresses)
+        healthy = [a for a in addresses if a is not None]
+        for group in groups if healthy else []:
+            answer = await self._call(f"describe target health {group}", self._elb.describe_target_health,
+                                      TargetGroupArn=group, Targets=[{"Id": a} for a in healthy])
+            good = {d["Target"]["Id"] for d in answer.get("TargetHealthDescriptions", [])
+                    if d.get("TargetHealth", {}).get("State") == "healthy"}
+            healthy = [a for a in healthy if a in good]
+        return unchecked + len(healthy)
+
+    async def _tasks(self, cluster: str, service: str, status: str, limit: int = 100) -> list[dict[str, Any]]:
+        listed = await self._call(f"list tasks of {service}", self._ecs.list_tasks, cluster=cluster,
+                                  serviceName=service, desiredStatus=status, maxResults=limit)
+        if not listed.get("taskArns"):
+            return []
+        answer = await self._call(f"describe tasks of {service}", self._ecs.describe_tasks, cluster=cluster,
+                                  tasks=listed["taskArns"])
+        return answer.get("tasks", [])
+
+    async def _failure(self, cluster: str, state: ServiceState, task_definition: str,
+                       threshold: int | None = None) -> str | None:
+        """Why the service's move to `task_definition` failed, or None while it has not."""
+        primary = state.primary
+        if primary is None or not state.on(task_definition):
+            on = primary.task_definition if primary is not None else state.task_definition
+            return f"service {state.name} is on {on}, no longer on {task_definition}"
+        if primary.rollout_state == "FAILED":
+            reason = primary.rollout_reason or "deployment failed"
+        elif threshold is not None and primary.failed >= threshold:
+            reason = f"{primary.failed} tasks failed to start"
+        else:
+            return None
+        stopped = await self._last_stop_reason(cluster, state.name, task_definition)
+        return f"{reason} (last task: {stopped})" if stopped else reason
+
+    async def _last_stop_reason(self, cluster: str, service: str, task_definition: str) -> str | None:
+        """Why the latest task of `task_definition` that failed (not stopped by the scheduler) stopped."""
+
+        def failed(task: dict[str, Any]) -> bool:
+            # ECS stops a task that fails its load balancer health checks itself, and says so
+            unasked = (task.get("stopCode") != "ServiceSchedulerInitiated"
+                       or "health checks" in (task.get("stoppedReason") or ""))
+            return task.get("taskDefinitionArn") == task_definition and unasked
+
+        tasks = [t for t in await self._tasks(cluster, service, "STOPPED", limit=20) if failed(t)]
+        if not tasks:
+            return None
+        last = max(tasks, key=lambda t: t.get("stoppedAt") or t.get("createdAt") or 0)
+        reasons = [last.get("stoppedReason")] + [c.get("reason") for c in last.get("containers", [])]
+        return "; ".join(dict.fromkeys(r for r in reasons if r)) or None
+
+    async def delete_service(self, cluster: str, service: str) -> None:
+        """Scale to 0 and delete; a missing, draining or inactive service is left as it is."""
+        state = await self.describe_service(cluster, service)
+        if state is None or state.status != "ACTIVE":
+            return
+        try:
+            if state.desired:
+                await self._call(f"scale {service} to 0", self._ecs.update_service, cluster=cluster,
+                                 service=service, desiredCount=0)
+            await self._call(f"delete service {service}", self._ecs.delete_service, cluster=cluster,
+                             service=service, force=True)
+        except NotFound:  # deleted meanwhile by someone else: what we wanted
+            return
+
+    # -- rolling updates -----------------------------------------------------------------------
+    async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int) -> None:
+        """Move the service to `task_definition` a batch at a time (the circuit breaker on, no ECS rollback)."""
+        state = await self._existing(cluster, service)
+        if state.on(task_definition):
+            return
+        config = {"maximumPercent": max_percent(state.desired, batch_percent), "minimumHealthyPercent": 100,
+                  "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+        await self._call(f"update service {service}", self._ecs.update_service, cluster=cluster, service=service,
+                         taskDefinition=task_definition, deploymentConfiguration=config)
+
+    async def rollout_progress(self, cluster: str, service: str, task_definition: str) -> Progress:
+        state = await self._existing(cluster, service)
+        primary = state.primary
+        running = primary.running if primary is not None else state.running
+        desired = primary.desired if primary is not None else state.desired
+        failure = await self._failure(cluster, state, task_definition)
+        if failure is not None:
+            return Progress(done=False, failed=True, reason=failure, running=running, desired=desired)
+        assert primary is not None  # _failure reports a service without one
+        done = primary.rollout_state == "COMPLETED" or (
+            primary.rollout_state is None and len(state.deployments) == 1 and running == desired)
+        return Progress(done=done, failed=False, reason=None, running=running, desired=desired)
+
+    async def restore(self, cluster: str, service: str, task_definition: str) -> None:
+        """Put the service back on exactly `task_definition` (an ARN it ran before)."""
+        state = await self._existing(cluster, service)
+        if state.on(task_definition):
+            return
+        await self._call(f"restore service {service}", self._ecs.update_service, cluster=cluster, service=service,
+                         taskDefinition=task_definition)
+
+    async def scale(self, cluster: str, service: str, desired: int) -> None:
+        await self._call(f"scale {service} to {desired}", self._ecs.update_service, cluster=cluster,
+                         service=service, desiredCount=desired)
+
+    async def point_service(self, cluster: str, service: str, task_definition: str, desired: int) -> None:
+        """Run `desired` tasks of `task_definition` (a preview environment's services)."""
+        await self._call(f"point service {service}", self._ecs.update_service, cluster=cluster, service=service,
+                         taskDefinition=task_definition, desiredCount=desired)
+
+    # -- images --------------------------------------------------------------------------------
+    async def image_exists(self, image: str) -> bool:
+        """Whether an ECR image URI (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`) has been pushed."""
+        match = _ECR_IMAGE.match(image)
+        if match is None:
+            raise PermanentError(SYSTEM, f"{image} is not an ECR image URI")
+        image_id = {"imageDigest": match["digest"]} if match["digest"] else {"imageTag": match["tag"] or "latest"}
+        ecr = self._client("ecr", match["region"])
+        try:
+            await self._call(f"describe image {image}", ecr.describe_images, registryId=match["registry"],
+                             repositoryName=match["repository"], imageIds=[image_id])
+        except NotFound:
+            return False
+        return True
+
+
+def _address(task: dict[str, Any]) -> str | None:
+    """The task's private IP (awsvpc), the ID its load balancer targets have."""
+    for attachment in task.get("attachments") or []:
+        for detail in attachment.get("details") or []:
+            if detail.get("name") == "privateIPv4Address":
+                return detail.get("value")
+    return None

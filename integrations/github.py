@@ -1,0 +1,333 @@
+"""GitHub: open pull requests, merging one, and reverting a merge without undoing anyone else's work.
+
+Every call runs PyGithub in a worker thread through `OutsideCaller` (timeout, one retry loop: the
+client's own retries and throttling are switched off). Each public call is idempotent and re-reads
+GitHub before it writes, so a retry, or a resume after a crash, never merges or reverts twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import requests
+from github import Auth, Github, GithubException, InputGitTreeElement, UnknownObjectException
+from github.GitCommit import GitCommit
+from github.GitTree import GitTree
+from github.PullRequest import PullRequest as GithubPullRequest
+from github.Repository import Repository
+
+from integrations.outside import (
+    Conflict,
+    NotFound,
+    OutsideCaller,
+    OutsideError,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+)
+
+SYSTEM = "github"
+SCAN_LIMIT = 1000  # open pull requests one search looks through, newest first
+REVERT_ATTEMPTS = 3  # times a revert is recomputed when the base branch moves under it
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    title: str
+    author: str
+    url: str  # html_url
+    state: str  # open / closed
+    merged: bool
+    merge_sha: str | None  # the merge commit, once merged
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    mergeable: bool | None  # None: unknown (GitHub still computing, or not fetched by a search)
+    from_fork: bool
+    created_at: datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    sha: str
+    already: bool  # the pull request was merged before we asked (a resume after a crash)
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    status: Literal["reverted", "already", "manual"]
+    sha: str | None  # the revert commit (None when it must be done by hand)
+    detail: str
+    paths: tuple[str, ...] = ()  # reverted paths, or for "manual" the paths changed since the merge
+    manual_url: str | None = None  # the merge commit to revert by hand
+
+
+class NotMergeable(PermanentError):
+    """GitHub refuses (or would refuse) the merge; `reason` says why in one of a few words."""
+
+    REASONS = ("closed", "conflict", "head moved", "not mergeable", "base mismatch")
+
+    def __init__(self, number: int, reason: str, detail: str) -> None:
+        assert reason in self.REASONS, reason
+        self.number = number
+        self.reason = reason
+        super().__init__(SYSTEM, f"pull request #{number} cannot be merged: {detail}")
+
+
+_FileEntry = tuple[str, str, str]  # mode, type, sha
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _files(tree: GitTree) -> dict[str, _FileEntry]:
+    """Path -> (mode, type, sha) of every file (and submodule) in a recursive tree listing."""
+    return {e.path: (e.mode, e.type, e.sha) for e in tree.tree if e.type != "tree"}
+
+
+def _server_message(exc: GithubException) -> str:
+    data = exc.data
+    message = (data.get("message") or data.get("data")) if isinstance(data, dict) else data
+    return str(message or "no message")[:300]
+
+
+class GitHub:
+    """Pull requests and the base branch of one repository, for the deploy train."""
+
+    def __init__(self, repo: str, base_branch: str, *, token: str | None,
+                 api_url: str = "https://api.github.com", policy: RetryPolicy | None = None,
+                 timeout: float = 15.0) -> None:
+        self.repo = repo
+        self.base_branch = base_branch
+        self._token = token
+        self._api_url = api_url
+        self._timeout = max(1, math.ceil(timeout))  # PyGithub insists on an int
+        # PyGithub's connection object keeps the request being made in attributes: one client per thread.
+        self._local = threading.local()
+        self._caller = OutsideCaller(SYSTEM, self._classify, policy)
+
+    # -- public API ----------------------------------------------------------------------------
+    async def search_open_prs(self, text: str = "", limit: int = 25) -> list[PullRequest]:
+        """Open PRs against the base branch, newest first, matching a number ("123", "#123") or
+        a case-insensitive substring of the title or the author's login."""
+        return await self._caller.call("list open pull requests", self._search, text, limit)
+
+    async def get_pr(self, number: int) -> PullRequest:
+        return await self._caller.call(f"read pull request #{number}", self._get_pr, number)
+
+    async def merge(self, number: int, head_sha: str) -> MergeResult:
+        """Merge with a merge commit, only if the head is still `head_sha`; a no-op if already merged."""
+        return await self._caller.call(f"merge pull request #{number}", self._merge, number, head_sha)
+
+    async def find_merge(self, number: int) -> str | None:
+        """The merge commit of a merged pull request, None while it is not merged."""
+        return await self._caller.call(f"read pull request #{number}", self._find_merge, number)
+
+    async def branch_head(self) -> str:
+        return await self._caller.call(f"read branch {self.base_branch}", self._branch_head)
+
+    async def revert_merge(self, merge_sha: str, number: int) -> RevertResult:
+        """Undo a merge on the base branch, and only that merge (DESIGN.md section 1)."""
+        return await self._caller.call(f"revert the merge of #{number}", self._revert, merge_sha, number)
+
+    async def find_revert(self, merge_sha: str, *, depth: int = 100) -> str | None:
+        """The commit among the newest `depth` of the base branch that reverts `merge_sha`, if any."""
+        return await self._caller.call(f"look for a revert of {merge_sha[:12]}", self._find_revert,
+                                       merge_sha, depth)
+
+    # -- in worker threads ---------------------------------------------------------------------
+    def _repo(self) -> Repository:
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            client = Github(
+                base_url=self._api_url, auth=Auth.Token(self._token) if self._token else None,
+                timeout=self._timeout, retry=None, seconds_between_requests=0, seconds_between_writes=0,
+                per_page=100, lazy=True,  # lazy: objects are fetched on first use, not on creation
+            )
+            repo = self._local.repo = client.get_repo(self.repo)
+        return repo
+
+    def _search(self, text: str, limit: int) -> list[PullRequest]:
+        needle = text.strip().lower()
+        number = needle.removeprefix("#").strip()
+
+        def matches(pr: PullRequest) -> bool:
+            return (not needle or (number.isdigit() and int(number) == pr.number)
+                    or needle in pr.title.lower() or needle in pr.author.lower())
+
+        pulls = self._repo().get_pulls(state="open", base=self.base_branch, sort="created", direction="desc")
+        prs = (self._pull_request(pull, detailed=False) for pull in itertools.islice(pulls, SCAN_LIMIT))
+        # Lazy all the way down: pages are fetched only until `limit` matches are found.
+        return list(itertools.islice(filter(matches, prs), max(0, limit)))
+
+    def _get_pr(self, number: int) -> PullRequest:
+        return self._pull_request(self._read_pull(number), detailed=True)
+
+    def _read_pull(self, number: int) -> GithubPullRequest:
+        """A pull request, fully read now (PyGithub objects are lazy)."""
+        try:
+            pull = self._repo().get_pull(number)
+            pull.complete()
+        except UnknownObjectException:
+            raise NotFound(SYSTEM, f"no pull request #{number} in {self.repo}", status=404) from None
+        return pull
+
+    def _pull_request(self, pull: GithubPullRequest, *, detailed: bool) -> PullRequest:
+        # Items of a list lack `merged` and `mergeable`: touching them would fetch each PR again.
+        merged = pull.merged_at is not None
+        head_repo = pull.head.repo
+        return PullRequest(
+            number=pull.number, title=pull.title, author=pull.user.login, url=pull.html_url,
+            state=pull.state, merged=merged, merge_sha=pull.merge_commit_sha if merged else None,
+            head_sha=pull.head.sha, head_ref=pull.head.ref, base_ref=pull.base.ref,
+            mergeable=pull.mergeable if detailed else None,
+            from_fork=head_repo is None or head_repo.full_name.lower() != self.repo.lower(),
+            created_at=_naive_utc(pull.created_at),
+        )
+
+    def _merge(self, number: int, head_sha: str) -> MergeResult:
+        pull = self._read_pull(number)
+        self._check_base(pull)
+        if pull.merged_at is not None:
+            return MergeResult(pull.merge_commit_sha, already=True)
+        self._check_mergeable(pull, head_sha)
+        try:
+            status = pull.merge(sha=head_sha, merge_method="merge")
+        except GithubException as exc:
+            if exc.status == 409:
+                raise NotMergeable(number, "head moved", _server_message(exc)) from exc
+            if exc.status != 405:
+                raise
+            # Refused: read the pull request again to say why (or find it merged meanwhile).
+            message = _server_message(exc)
+            if "base branch was modified" in message.lower():
+                raise TransientError(SYSTEM, message, status=405) from exc
+            again = self._read_pull(number)
+            if again.merged_at is not None:
+                return MergeResult(again.merge_commit_sha, already=True)
+            self._check_mergeable(again, head_sha)
+            raise NotMergeable(number, "not mergeable", message) from exc
+        return MergeResult(status.sha, already=False)
+
+    def _check_base(self, pull: GithubPullRequest) -> None:
+        if pull.base.ref != self.base_branch:
+            raise NotMergeable(pull.number, "base mismatch",
+                               f"it targets {pull.base.ref}, not {self.base_branch}")
+
+    def _check_mergeable(self, pull: GithubPullRequest, head_sha: str) -> None:
+        if pull.state != "open":
+            raise NotMergeable(pull.number, "closed", "it is closed")
+        if pull.head.sha != head_sha:
+            raise NotMergeable(pull.number, "head moved",
+                               f"its head moved from {head_sha[:12]} to {pull.head.sha[:12]}")
+        if pull.mergeable is False:
+            raise NotMergeable(pull.number, "conflict", f"it conflicts with {self.base_branch}")
+
+    def _find_merge(self, number: int) -> str | None:
+        pull = self._read_pull(number)
+        return pull.merge_commit_sha if pull.merged_at is not None else None
+
+    def _branch_head(self) -> str:
+        return self._repo().get_git_ref(f"heads/{self.base_branch}").object.sha
+
+    def _find_revert(self, merge_sha: str, depth: int) -> str | None:
+        marker = f"This reverts commit {merge_sha}"
+        for commit in itertools.islice(self._repo().get_commits(sha=self.base_branch), depth):
+            if marker in commit.commit.message:
+                return commit.sha
+        return None
+
+    def _revert(self, merge_sha: str, number: int) -> RevertResult:
+        repo = self._repo()
+        try:
+            merge = repo.get_git_commit(merge_sha)
+        except UnknownObjectException:
+            raise NotFound(SYSTEM, f"no commit {merge_sha} in {self.repo}", status=404) from None
+        if not merge.parents:
+            raise PermanentError(SYSTEM, f"{merge_sha[:12]} has no parent: there is nothing to revert to")
+        before = repo.get_git_commit(merge.parents[0].sha)
+        title = merge.message.split("\n", 1)[0]
+        message = f'Revert "{title}"\n\nThis reverts commit {merge_sha}, reversing\nchanges made to {before.sha}.'
+        for _ in range(REVERT_ATTEMPTS):
+            done = self._find_revert(merge_sha, 100)
+            if done is not None:
+                return RevertResult("already", done, f"#{number} was already reverted by {done[:12]}")
+            ref = repo.get_git_ref(f"heads/{self.base_branch}")
+            if ref.object.sha == merge_sha:
+                # Nothing landed since: the tree before the merge is exactly the revert.
+                head, tree, paths = merge, before.tree, ()
+                detail = f"{self.base_branch} is back to the tree it had before #{number} was merged"
+            else:
+                head = repo.get_git_commit(ref.object.sha)
+                plan = self._undo_tree(repo, merge, before, head, number)
+                if isinstance(plan, RevertResult):
+                    return plan
+                tree, paths = plan
+                detail = (f"reverted the changes of #{number} to {len(paths)} file(s); "
+                          f"the commits that landed after it are kept")
+            commit = repo.create_git_commit(message, tree, [head])
+            try:
+                ref.edit(commit.sha, force=False)
+            except GithubException as exc:
+                if exc.status == 422:  # not a fast forward: the branch moved again; look again
+                    continue
+                raise
+            return RevertResult("reverted", commit.sha, detail, paths)
+        raise Conflict(SYSTEM, f"{self.base_branch} kept moving while reverting #{number}; try again")
+
+    def _undo_tree(self, repo: Repository, merge: GitCommit, before: GitCommit, head: GitCommit,
+                   number: int) -> tuple[GitTree, tuple[str, ...]] | RevertResult:
+        """The head's tree with this merge's changes undone, or "manual" when later commits touched them."""
+        old = _files(repo.get_git_tree(before.tree.sha, recursive=True))
+        new = _files(repo.get_git_tree(merge.tree.sha, recursive=True))
+        current = repo.get_git_tree(head.tree.sha, recursive=True)
+        now = _files(current)
+        changed = tuple(sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p)))
+        touched = tuple(p for p in changed if now.get(p) != new.get(p))
+        if touched:
+            return RevertResult(
+                "manual", None,
+                f"{', '.join(touched)} changed on {self.base_branch} after #{number} was merged, so its "
+                f"changes cannot be reverted automatically: revert {merge.sha[:12]} by hand",
+                paths=touched, manual_url=merge.html_url,
+            )
+        if not changed:
+            return current, ()
+        elements = [
+            InputGitTreeElement(path, *old[path][:2], sha=old[path][2]) if path in old
+            else InputGitTreeElement(path, *new[path][:2], sha=None)  # added by the merge: delete it
+            for path in changed
+        ]
+        return repo.create_git_tree(elements, base_tree=current), changed
+
+    # -- errors --------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _classify(self, exc: BaseException) -> OutsideError | None:
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                            requests.exceptions.RetryError)):
+            return TransientError(SYSTEM, self._scrub(f"{type(exc).__name__}: {exc}"))
+        if not isinstance(exc, GithubException):
+            return None
+        status = exc.status
+        message = self._scrub(f"HTTP {status}: {_server_message(exc)}")
+        headers = exc.headers or {}
+        rate_limited = status == 429 or (status == 403 and (
+            "rate limit" in message.lower() or headers.get("x-ratelimit-remaining") == "0"))
+        if status >= 500 or rate_limited:
+            return TransientError(SYSTEM, message, status=status)
+        if status == 404:
+            return NotFound(SYSTEM, message, status=status)
+        if status in (405, 409, 422):
+            return Conflict(SYSTEM, message, status=status)
+        if status in (401, 403):
+            return PermanentError(SYSTEM, f"bad credentials or missing permission ({message})", status=status)
+        return PermanentError(SYSTEM, message, status=status)

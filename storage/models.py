@@ -1,0 +1,204 @@
+"""The persisted state of Fat Controller: trains, deploys and their undo steps, peas, the audit log.
+
+Deploy and Pea rows carry a *work lease* (`storage.leases`) so that exactly one worker, in one
+replica, advances a row at a time, and a `version` that the ORM checks and bumps on every
+flush, so two writers cannot silently overwrite each other (`sqlalchemy.orm.exc.StaleDataError`).
+JSON columns track in-place changes (`deploy.state_times[state] = ...` is saved).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.mutable import MutableDict, MutableList
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.clock import as_naive_utc, utcnow
+
+# Stable constraint names: migrations can refer to them and SQLite batch migrations need them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp without time zone that stores naive UTC, converting aware values on the way in."""
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else as_naive_utc(value)
+
+
+JSONDict = MutableDict.as_mutable(sa.JSON())
+JSONList = MutableList.as_mutable(sa.JSON())
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Train(Base):
+    """One deploy train; `next_seq` hands out queue positions."""
+
+    __tablename__ = "trains"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    frozen: Mapped[bool] = mapped_column(default=False)
+    frozen_reason: Mapped[str | None] = mapped_column(sa.Text)
+    frozen_by: Mapped[str | None] = mapped_column(sa.String(64))
+    frozen_at: Mapped[datetime | None]
+    next_seq: Mapped[int] = mapped_column(default=1)
+    # The deploy past the queue, if any: taking this slot is how one deploy at a time is enforced.
+    in_flight_id: Mapped[int | None]
+
+
+class Deploy(Base):
+    """One deploy of one pull request, walking the flowchart; the train's order is `queue_seq`."""
+
+    __tablename__ = "deploys"
+    # Which columns hold the work lease (see storage.leases).
+    work_lease: ClassVar[tuple[str, str]] = ("lease_owner", "lease_expires_at")
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    train_id: Mapped[str] = mapped_column(sa.ForeignKey("trains.id"))
+    # One of the flowchart's states (DESIGN section 1): queued, merging, ..., completed, cancelled.
+    state: Mapped[str] = mapped_column(sa.String(32), index=True, default="queued")
+    needs_attention: Mapped[bool] = mapped_column(default=False)
+    attention: Mapped[str | None] = mapped_column(sa.Text)  # which system failed, and how
+
+    requester: Mapped[str] = mapped_column(sa.String(64))
+    pr_number: Mapped[int]
+    pr_title: Mapped[str | None] = mapped_column(sa.Text)
+    pr_url: Mapped[str | None] = mapped_column(sa.Text)
+    pr_author: Mapped[str | None] = mapped_column(sa.String(255))
+    pr_head_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    pr_created_at: Mapped[datetime | None]
+    processes: Mapped[list[str]] = mapped_column(JSONList, default=list)
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+
+    jump_queue: Mapped[bool] = mapped_column(default=False)
+    skip_build: Mapped[bool] = mapped_column(default=False)
+    emergency_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # A float so that a queue jump can take a key between the deploy in flight and the first queued.
+    queue_seq: Mapped[float] = mapped_column(sa.Double)
+
+    build_job: Mapped[str | None] = mapped_column(sa.String(255))
+    build_number: Mapped[int | None]
+    build_url: Mapped[str | None] = mapped_column(sa.Text)
+    build_queue_id: Mapped[int | None]
+    build_attempts: Mapped[int] = mapped_column(default=0)
+    build_previous: Mapped[int | None]  # the failed build a `Retry build` replaces
+    image: Mapped[str | None] = mapped_column(sa.Text)
+    merge_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    revert_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    revert_status: Mapped[str | None] = mapped_column(sa.String(32))
+    outcome_reason: Mapped[str | None] = mapped_column(sa.Text)  # why it failed or was rolled back
+    rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
+
+    slack_channel: Mapped[str | None] = mapped_column(sa.String(64))
+    slack_ts: Mapped[str | None] = mapped_column(sa.String(64))
+    dm_channel: Mapped[str | None] = mapped_column(sa.String(64))
+    dm_ts: Mapped[str | None] = mapped_column(sa.String(64))
+    canary_reminded_at: Mapped[datetime | None]
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    state_entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]  # when it left the queue
+    finished_at: Mapped[datetime | None]
+    state_times: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)  # state -> ISO time
+    # Per process: service, canary, old and new task definition ARNs, rollout progress.
+    targets: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+
+    # When the engine should next look at it; NULL once finished, so ticks never scan history.
+    due_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_expires_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        sa.Index(None, "train_id", "state", "queue_seq"),
+        sa.Index(None, "finished_at"),
+        sa.Index(None, "requester", "created_at"),
+        sa.Index(None, "due_at"),
+    )
+
+
+class UndoRecord(Base):
+    """What undoing one forward step needs, written before the step acts; undone newest first."""
+
+    __tablename__ = "undo_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    deploy_id: Mapped[int] = mapped_column(sa.ForeignKey("deploys.id"))
+    seq: Mapped[int]
+    kind: Mapped[str] = mapped_column(sa.String(32))  # "merge", "canary", "service_update", ...
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(sa.Text)
+
+    # The unique constraint also serves as the index on deploy_id.
+    __table_args__ = (sa.UniqueConstraint("deploy_id", "seq"),)
+
+
+class AuditEvent(Base):
+    """Who did what, when, with the outside ids (merge SHA, build URL, task definition ARNs)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(64))  # a Slack user id, or "fatcontroller"
+    action: Mapped[str] = mapped_column(sa.String(64))
+    deploy_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deploys.id"), index=True)
+    pea: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    outside_ids: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+
+
+class Pea(Base):
+    """A named preview environment; `lease_expires_at` is the holder's claim, `work_*` the engine's lease."""
+
+    __tablename__ = "peas"
+    work_lease: ClassVar[tuple[str, str]] = ("work_owner", "work_expires_at")
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # free, deploying, up, failed or releasing
+    state: Mapped[str] = mapped_column(sa.String(16), default="free")
+    holder: Mapped[str | None] = mapped_column(sa.String(64))
+    pr_number: Mapped[int | None]
+    pr_title: Mapped[str | None] = mapped_column(sa.Text)
+    pr_url: Mapped[str | None] = mapped_column(sa.Text)
+    head_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    image: Mapped[str | None] = mapped_column(sa.Text)
+    build_url: Mapped[str | None] = mapped_column(sa.Text)
+    url: Mapped[str | None] = mapped_column(sa.Text)
+    claimed_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    reminded_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+    task_definitions: Mapped[dict[str, str]] = mapped_column(JSONDict, default=dict)  # process -> ARN
+
+    slack_channel: Mapped[str | None] = mapped_column(sa.String(64))
+    slack_ts: Mapped[str | None] = mapped_column(sa.String(64))
+    dm_channel: Mapped[str | None] = mapped_column(sa.String(64))
+    dm_ts: Mapped[str | None] = mapped_column(sa.String(64))
+
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    work_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    work_expires_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}

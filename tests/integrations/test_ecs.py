@@ -1,0 +1,388 @@
+"""The ECS facade: boto3 over HTTP against the AWS emulator, whose deployments move like ECS's."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import boto3
+import pytest
+
+from integrations.ecs import CANARY_TAG, Ecs, Progress, max_percent
+from integrations.outside import NotFound, PermanentError, RetriesExhausted, RetryPolicy
+from sandbox.aws import AwsEmulator
+from tests.fixtures.aws import CLUSTER, NEW_SHA, OLD_SHA, SIDECAR_IMAGE, WEB, WEB_TARGET_GROUP, WORKER, image
+from tests.fixtures.jenkins import eventually
+
+BAD_SHA = "badbadbadbadbadbadbadbadbadbadbadbadbad0"
+UNPUSHED_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def task_definition_of(emulator: AwsEmulator, service: str) -> str:
+    return emulator.service(CLUSTER, service)["taskDefinition"]
+
+
+def described(emulator: AwsEmulator, arn: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The task definition as a plain boto3 client sees it, with its tags."""
+    client = boto3.client("ecs", endpoint_url=emulator.url, region_name="eu-west-1")
+    answer = client.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    return answer["taskDefinition"], answer["tags"]
+
+
+async def finished(ecs: Ecs, service: str, task_definition: str, *, within: float = 10.0,
+                   seen: list[dict] | None = None, emulator: AwsEmulator | None = None) -> Progress:
+    """Poll the rollout until it is done or failed, recording the emulator's view at each poll."""
+
+    async def probe() -> Progress | None:
+        if seen is not None and emulator is not None:
+            seen.append(emulator.service(CLUSTER, service))
+        progress = await ecs.rollout_progress(CLUSTER, service, task_definition)
+        return progress if progress.done or progress.failed else None
+
+    return await eventually(probe, within=within, what=f"rollout of {service}")
+
+
+async def canary_settled(ecs: Ecs, canary: str, task_definition: str, count: int = 1) -> Progress:
+    async def probe() -> Progress | None:
+        progress = await ecs.canary_ready(CLUSTER, canary, task_definition, count)
+        return progress if progress.done or progress.failed else None
+
+    return await eventually(probe, within=10.0, what=f"canary {canary}")
+
+
+# -- task definitions ------------------------------------------------------------------------------
+async def test_register_with_image_copies_everything_but_the_image(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    old_arn = task_definition_of(aws_emulator, WEB)
+
+    new_arn = await ecs.register_with_image(old_arn, "app", image(NEW_SHA))
+
+    assert new_arn == old_arn.rsplit(":", 1)[0] + ":2"
+    old, old_tags = described(aws_emulator, old_arn)
+    new, new_tags = described(aws_emulator, new_arn)
+    expected = copy.deepcopy(old)
+    expected["containerDefinitions"][0]["image"] = image(NEW_SHA)
+    for key in ("taskDefinitionArn", "revision", "registeredAt"):
+        del expected[key], new[key]
+    assert new == expected
+    assert new_tags == old_tags == [{"key": "team", "value": "checkout"}]
+    # spelled out, the parts a canary must not lose
+    sidecar = new["containerDefinitions"][1]
+    assert sidecar["image"] == SIDECAR_IMAGE and sidecar["secrets"][0]["name"] == "DD_API_KEY"
+    assert new["containerDefinitions"][0]["secrets"] == old["containerDefinitions"][0]["secrets"]
+    assert (new["executionRoleArn"], new["taskRoleArn"]) == (old["executionRoleArn"], old["taskRoleArn"])
+    assert (new["cpu"], new["memory"], new["networkMode"]) == ("512", "1024", "awsvpc")
+    assert new["ephemeralStorage"] == {"sizeInGiB": 30} and new["volumes"] == [{"name": "tmp"}]
+
+
+async def test_image_of_names_a_containers_image(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    arn = task_definition_of(aws_emulator, WEB)
+
+    assert await ecs.image_of(arn, "app") == image(OLD_SHA)
+    assert await ecs.image_of(arn, "datadog-agent") == SIDECAR_IMAGE
+
+
+async def test_a_container_missing_from_the_task_definition_is_not_found(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    arn = task_definition_of(aws_emulator, WEB)
+
+    with pytest.raises(NotFound, match="container web is not in task definition"):
+        await ecs.register_with_image(arn, "web", image(NEW_SHA))
+    with pytest.raises(PermanentError, match="ClientException"):
+        await ecs.image_of("no-such-family:7", "app")
+
+
+# -- canaries --------------------------------------------------------------------------------------
+async def test_canary_copies_placement_and_load_balancer_and_becomes_ready(aws_emulator: AwsEmulator,
+                                                                         ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA))
+
+    await ecs.create_canary(CLUSTER, WEB, "app-web-canary", new, 1)
+
+    main, canary = aws_emulator.service(CLUSTER, WEB), aws_emulator.service(CLUSTER, "app-web-canary")
+    for key in ("launchType", "platformVersion", "networkConfiguration", "loadBalancers",
+                "healthCheckGracePeriodSeconds"):
+        assert canary[key] == main[key], key
+    assert (canary["taskDefinition"], canary["desiredCount"]) == (new, 1)
+    assert {"key": "team", "value": "checkout"} in canary["tags"]
+    assert {"key": CANARY_TAG, "value": WEB} in canary["tags"]
+    assert canary["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": False}
+
+    progress = await canary_settled(ecs, "app-web-canary", new)
+
+    assert progress == Progress(done=True, failed=False, reason=None, running=1, desired=1)
+    elb = boto3.client("elbv2", endpoint_url=aws_emulator.url, region_name="eu-west-1")
+    states = [d["TargetHealth"]["State"]
+              for d in elb.describe_target_health(TargetGroupArn=WEB_TARGET_GROUP)["TargetHealthDescriptions"]]
+    assert states == ["healthy"] * 5  # the canary's task takes traffic beside the four of the service
+    assert aws_emulator.running_images(CLUSTER, "app-web-canary") == [image(NEW_SHA)]
+
+
+async def test_canary_is_ready_only_once_its_target_is_healthy(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    aws_emulator.step_interval = None  # the test moves the clock
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA))
+    await ecs.create_canary(CLUSTER, WEB, "app-web-canary", new, 1)
+
+    seen = []
+    for _ in range(3):
+        aws_emulator.advance()  # started; running with its target in initial checks; healthy
+        seen.append(await ecs.canary_ready(CLUSTER, "app-web-canary", new, 1))
+
+    assert [(p.running, p.done) for p in seen] == [(0, False), (1, False), (1, True)]
+
+
+async def test_canary_without_load_balancer_is_ready_when_running(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+
+    await ecs.create_canary(CLUSTER, WORKER, "app-worker-canary", new, 2)
+
+    assert (await canary_settled(ecs, "app-worker-canary", new, 2)).done
+    assert aws_emulator.service(CLUSTER, "app-worker-canary")["loadBalancers"] == []
+
+
+async def test_creating_a_canary_again_updates_it_instead(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+    await ecs.create_canary(CLUSTER, WORKER, "app-worker-canary", new, 1)
+
+    await ecs.create_canary(CLUSTER, WORKER, "app-worker-canary", new, 1)
+    assert aws_emulator.calls.count("ecs:CreateService") == 1
+    assert aws_emulator.calls.count("ecs:UpdateService") == 0
+
+    await ecs.create_canary(CLUSTER, WORKER, "app-worker-canary", new, 2)
+    assert aws_emulator.service(CLUSTER, "app-worker-canary")["desiredCount"] == 2
+    assert aws_emulator.calls.count("ecs:CreateService") == 1
+
+
+async def test_canary_that_cannot_pull_its_image_fails_with_the_reason(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    unpushed = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(UNPUSHED_SHA))
+
+    await ecs.create_canary(CLUSTER, WORKER, "app-worker-canary", unpushed, 1)
+    progress = await canary_settled(ecs, "app-worker-canary", unpushed)
+
+    assert progress.failed and not progress.done
+    assert "ECS deployment circuit breaker: tasks failed to start." in progress.reason
+    assert "CannotPullContainerError" in progress.reason and UNPUSHED_SHA in progress.reason
+
+
+async def test_deleting_a_canary_is_idempotent_and_frees_its_name(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA))
+    await ecs.create_canary(CLUSTER, WEB, "app-web-canary", new, 1)
+    await canary_settled(ecs, "app-web-canary", new)
+
+    await ecs.delete_service(CLUSTER, "app-web-canary")
+    await ecs.delete_service(CLUSTER, "app-web-canary")  # draining: nothing more to do
+
+    assert aws_emulator.calls.count("ecs:DeleteService") == 1
+
+    async def gone() -> bool:
+        return await ecs.describe_service(CLUSTER, "app-web-canary") is None
+
+    await eventually(gone, what="canary gone")
+    await ecs.delete_service(CLUSTER, "app-web-canary")
+    await ecs.delete_service(CLUSTER, "never-was-a-canary")
+    assert aws_emulator.calls.count("ecs:DeleteService") == 1
+    assert aws_emulator.running_images(CLUSTER, WEB) == [image(OLD_SHA)] * 4  # the service itself untouched
+
+    await ecs.create_canary(CLUSTER, WEB, "app-web-canary", new, 1)  # the next deploy's canary
+    assert (await canary_settled(ecs, "app-web-canary", new)).done
+
+
+# -- rolling updates -------------------------------------------------------------------------------
+async def test_rolling_update_moves_batch_by_batch_within_its_limits(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA))
+
+    await ecs.rolling_update(CLUSTER, WEB, new, batch_percent=25)
+    seen: list[dict] = []
+    progress = await finished(ecs, WEB, new, seen=seen, emulator=aws_emulator)
+
+    assert progress == Progress(done=True, failed=False, reason=None, running=4, desired=4)
+    assert aws_emulator.service(CLUSTER, WEB)["deploymentConfiguration"] == {
+        "maximumPercent": 125, "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+    steps = aws_emulator.history(CLUSTER, WEB)  # every step's counts, not only the polled ones
+    assert max(s["running"] + s["pending"] for s in steps) == 5  # 4 * 125%
+    assert min(s["healthy"] for s in steps) == 4  # never below 100% of desired
+    new_running = [d["running"] for s in steps for d in s["deployments"] if d["taskDefinition"] == new]
+    assert sorted(set(new_running)) == [0, 1, 2, 3, 4]  # one task per batch
+    assert any(len(s["deployments"]) == 2 for s in seen)  # the API showed the rollout in flight
+    assert aws_emulator.running_images(CLUSTER, WEB) == [image(NEW_SHA)] * 4
+    assert aws_emulator.running_images(CLUSTER, WEB, "datadog-agent") == [SIDECAR_IMAGE] * 4
+
+
+async def test_rolling_update_of_a_small_service_still_starts_a_task_per_batch(aws_emulator: AwsEmulator,
+                                                                             ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=25)  # 2 tasks at 125% would allow only 2
+
+    assert (await finished(ecs, WORKER, new)).done
+    steps = aws_emulator.history(CLUSTER, WORKER)
+    assert max(s["running"] + s["pending"] for s in steps) == 3
+    assert min(s["healthy"] for s in steps) == 2
+
+
+def test_maximum_percent_leaves_room_for_one_more_task() -> None:
+    assert [max_percent(desired, 25) for desired in (0, 1, 2, 3, 4, 10)] == [125, 200, 150, 134, 125, 125]
+    assert max_percent(4, 50) == 150
+
+
+async def test_rolling_update_again_on_the_same_task_definition_does_nothing(aws_emulator: AwsEmulator,
+                                                                           ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=25)
+
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=25)  # resumed after a crash
+    assert aws_emulator.calls.count("ecs:UpdateService") == 1
+    assert len(aws_emulator.service(CLUSTER, WORKER)["deployments"]) == 2
+
+
+async def test_circuit_breaker_fails_the_rollout_and_restore_brings_back_the_exact_arn(aws_emulator: AwsEmulator,
+                                                                                     ecs: Ecs) -> None:
+    aws_emulator.unhealthy_images.add(aws_emulator.push_image("app", BAD_SHA))
+    old = task_definition_of(aws_emulator, WEB)
+    bad = await ecs.register_with_image(old, "app", image(BAD_SHA))
+
+    await ecs.rolling_update(CLUSTER, WEB, bad, batch_percent=25)
+    progress = await finished(ecs, WEB, bad)
+
+    assert progress.failed and not progress.done
+    assert "ECS deployment circuit breaker: tasks failed to start." in progress.reason
+    assert "Essential container in task exited" in progress.reason
+    assert aws_emulator.running_images(CLUSTER, WEB) == [image(OLD_SHA)] * 4  # nothing healthy was stopped
+
+    await ecs.restore(CLUSTER, WEB, old)
+
+    assert (await finished(ecs, WEB, old)).done
+    assert aws_emulator.service(CLUSTER, WEB)["taskDefinition"] == old
+    updates = aws_emulator.calls.count("ecs:UpdateService")
+    await ecs.restore(CLUSTER, WEB, old)
+    assert aws_emulator.calls.count("ecs:UpdateService") == updates
+
+
+async def test_progress_fails_when_the_service_moved_to_another_task_definition(aws_emulator: AwsEmulator,
+                                                                              ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WORKER)
+    new = await ecs.register_with_image(old, "app", image(NEW_SHA))
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=25)
+
+    await ecs.restore(CLUSTER, WORKER, old)  # someone else's hand on the service
+    progress = await ecs.rollout_progress(CLUSTER, WORKER, new)
+
+    assert progress.failed and f"no longer on {new}" in progress.reason
+
+
+async def test_scale_and_point_service_move_a_preview_environment(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+
+    await ecs.scale(CLUSTER, WORKER, 0)
+    await eventually(lambda: _running(ecs, WORKER, 0), what="scaled to zero")
+    await ecs.point_service(CLUSTER, WORKER, new, 1)
+
+    assert await finished(ecs, WORKER, new) == Progress(done=True, failed=False, reason=None, running=1, desired=1)
+    assert aws_emulator.running_images(CLUSTER, WORKER) == [image(NEW_SHA)]
+
+
+async def _running(ecs: Ecs, service: str, count: int) -> bool:
+    state = await ecs.describe_service(CLUSTER, service)
+    return state is not None and state.running == count and state.pending == 0
+
+
+# -- reading services ------------------------------------------------------------------------------
+async def test_describe_service_reports_deployments_and_events(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    state = await ecs.describe_service(CLUSTER, WEB)
+
+    assert state is not None
+    assert (state.status, state.desired, state.running, state.launch_type) == ("ACTIVE", 4, 4, "FARGATE")
+    assert state.primary is not None and state.primary.rollout_state == "COMPLETED"
+    assert state.primary.task_definition == state.task_definition
+    assert state.load_balancers[0]["targetGroupArn"] == WEB_TARGET_GROUP
+    assert state.events[0] == "(service app-web) has reached a steady state."
+
+
+async def test_describe_services_asks_ten_at_a_time(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    worker = task_definition_of(aws_emulator, WORKER)
+    names = [f"pea-{n}-worker" for n in range(11)]
+    for name in names:
+        aws_emulator.create_service(CLUSTER, name, worker, desired=1)
+
+    states = await ecs.describe_services(CLUSTER, [*names, "missing"])
+
+    assert [states[name].name for name in names] == names
+    assert states["missing"] is None
+    assert aws_emulator.calls.count("ecs:DescribeServices") == 2
+
+
+async def test_missing_services_are_not_found(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    assert await ecs.describe_service(CLUSTER, "app-nope") is None
+    with pytest.raises(NotFound, match="ServiceNotFoundException"):
+        await ecs.scale(CLUSTER, "app-nope", 2)
+    with pytest.raises(NotFound, match="app-nope not found"):
+        await ecs.rolling_update(CLUSTER, "app-nope", task_definition_of(aws_emulator, WEB), 25)
+    with pytest.raises(NotFound, match="ClusterNotFoundException"):
+        await ecs.describe_service("staging", WEB)
+
+
+# -- images ----------------------------------------------------------------------------------------
+async def test_image_exists_only_once_pushed(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    assert await ecs.image_exists(image(NEW_SHA))
+    assert not await ecs.image_exists(image(UNPUSHED_SHA))
+    assert not await ecs.image_exists("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:latest")
+
+    aws_emulator.push_image("app", UNPUSHED_SHA)  # CI built it meanwhile
+    assert await ecs.image_exists(image(UNPUSHED_SHA))
+
+    with pytest.raises(PermanentError, match="not an ECR image"):
+        await ecs.image_exists("nginx:latest")
+
+
+# -- failures --------------------------------------------------------------------------------------
+async def test_throttling_and_server_errors_are_retried(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    aws_emulator.throttle(1, match="ecs:DescribeServices")
+    aws_emulator.faults.fail_next(1, match="ecs:DescribeServices", status=500)  # not even AWS-shaped
+
+    state = await ecs.describe_service(CLUSTER, WEB)
+
+    assert state is not None and state.running == 4
+    assert aws_emulator.calls.count("ecs:DescribeServices") == 3
+
+
+async def test_a_dropped_connection_is_retried(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    aws_emulator.faults.fail_next(1, match="ecr:DescribeImages", drop=True)
+
+    assert await ecs.image_exists(image(NEW_SHA))
+    assert aws_emulator.calls.count("ecr:DescribeImages") == 2
+
+
+async def test_boto3_does_not_retry_on_its_own(aws_emulator: AwsEmulator) -> None:
+    ecs = Ecs(region="eu-west-1", endpoint_url=aws_emulator.url, policy=RetryPolicy(deadline=0.0))
+    aws_emulator.faults.fail_next(1, match="ecs:UpdateService", status=500)
+
+    with pytest.raises(RetriesExhausted, match="after 1 attempts"):
+        await ecs.scale(CLUSTER, WEB, 5)
+    assert aws_emulator.calls.count("ecs:UpdateService") == 1
+
+
+async def test_failures_past_the_deadline_exhaust_the_retries(aws_emulator: AwsEmulator,
+                                                              fast_retry: RetryPolicy) -> None:
+    ecs = Ecs(region="eu-west-1", endpoint_url=aws_emulator.url, policy=fast_retry, timeout=5.0)
+    aws_emulator.faults.error_rate(1.0, match="ecs:UpdateService", status=503)
+
+    with pytest.raises(RetriesExhausted, match="AWS: UpdateService"):
+        await ecs.scale(CLUSTER, WEB, 5)
+
+
+async def test_missing_credentials_are_a_permanent_error(aws_emulator: AwsEmulator,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    ecs = Ecs(region="eu-west-1", endpoint_url=aws_emulator.url)
+
+    with pytest.raises(PermanentError, match="no AWS credentials"):
+        await ecs.describe_service(CLUSTER, WEB)
+
+
+async def test_endpoint_from_the_environment_is_honoured(aws_emulator: AwsEmulator,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_emulator.url)
+
+    state = await Ecs().describe_service(CLUSTER, WORKER)
+
+    assert state is not None and state.desired == 2

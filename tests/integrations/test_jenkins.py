@@ -1,0 +1,320 @@
+"""The Jenkins facade, driving python-jenkins against the Jenkins emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import jenkins as python_jenkins
+import pytest
+import requests
+
+from integrations.jenkins import Jenkins
+from integrations.outside import NotFound, PermanentError, RetriesExhausted, RetryPolicy
+from sandbox.jenkins import JenkinsEmulator
+from tests.fixtures.jenkins import JENKINS_TOKEN, JENKINS_USER, RecordingRegistry, eventually, finished_build
+
+
+def sha(n: int) -> str:
+    return f"{n:040x}"
+
+
+async def webhook(emulator: JenkinsEmulator, event: str, payload: dict) -> None:
+    """Deliver a GitHub webhook the way GitHub does: JSON, no auth, no crumb."""
+    response = await asyncio.to_thread(requests.post, f"{emulator.url}/github-webhook/", json=payload,
+                                       headers={"X-GitHub-Event": event}, timeout=5)
+    response.raise_for_status()
+
+
+def actions_of(emulator: JenkinsEmulator, job: str, number: int) -> set[str]:
+    build = next(b for b in emulator.builds(job) if b["number"] == number)
+    return {action["_class"].rsplit(".", 1)[-1] for action in build["actions"]}
+
+
+async def started(jenkins: Jenkins, queue_id: int) -> tuple[str, int]:
+    return await eventually(lambda: jenkins.build_from_queue(queue_id), what=f"queue item {queue_id} started")
+
+
+# -- finding builds ----------------------------------------------------------------------------
+
+async def test_a_push_to_the_base_branch_starts_its_job_and_the_build_is_found_by_its_checkout(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    await webhook(jenkins_emulator, "push", {"ref": "refs/heads/feature", "after": sha(1)})
+    await webhook(jenkins_emulator, "push", {"ref": "refs/heads/master", "after": sha(2)})
+
+    build = await eventually(lambda: jenkins.find_build("app-master", sha(2)), what="build of the push")
+
+    assert (build.job, build.number, build.sha) == ("app-master", 1, sha(2))
+    assert build.url == f"{jenkins_emulator.url}/job/app-master/1/"
+    # matched through the git plugin's data: this build has no parameters
+    assert actions_of(jenkins_emulator, "app-master", 1) == {"CauseAction", "BuildData"}
+    assert [(job, commit) for job, _, commit in jenkins_emulator.started] == [("app-master", sha(2))]
+    assert await jenkins.find_build("app-master", sha(1)) is None
+
+
+async def test_an_opened_or_updated_pull_request_starts_the_pr_job_for_its_head(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    for action, head in (("closed", sha(10)), ("opened", sha(11)), ("synchronize", sha(12))):
+        await webhook(jenkins_emulator, "pull_request",
+                {"action": action, "pull_request": {"number": 7, "head": {"sha": head}}})
+
+    newest = await eventually(lambda: jenkins.find_build("app-pr", sha(12)), what="build of the PR head")
+
+    assert newest.number == 2
+    assert (await jenkins.find_build("app-pr", sha(11))).number == 1
+    assert await jenkins.find_build("app-pr", sha(10)) is None
+    assert jenkins_emulator.builds("app-master") == []
+
+
+async def test_a_build_started_through_the_api_is_queued_then_found_by_its_parameter(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.queue_delay = 0.3
+
+    queue_id = await jenkins.start_build("app-master", sha(3))
+
+    assert await jenkins.build_from_queue(queue_id) is None
+    url, number = await started(jenkins, queue_id)
+    assert url == f"{jenkins_emulator.url}/job/app-master/{number}/"
+    build = await jenkins.find_build("app-master", sha(3).upper())
+    assert (build.number, build.sha) == (number, sha(3))
+    assert actions_of(jenkins_emulator, "app-master", number) == {"ParametersAction", "CauseAction"}
+    assert jenkins_emulator.users == {JENKINS_USER}
+    assert jenkins_emulator.anonymous_requests == 0
+
+
+async def test_find_build_returns_the_newest_build_of_the_commit(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.script(sha(4), ["FAILURE", "SUCCESS"], duration=0.05)
+    first = jenkins_emulator.start_build("app-master", sha(4))
+    jenkins_emulator.start_build("app-master", sha(5))
+    await finished_build(jenkins, "app-master", first)
+    second = jenkins_emulator.start_build("app-master", sha(4))
+
+    build = await jenkins.find_build("app-master", sha(4))
+
+    assert build.number == second == 3
+
+
+async def test_find_build_looks_only_at_the_last_builds(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.start_build("app-master", sha(6))
+    for n in range(3):
+        jenkins_emulator.start_build("app-master", sha(100 + n))
+
+    assert await jenkins.find_build("app-master", sha(6), limit=3) is None
+    assert (await jenkins.find_build("app-master", sha(6), limit=4)).number == 1
+
+
+# -- following a build -------------------------------------------------------------------------
+
+async def test_a_build_is_building_and_then_green(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    number = jenkins_emulator.start_build("app-master", sha(20))
+
+    running = await jenkins.get_build("app-master", number)
+    done = await finished_build(jenkins, "app-master", number)
+
+    assert (running.building, running.result, running.finished, running.red) == (True, None, False, False)
+    assert running.sha == sha(20)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert running.started_at.tzinfo is None
+    assert now - timedelta(seconds=5) < running.started_at <= now
+    assert (done.green, done.red, done.result) == (True, False, "SUCCESS")
+    assert done.duration >= 0.25
+
+
+async def test_a_commit_scripted_to_fail_once_fails_and_then_passes_when_rebuilt(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.script(sha(21), ["FAILURE", "SUCCESS"], duration=0.1)
+
+    _, first = await started(jenkins, await jenkins.start_build("app-master", sha(21)))
+    failed = await finished_build(jenkins, "app-master", first)
+    _, second = await started(jenkins, await jenkins.start_build("app-master", sha(21)))
+    passed = await finished_build(jenkins, "app-master", second)
+
+    assert (failed.result, failed.red) == ("FAILURE", True)
+    assert (passed.result, passed.green) == ("SUCCESS", True)
+    assert (await jenkins.find_build("app-master", sha(21))).number == second
+    assert jenkins_emulator.build_count("app-master", sha(21)) == 2
+
+
+async def test_an_aborted_build_is_red(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
+    jenkins_emulator.script(sha(22), ["ABORTED"], duration=0.05)
+
+    build = await finished_build(jenkins, "app-master", jenkins_emulator.start_build("app-master", sha(22)))
+
+    assert (build.result, build.red) == ("ABORTED", True)
+
+
+async def test_a_hanging_build_stays_building(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
+    jenkins_emulator.script(sha(23), ["HANG"], duration=0.1)
+    jenkins_emulator.script(sha(24), ["SUCCESS"], duration=0.1)
+    hanging = jenkins_emulator.start_build("app-master", sha(23))
+    alongside = jenkins_emulator.start_build("app-master", sha(24))
+
+    await finished_build(jenkins, "app-master", alongside)
+    build = await jenkins.get_build("app-master", hanging)
+
+    assert (build.building, build.result, build.finished, build.red) == (True, None, False, False)
+
+
+async def test_the_build_pushes_the_image_of_its_commit_while_it_runs(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator, jenkins_registry: RecordingRegistry
+) -> None:
+    jenkins_emulator.script(sha(25), ["SUCCESS"], duration=0.8)
+    number = jenkins_emulator.start_build("app-master", sha(25))
+
+    async def pushed() -> bool:
+        return ("app", sha(25)) in jenkins_registry.pushed
+
+    await eventually(pushed, what="image pushed")
+    assert (await jenkins.get_build("app-master", number)).building
+
+
+async def test_a_build_scripted_not_to_push_leaves_no_image(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator, jenkins_registry: RecordingRegistry
+) -> None:
+    jenkins_emulator.script(sha(26), ["SUCCESS"], duration=0.05, push=False)
+
+    build = await finished_build(jenkins, "app-master", jenkins_emulator.start_build("app-master", sha(26)))
+
+    assert build.green
+    assert jenkins_registry.pushed == []
+
+
+async def test_a_queue_item_cancelled_in_jenkins_is_a_permanent_error(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.queue_delay = 30
+    queue_id = await jenkins.start_build("app-master", sha(27))
+    other_client = python_jenkins.Jenkins(jenkins_emulator.url, JENKINS_USER, JENKINS_TOKEN, timeout=5)
+    await asyncio.to_thread(other_client.cancel_queue, queue_id)
+
+    with pytest.raises(PermanentError, match="cancelled"):
+        await jenkins.build_from_queue(queue_id)
+
+
+# -- the wire: crumbs, errors, retries ---------------------------------------------------------
+
+async def test_posts_need_the_crumb_which_the_facade_sends(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    bare = await asyncio.to_thread(
+        requests.post, f"{jenkins_emulator.url}/job/app-master/buildWithParameters",
+        params={"GIT_COMMIT": sha(30)}, auth=(JENKINS_USER, JENKINS_TOKEN), timeout=5)
+
+    queue_id = await jenkins.start_build("app-master", sha(30))
+
+    assert bare.status_code == 403
+    assert jenkins_emulator.crumb_rejections == 1
+    await started(jenkins, queue_id)
+    assert jenkins_emulator.build_count("app-master", sha(30)) == 1
+
+
+async def test_an_unknown_job_build_or_queue_item_is_not_found(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    with pytest.raises(NotFound):
+        await jenkins.find_build("no-such-job", sha(31))
+    with pytest.raises(NotFound):
+        await jenkins.start_build("no-such-job", sha(31))
+    with pytest.raises(NotFound):
+        await jenkins.get_build("app-master", 999)
+    with pytest.raises(NotFound):
+        await jenkins.build_from_queue(999)
+    assert jenkins_emulator.started == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_on_reads_are_retried(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator, status: int
+) -> None:
+    number = jenkins_emulator.start_build("app-master", sha(32))
+    jenkins_emulator.faults.fail_next(2, match=r"^GET /job/app-master/", status=status)
+
+    build = await jenkins.find_build("app-master", sha(32))
+
+    assert build.number == number
+    assert jenkins_emulator.faults.injected == 2
+
+
+async def test_server_errors_on_starting_a_build_are_retried_without_starting_it_twice(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.faults.fail_next(2, match=r"^POST /job/app-master/buildWithParameters$", status=503)
+
+    queue_id = await jenkins.start_build("app-master", sha(33))
+    await started(jenkins, queue_id)
+
+    assert jenkins_emulator.faults.injected == 2
+    assert jenkins_emulator.build_count("app-master", sha(33)) == 1
+
+
+async def test_a_dropped_connection_is_retried(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
+    number = jenkins_emulator.start_build("app-master", sha(34))
+    jenkins_emulator.faults.fail_next(1, match=r"^GET /job/app-master/", drop=True)
+
+    assert (await jenkins.get_build("app-master", number)).sha == sha(34)
+    assert jenkins_emulator.faults.injected == 1
+
+
+async def test_unreachable_jenkins_exhausts_the_retries_without_quoting_the_token(
+    fast_retry: RetryPolicy,
+) -> None:
+    gone = JenkinsEmulator().start()
+    url = gone.url
+    gone.stop()
+    facade = Jenkins(url, JENKINS_USER, JENKINS_TOKEN, policy=fast_retry, timeout=1.0)
+
+    began = time.monotonic()
+    with pytest.raises(RetriesExhausted) as caught:
+        await facade.find_build("app-master", sha(35))
+
+    assert time.monotonic() - began < fast_retry.deadline + 1.5
+    assert caught.value.attempts > 1
+    assert JENKINS_TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_credentials_are_not_retried_and_never_quote_the_token(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator, status: int
+) -> None:
+    jenkins_emulator.faults.fail_next(1, status=status, body=f"Invalid password/token {JENKINS_TOKEN}")
+
+    with pytest.raises(PermanentError, match="refused the credentials") as caught:
+        await jenkins.find_build("app-master", sha(36))
+
+    assert not isinstance(caught.value, NotFound)
+    assert jenkins_emulator.faults.injected == 1
+    assert JENKINS_TOKEN not in str(caught.value)
+
+
+async def test_other_client_errors_are_permanent_and_never_quote_the_token(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_emulator.faults.fail_next(1, match="^POST ", status=400, body=f"bad request for {JENKINS_TOKEN}")
+
+    with pytest.raises(PermanentError) as caught:
+        await jenkins.start_build("app-master", sha(37))
+
+    assert caught.value.status == 400
+    assert JENKINS_TOKEN not in str(caught.value)
+    assert jenkins_emulator.started == []
+
+
+async def test_an_answer_that_is_not_json_is_a_permanent_error(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    # what a single-sign-on proxy in front of Jenkins answers to an unauthenticated API call
+    jenkins_emulator.faults.fail_next(1, match="^GET /job/", status=200, body="<html>Please log in</html>")
+
+    with pytest.raises(PermanentError, match="not JSON"):
+        await jenkins.find_build("app-master", sha(38))

@@ -1,0 +1,454 @@
+"""The AWS emulator as a plain boto3 client sees it; the clock is stopped and moved one step at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from sandbox.aws import AwsEmulator
+
+TG = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef"
+REPO = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"
+NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}
+MANIFEST = '{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}'
+FARGATE = {"networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512"}
+
+
+@pytest.fixture
+def emulator(aws_credentials: None) -> Iterator[AwsEmulator]:
+    emulator = AwsEmulator(step_interval=None).start()
+    emulator.create_cluster("production")
+    for tag in ("v1", "v2", "bad"):
+        emulator.push_image("app", tag)
+    emulator.unhealthy_images.add(f"{REPO}:bad")
+    yield emulator
+    emulator.stop()
+
+
+def client(emulator: AwsEmulator, service: str, region: str = "eu-west-1") -> Any:
+    """A boto3 client that shows every answer as it came (no retries of its own)."""
+    return boto3.client(service, endpoint_url=emulator.url, region_name=region,
+                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def register(ecs: Any, tag: str, family: str = "web") -> str:
+    return ecs.register_task_definition(
+        family=family, containerDefinitions=[{"name": "app", "image": f"{REPO}:{tag}",
+                                              "portMappings": [{"containerPort": 8080}]}], **FARGATE,
+    )["taskDefinition"]["taskDefinitionArn"]
+
+
+def web_service(emulator: AwsEmulator, desired: int = 4, load_balanced: bool = True) -> tuple[Any, str]:
+    """A steady service `web` on v1; the ECS client and the v1 task definition ARN."""
+    ecs = client(emulator, "ecs")
+    v1 = register(ecs, "v1")
+    balancers = [{"targetGroupArn": TG, "containerName": "app", "containerPort": 8080}] if load_balanced else None
+    emulator.create_service("production", "web", v1, desired=desired, load_balancers=balancers)
+    return ecs, v1
+
+
+def describe(ecs: Any, name: str = "web") -> dict[str, Any]:
+    return ecs.describe_services(cluster="production", services=[name])["services"][0]
+
+
+def counts(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(status, running, pending) per deployment, PRIMARY first."""
+    return [(d["status"], d["runningCount"], d["pendingCount"]) for d in service["deployments"]]
+
+
+def error_code(raised: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    return raised.value.response["Error"]["Code"], raised.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+# -- rollouts --------------------------------------------------------------------------------------
+def test_rolling_update_adds_one_task_and_stops_an_old_one_once_the_new_is_healthy(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator)
+    v2 = register(ecs, "v2")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2,
+                       deploymentConfiguration={"maximumPercent": 125, "minimumHealthyPercent": 100})
+    seen = []
+    for _ in range(9):
+        emulator.advance()
+        seen.append(counts(describe(ecs)))
+
+    assert seen == [
+        [("PRIMARY", 0, 1), ("ACTIVE", 4, 0)],  # started 1 new task: 5 = 125% of 4
+        [("PRIMARY", 1, 0), ("ACTIVE", 4, 0)],  # it runs; its target is in initial health checks
+        [("PRIMARY", 1, 1), ("ACTIVE", 3, 0)],  # healthy: one old task stopped, the next new started
+        [("PRIMARY", 2, 0), ("ACTIVE", 3, 0)],
+        [("PRIMARY", 2, 1), ("ACTIVE", 2, 0)],
+        [("PRIMARY", 3, 0), ("ACTIVE", 2, 0)],
+        [("PRIMARY", 3, 1), ("ACTIVE", 1, 0)],
+        [("PRIMARY", 4, 0), ("ACTIVE", 1, 0)],
+        [("PRIMARY", 4, 0)],  # the old deployment drained and is gone
+    ]
+    service = describe(ecs)
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert service["taskDefinition"] == v2 and service["runningCount"] == 4
+    assert service["events"][0]["message"] == "(service web) has reached a steady state."
+    assert "deployment completed" in service["events"][1]["message"]
+
+
+def test_without_load_balancer_a_running_task_counts_as_healthy_at_once(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=2, load_balanced=False)
+    v2 = register(ecs, "v2")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2,
+                       deploymentConfiguration={"maximumPercent": 150, "minimumHealthyPercent": 100})
+    seen = []
+    for _ in range(3):
+        emulator.advance()
+        seen.append(counts(describe(ecs)))
+
+    assert seen == [[("PRIMARY", 0, 1), ("ACTIVE", 2, 0)],
+                    [("PRIMARY", 1, 1), ("ACTIVE", 1, 0)],
+                    [("PRIMARY", 2, 0)]]
+
+
+def test_a_new_service_launches_its_tasks_and_reaches_a_steady_state(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    v1 = register(ecs, "v1")
+
+    created = ecs.create_service(cluster="production", serviceName="api", taskDefinition=v1, desiredCount=2,
+                                 launchType="FARGATE", networkConfiguration=NETWORK)["service"]
+    assert created["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    assert created["deploymentConfiguration"]["maximumPercent"] == 200
+    emulator.advance()
+    assert counts(describe(ecs, "api")) == [("PRIMARY", 0, 2)]
+    emulator.advance()
+
+    service = describe(ecs, "api")
+    assert counts(service) == [("PRIMARY", 2, 0)]
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    messages = [e["message"] for e in service["events"]]
+    assert messages[0] == "(service api) has reached a steady state."
+    assert messages[-1].startswith("(service api) has started 2 tasks: (task ")
+
+
+def test_scaling_changes_the_primary_without_a_new_deployment(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, load_balanced=False)
+
+    ecs.update_service(cluster="production", service="web", desiredCount=2)
+    emulator.advance()
+
+    service = describe(ecs)
+    assert counts(service) == [("PRIMARY", 2, 0)] and service["deployments"][0]["desiredCount"] == 2
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert service["events"][1]["message"].startswith("(service web) has stopped 2 running tasks")
+
+
+def test_force_new_deployment_replaces_every_task_on_the_same_definition(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+    before = {t for t in ecs.list_tasks(cluster="production", serviceName="web")["taskArns"]}
+
+    ecs.update_service(cluster="production", service="web", forceNewDeployment=True)
+    emulator.advance(3)
+
+    service = describe(ecs)
+    assert service["deployments"][0]["taskDefinition"] == v1
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    after = set(ecs.list_tasks(cluster="production", serviceName="web")["taskArns"])
+    assert len(after) == 2 and not after & before
+
+
+def test_circuit_breaker_with_rollback_returns_to_the_last_completed_definition(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+    completed = describe(ecs)["deployments"][0]["id"]
+    bad = register(ecs, "bad")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=bad, deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+    emulator.advance(3)  # two tasks start (200%) and exit, twice: 4 failures, past the threshold of 3
+
+    service = describe(ecs)
+    rollback = service["deployments"][0]
+    assert (rollback["taskDefinition"], rollback["rolloutState"]) == (v1, "IN_PROGRESS")
+    assert rollback["rolloutStateReason"] == (
+        f"ECS deployment circuit breaker: rolling back to deploymentId {completed}.")
+    messages = [e["message"] for e in service["events"]]
+    assert any(m.endswith("deployment failed: tasks failed to start.") for m in messages)
+    assert f"(service web) rolling back to deployment {completed}." in messages
+    emulator.advance(3)
+    service = describe(ecs)
+    assert service["taskDefinition"] == v1 and service["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert counts(service) == [("PRIMARY", 2, 0)]
+
+
+def test_circuit_breaker_without_rollback_leaves_the_failed_deployment_and_the_old_tasks(
+        emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+    bad = register(ecs, "bad")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=bad, deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": True, "rollback": False}})
+    emulator.advance(10)
+
+    service = describe(ecs)
+    assert [(d["taskDefinition"], d["rolloutState"]) for d in service["deployments"]] == [
+        (bad, "FAILED"), (v1, "COMPLETED")]
+    assert counts(service) == [("PRIMARY", 0, 0), ("ACTIVE", 2, 0)]  # no more launches, nothing stopped
+    assert service["deployments"][0]["failedTasks"] == 4  # two at a time (200%), twice
+
+
+def test_without_circuit_breaker_failing_tasks_are_retried_forever(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=2, load_balanced=False)
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=register(ecs, "bad"))
+    emulator.advance(10)
+
+    primary = describe(ecs)["deployments"][0]
+    assert primary["rolloutState"] == "IN_PROGRESS" and primary["failedTasks"] >= 9
+
+
+def test_the_failure_threshold_can_be_overridden(emulator: AwsEmulator) -> None:
+    emulator.failure_threshold = 1
+    ecs, _ = web_service(emulator, desired=2, load_balanced=False)
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=register(ecs, "bad"),
+                       deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": False}})
+    emulator.advance(2)
+
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "FAILED"
+
+
+def test_an_image_not_in_the_registry_cannot_be_pulled(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=1, load_balanced=False)
+    ecs.update_service(cluster="production", service="web", taskDefinition=register(ecs, "never-pushed"))
+    emulator.advance(2)
+
+    stopped = ecs.list_tasks(cluster="production", serviceName="web", desiredStatus="STOPPED")["taskArns"]
+    task = ecs.describe_tasks(cluster="production", tasks=stopped)["tasks"][0]
+    assert task["stopCode"] == "TaskFailedToStart"
+    assert task["stoppedReason"].startswith("CannotPullContainerError:")
+    assert f"{REPO}:never-pushed" in task["containers"][0]["reason"]
+
+    emulator.require_pushed_images = False
+    emulator.advance(3)
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+
+def test_an_image_that_turns_bad_fails_its_load_balancer_health_checks(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=1)
+    elb = client(emulator, "elbv2")
+
+    emulator.unhealthy_images.add(f"{REPO}:v1")
+    emulator.advance()
+    health = elb.describe_target_health(TargetGroupArn=TG)["TargetHealthDescriptions"]
+    assert [d["TargetHealth"]["State"] for d in health] == ["unhealthy"]
+    assert health[0]["TargetHealth"]["Reason"] == "Target.FailedHealthChecks"
+    emulator.advance()
+
+    stopped = ecs.list_tasks(cluster="production", serviceName="web", desiredStatus="STOPPED")["taskArns"]
+    task = ecs.describe_tasks(cluster="production", tasks=stopped)["tasks"][0]
+    assert task["stoppedReason"] == f"Task failed ELB health checks in (target-group {TG})"
+    assert describe(ecs)["deployments"][0]["failedTasks"] == 1
+
+
+# -- load balancer targets -------------------------------------------------------------------------
+def test_targets_are_running_tasks_initial_then_healthy(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=1)
+    elb = client(emulator, "elbv2")
+    ecs.update_service(cluster="production", service="web", desiredCount=2)
+
+    emulator.advance(2)  # the second task starts, then runs
+    health = elb.describe_target_health(TargetGroupArn=TG)["TargetHealthDescriptions"]
+    assert sorted(d["TargetHealth"]["State"] for d in health) == ["healthy", "initial"]
+    emulator.advance()
+    health = elb.describe_target_health(TargetGroupArn=TG)["TargetHealthDescriptions"]
+    assert [d["TargetHealth"]["State"] for d in health] == ["healthy", "healthy"]
+    assert all(d["Target"]["Port"] == 8080 for d in health)
+
+    tasks = ecs.describe_tasks(cluster="production", tasks=ecs.list_tasks(
+        cluster="production", serviceName="web")["taskArns"])["tasks"]
+    addresses = {detail["value"] for t in tasks for detail in t["attachments"][0]["details"]
+                 if detail["name"] == "privateIPv4Address"}
+    assert addresses == {d["Target"]["Id"] for d in health}
+
+    asked = elb.describe_target_health(TargetGroupArn=TG, Targets=[{"Id": "10.9.9.9"}])["TargetHealthDescriptions"]
+    assert asked[0]["TargetHealth"] == {"State": "unused", "Reason": "Target.NotRegistered",
+                                        "Description": "Target is not registered to the target group"}
+    with pytest.raises(ClientError) as raised:
+        elb.describe_target_health(TargetGroupArn=TG.replace("web", "api"))
+    assert error_code(raised) == ("TargetGroupNotFound", 400)
+
+
+# -- service life cycle ----------------------------------------------------------------------------
+def test_a_deleted_service_drains_goes_inactive_and_frees_its_name(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+
+    with pytest.raises(ClientError, match="scaled above 0") as raised:
+        ecs.delete_service(cluster="production", service="web")
+    assert error_code(raised) == ("InvalidParameterException", 400)
+    assert ecs.delete_service(cluster="production", service="web", force=True)["service"]["status"] == "DRAINING"
+    with pytest.raises(ClientError, match="still Draining"):
+        ecs.create_service(cluster="production", serviceName="web", taskDefinition=v1, desiredCount=1,
+                           launchType="FARGATE", networkConfiguration=NETWORK)
+    emulator.advance()
+    assert (describe(ecs)["status"], describe(ecs)["runningCount"]) == ("DRAINING", 0)
+    emulator.advance()
+    assert describe(ecs)["status"] == "INACTIVE"
+    assert ecs.list_services(cluster="production")["serviceArns"] == []
+    with pytest.raises(ClientError) as raised:
+        ecs.update_service(cluster="production", service="web", desiredCount=1)
+    assert error_code(raised) == ("ServiceNotActiveException", 400)
+
+    ecs.create_service(cluster="production", serviceName="web", taskDefinition=v1, desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=NETWORK)
+    assert describe(ecs)["status"] == "ACTIVE"
+    assert ecs.list_services(cluster="production")["serviceArns"] == [
+        "arn:aws:ecs:eu-west-1:123456789012:service/production/web"]
+
+
+def test_describe_services_reports_missing_ones_and_takes_at_most_ten(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator)
+
+    answer = ecs.describe_services(cluster="production", services=["web", "nope"])
+
+    assert [s["serviceName"] for s in answer["services"]] == ["web"]
+    assert answer["failures"] == [{"arn": "arn:aws:ecs:eu-west-1:123456789012:service/production/nope",
+                                   "reason": "MISSING"}]
+    assert "tags" not in answer["services"][0]
+    with pytest.raises(ClientError) as raised:
+        ecs.describe_services(cluster="production", services=[f"s{n}" for n in range(11)])
+    assert error_code(raised) == ("InvalidParameterException", 400)
+
+
+def test_errors_have_the_aws_shape(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator)
+
+    for call, expected in [
+        (lambda: ecs.describe_services(cluster="staging", services=["web"]), "ClusterNotFoundException"),
+        (lambda: ecs.update_service(cluster="production", service="nope"), "ServiceNotFoundException"),
+        (lambda: ecs.update_service(cluster="production", service="web", taskDefinition="nope:3"),
+         "ClientException"),
+        (lambda: ecs.create_service(cluster="production", serviceName="api", taskDefinition=v1,
+                                    desiredCount=1, launchType="FARGATE"), "InvalidParameterException"),
+    ]:
+        with pytest.raises(ClientError) as raised:
+            call()
+        assert error_code(raised) == (expected, 400)
+
+
+def test_list_and_describe_tasks_name_their_task_definition(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator)
+
+    arns = ecs.list_tasks(cluster="production", serviceName="web")["taskArns"]
+    tasks = ecs.describe_tasks(cluster="production", tasks=[*arns, "0" * 32])
+
+    assert len(arns) == 4
+    assert {(t["taskDefinitionArn"], t["lastStatus"], t["group"]) for t in tasks["tasks"]} == {
+        (v1, "RUNNING", "service:web")}
+    assert tasks["failures"] == [{"arn": "0" * 32, "reason": "MISSING"}]
+
+
+# -- task definitions ------------------------------------------------------------------------------
+def test_task_definitions_by_family_revision_or_arn(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    first, second = register(ecs, "v1"), register(ecs, "v2")
+
+    assert first.endswith(":task-definition/web:1") and second.endswith(":task-definition/web:2")
+    for name, expected in [("web", second), ("web:1", first), (first, first)]:
+        assert ecs.describe_task_definition(taskDefinition=name)["taskDefinition"]["taskDefinitionArn"] == expected
+    ecs.deregister_task_definition(taskDefinition="web:2")
+    assert ecs.describe_task_definition(taskDefinition="web")["taskDefinition"]["revision"] == 1
+    assert ecs.describe_task_definition(taskDefinition="web:2")["taskDefinition"]["status"] == "INACTIVE"
+    assert ecs.list_task_definitions(familyPrefix="web")["taskDefinitionArns"] == [first]
+    with pytest.raises(ClientError, match="identifier is invalid"):
+        ecs.deregister_task_definition(taskDefinition="web")
+
+
+def test_a_registered_definition_keeps_every_field_and_gains_the_defaults(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    container = {"name": "app", "image": f"{REPO}:v1", "secrets": [{"name": "A", "valueFrom": "arn:secret"}],
+                 "portMappings": [{"containerPort": 80}], "dockerLabels": {"team": "checkout"}}
+
+    registered = ecs.register_task_definition(family="web", containerDefinitions=[container], **FARGATE,
+                                              taskRoleArn="arn:aws:iam::123456789012:role/web",
+                                              tags=[{"key": "k", "value": "v"}])
+
+    definition = registered["taskDefinition"]
+    assert definition["taskRoleArn"] == "arn:aws:iam::123456789012:role/web"
+    stored = definition["containerDefinitions"][0]
+    assert stored["secrets"] == container["secrets"] and stored["dockerLabels"] == {"team": "checkout"}
+    assert stored["portMappings"] == [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}]
+    assert (stored["essential"], stored["cpu"], stored["environment"]) == (True, 0, [])
+    assert definition["compatibilities"] == ["EC2", "FARGATE"]
+    assert ecs.describe_task_definition(taskDefinition="web", include=["TAGS"])["tags"] == [{"key": "k",
+                                                                                             "value": "v"}]
+    with pytest.raises(ClientError, match="awsvpc"):
+        ecs.register_task_definition(family="web", containerDefinitions=[container],
+                                     **{**FARGATE, "networkMode": "bridge"})
+
+
+def test_arns_carry_the_region_of_the_request(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs", region="us-east-1")
+
+    cluster = ecs.create_cluster(clusterName="virginia")["cluster"]
+
+    assert cluster["clusterArn"] == "arn:aws:ecs:us-east-1:123456789012:cluster/virginia"
+
+
+# -- ECR -------------------------------------------------------------------------------------------
+def test_ecr_images_pushed_through_the_api_or_by_ci_can_be_described(emulator: AwsEmulator) -> None:
+    ecr = client(emulator, "ecr")
+    ecr.create_repository(repositoryName="api")
+
+    with pytest.raises(ClientError, match="mediatype not provided"):
+        ecr.put_image(repositoryName="api", imageManifest='{"schemaVersion": 2}', imageTag="v1")
+    ecr.put_image(repositoryName="api", imageManifest=MANIFEST, imageTag="v1")
+    pushed = emulator.push_image("api", "v2")
+
+    assert pushed == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:v2"
+    details = ecr.describe_images(repositoryName="api", imageIds=[{"imageTag": "v2"}])["imageDetails"]
+    assert details[0]["imageTags"] == ["v2"] and details[0]["imageDigest"].startswith("sha256:")
+    assert len(ecr.describe_images(repositoryName="api")["imageDetails"]) == 2
+    with pytest.raises(ClientError) as raised:
+        ecr.describe_images(registryId="123456789012", repositoryName="api", imageIds=[{"imageTag": "v3"}])
+    assert error_code(raised) == ("ImageNotFoundException", 400)
+    with pytest.raises(ClientError) as raised:
+        ecr.describe_images(repositoryName="nope", imageIds=[{"imageTag": "v1"}])
+    assert error_code(raised) == ("RepositoryNotFoundException", 400)
+    got = ecr.batch_get_image(repositoryName="api", imageIds=[{"imageTag": "v1"}, {"imageTag": "v3"}])
+    assert got["images"][0]["imageManifest"] == MANIFEST
+    assert got["failures"][0]["failureCode"] == "ImageNotFound"
+    repositories = ecr.describe_repositories()["repositories"]
+    assert {r["repositoryUri"] for r in repositories} == {REPO, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api"}
+
+
+# -- faults and the clock --------------------------------------------------------------------------
+def test_faults_can_target_one_operation(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator)
+    emulator.server_error(1, match="ecs:UpdateService")
+    emulator.throttle(1, match="ecr:")
+
+    assert describe(ecs)["status"] == "ACTIVE"
+    with pytest.raises(ClientError) as raised:
+        ecs.update_service(cluster="production", service="web", desiredCount=3)
+    assert error_code(raised) == ("ServerException", 500)
+    with pytest.raises(ClientError) as raised:
+        client(emulator, "ecr").describe_repositories()
+    assert error_code(raised) == ("ThrottlingException", 400)
+
+    assert emulator.calls == ["ecs:RegisterTaskDefinition", "ecs:DescribeServices", "ecs:UpdateService",
+                              "ecr:DescribeRepositories"]
+
+
+def test_the_ticker_moves_rollouts_on_its_own(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    ecs.create_service(cluster="production", serviceName="api", taskDefinition=register(ecs, "v1"),
+                       desiredCount=3, launchType="FARGATE", networkConfiguration=NETWORK)
+
+    emulator.step_interval = 0.01
+    deadline = time.monotonic() + 5
+    while describe(ecs, "api")["deployments"][0]["rolloutState"] != "COMPLETED":
+        assert time.monotonic() < deadline, "the rollout did not move"
+        time.sleep(0.01)
+
+    assert emulator.running_images("production", "api") == [f"{REPO}:v1"] * 3
