@@ -45,10 +45,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import StorageError
     from storage.migrate import upgrade
 
     settings = Settings()
-    asyncio.run(upgrade(settings.database_url.get_secret_value()))
+    try:
+        asyncio.run(upgrade(settings.database_url.get_secret_value()))
+    except StorageError as exc:
+        print(f"db upgrade failed: {exc}", file=sys.stderr)
+        return 1
     print("database schema is up to date")
     return 0
 
@@ -101,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs every tick at INFO: the job loop's own log says what matters.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return args.handler(args)
 
 

@@ -58,6 +58,8 @@ class Engine:
         self._scheduler: AsyncIOScheduler | None = None
         self._running = False
         self._again = False
+        self._tick_task: asyncio.Task | None = None
+        self.steps_run = 0  # by this copy, since it started
         self._tasks: set[asyncio.Task] = set()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -69,9 +71,13 @@ class Engine:
         self._scheduler.start()
 
     async def stop(self) -> None:
+        """Stop ticking; a step under way is cancelled (its outside call may still land: steps resume)."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self._tick_task is not None and self._tick_task is not asyncio.current_task():
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -90,6 +96,7 @@ class Engine:
             self._again = True
             return 0
         self._running = True
+        self._tick_task = asyncio.current_task()
         ran = 0
         try:
             self._again = True
@@ -98,6 +105,7 @@ class Engine:
                 ran += await self._pass()
         finally:
             self._running = False
+            self._tick_task = None
         return ran
 
     async def _pass(self) -> int:
@@ -147,6 +155,7 @@ class Engine:
         if step is None or deploy.needs_attention:
             await self._settle(deploy, StepResult())
             return
+        self.steps_run += 1
         try:
             result = await step(self.context, deploy)
         except Superseded:

@@ -2,7 +2,15 @@
 
 
 class Refused(Exception):
-    """A person's request or click cannot be done; the message says why and what to do instead."""
+    """A person's request or click cannot be done; the message says why and what to do instead.
+
+    `field` names the part of the request at fault (`pr`, `processes`, `emergency`, `reason`,
+    `notes`), so a form can show the answer beside it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Superseded(Exception):

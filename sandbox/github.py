@@ -317,6 +317,10 @@ class GitHubEmulator(ThreadedServer):
         with self._lock:
             self._webhooks.append(url)
 
+    def remove_webhook(self, url: str) -> None:
+        with self._lock:
+            self._webhooks.remove(url)
+
     def create_pr(self, title: str, files: dict[str, str | None], *, author: str = "alice",
                   branch: str | None = None, base: str | None = None, from_fork: bool = False,
                   body: str = "") -> int:

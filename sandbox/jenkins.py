@@ -236,6 +236,7 @@ class JenkinsEmulator(ThreadedServer):
         self.crumb_rejections = 0
         self._jobs = {name: _Job(name, branch, []) for name, branch in jobs.items()}
         self._scripts: dict[str, _Script] = {}
+        self._job_scripts: dict[str, _Script] = {}  # job -> script for the next unscripted commit it builds
         self._queue: dict[int, _QueueItem] = {}
         self._heads: dict[str, str] = {}  # branch -> last pushed commit
         self._tasks: set[asyncio.Task] = set()
@@ -249,6 +250,13 @@ class JenkinsEmulator(ThreadedServer):
             raise ValueError(f"outcomes must be a non-empty list of {OUTCOMES}, got {outcomes}")
         with self._lock:
             self._scripts[sha] = _Script(list(outcomes), duration, push)
+
+    def script_next(self, job: str, outcomes: list[str], duration: float | None = None, push: bool = True) -> None:
+        """The next commit that `job` builds without a script of its own gets this one (for commits not known
+        in advance, such as the merge commit of a deploy)."""
+        self.script("", outcomes, duration, push)  # validates
+        with self._lock:
+            self._job_scripts[job] = self._scripts.pop("")
 
     def start_build(self, job: str, sha: str, params: dict[str, str] | None = None) -> int:
         """Start a build of `sha` now, as an SCM trigger would (it checks the commit out); its number."""
@@ -280,6 +288,8 @@ class JenkinsEmulator(ThreadedServer):
                checkout: bool, cause: str) -> _Build:
         with self._lock:
             script = self._scripts.get(sha) if sha else None
+            if script is None and sha and job in self._job_scripts:
+                script = self._scripts[sha] = self._job_scripts.pop(job)
             builds = self._jobs[job].builds
             number = builds[-1].number + 1 if builds else 1
             build = _Build(

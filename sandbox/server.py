@@ -30,6 +30,11 @@ class Fault:
     latency: float = 0.0  # seconds added before answering (or failing)
     fail: bool = True  # False: only add latency
     drop: bool = False  # close the connection without answering
+    hold: float = 0.0  # with fail=False: carry the request out, then hold the answer this long
+
+    @property
+    def holds(self) -> bool:
+        return self.hold > 0 and not self.fail
 
     def matches(self, operation: str) -> bool:
         return re.search(self.match, operation) is not None
@@ -58,26 +63,35 @@ class Faults:
     def error_rate(self, rate: float, *, match: str = ".*", status: int = 500) -> Fault:
         return self.add(Fault(match=match, status=status, rate=rate))
 
+    def hold_after(self, seconds: float, *, match: str = ".*", count: int = 1) -> Fault:
+        """Carry out matching requests but answer only after `seconds`: a client that dies meanwhile
+        has acted without learning the result (how crash-and-resume is tested)."""
+        return self.add(Fault(match=match, fail=False, hold=seconds, remaining=count))
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def pick(self, operation: str) -> tuple[float, Fault | None]:
-        """Total latency to add and the failing fault to apply (if any) for one request."""
-        delay, failing = 0.0, None
+    def pick(self, operation: str) -> tuple[float, Fault | None, float]:
+        """For one request: latency to add, the failing fault to apply (if any), and how long to hold
+        the answer after carrying the request out."""
+        delay, failing, hold = 0.0, None, 0.0
         with self._lock:
             for fault in list(self._faults):
                 if not fault.matches(operation) or self._random.random() >= fault.rate:
                     continue
                 delay += fault.latency
+                used = False
                 if fault.fail and failing is None:
-                    failing = fault
+                    failing, used = fault, True
                     self.injected += 1
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining <= 0:
-                            self._faults.remove(fault)
-        return delay, failing
+                elif fault.holds:
+                    hold, used = max(hold, fault.hold), True
+                if used and fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+        return delay, failing, hold
 
 
 Operation = Callable[[web.Request], str]
@@ -159,7 +173,7 @@ class ThreadedServer:
 
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler):
-        delay, fault = self.faults.pick(self.operation(request))
+        delay, fault, hold = self.faults.pick(self.operation(request))
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:
@@ -169,4 +183,7 @@ class ThreadedServer:
                 raise web.HTTPServiceUnavailable()
             return web.Response(status=fault.status, text=fault.body,
                                 headers={"Content-Type": "application/json", **fault.headers})
-        return await handler(request)
+        response = await handler(request)
+        if hold:
+            await asyncio.sleep(hold)
+        return response

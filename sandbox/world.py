@@ -59,6 +59,11 @@ class Sandbox:
         self.slack = SlackEmulator(bot_token=s.bot_token, app_token=s.app_token, users=dict(s.users),
                                    channels={s.channel: "deploys"})
 
+    @property
+    def jenkins_webhook(self) -> str:
+        """Where GitHub tells Jenkins about pushes (a train with `trigger: api` has no such hook)."""
+        return f"{self.jenkins.url}/github-webhook/"
+
     def image(self, sha: str) -> str:
         return f"{REGISTRY}/{self.spec.image_repository}:{sha}"
 
@@ -71,7 +76,7 @@ class Sandbox:
         self.jenkins.start()
         self.github.start()
         self.slack.start()
-        self.github.add_webhook(f"{self.jenkins.url}/github-webhook/")
+        self.github.add_webhook(self.jenkins_webhook)
         self._seed()
         return self
 

@@ -189,6 +189,13 @@ class Pea(Base):
     reminded_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     task_definitions: Mapped[dict[str, str]] = mapped_column(JSONDict, default=dict)  # process -> ARN
+    state_entered_at: Mapped[datetime | None]  # the build timeout runs from here
+    build_number: Mapped[int | None]  # the PR job's build of head_sha
+    build_queue_id: Mapped[int | None]  # a build Fat Controller asked for (trigger: api), until it starts
+    rollout_started_at: Mapped[datetime | None]  # services pointed at the new image; the rollout timeout runs
+    checked_at: Mapped[datetime | None]  # last look at the PR for newer builds, closing or merging
+    stale_reason: Mapped[str | None] = mapped_column(sa.String(16))  # "newer build", "closed" or "merged"
+    newer_sha: Mapped[str | None] = mapped_column(sa.String(40))  # the newer green head, with "newer build"
 
     slack_channel: Mapped[str | None] = mapped_column(sa.String(64))
     slack_ts: Mapped[str | None] = mapped_column(sa.String(64))

@@ -168,3 +168,26 @@ def mermaid() -> str:
         lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
     lines.extend(f"    {state.value} --> [*]" for state in sorted(TERMINAL))
     return "\n".join(lines)
+
+
+README_BEGIN = "<!-- flowchart: generated from flows/deploy/machine.py by `make flowchart`; do not edit -->"
+README_END = "<!-- /flowchart -->"
+
+
+def readme_block() -> str:
+    return f"{README_BEGIN}\n```mermaid\n{mermaid()}\n```\n{README_END}"
+
+
+def write_readme(path: str) -> None:
+    """Replace the flowchart block of the README with the one rendered from the table."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text[:start] + readme_block() + text[end:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")

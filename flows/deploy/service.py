@@ -7,6 +7,7 @@ Every function here works in one database transaction and talks to no outside sy
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -73,23 +74,25 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
     if not permissions.may_deploy(request.requester):
         raise Refused("You are not on the deployers list: ask an admin to add you to `permissions.deployers`.")
     if request.pr_number <= 0:
-        raise Refused(f"`{request.pr_number}` is not a pull request number: type `/deploy 123`.")
+        raise Refused(f"`{request.pr_number}` is not a pull request number: type `/deploy 123`.", field="pr")
     unknown = [p for p in request.processes if p not in config.processes]
     if unknown:
         raise Refused(
             f"Unknown process `{unknown[0]}`: choose from {', '.join(f'`{p}`' for p in config.processes)}"
-            " (or name none to deploy all)."
+            " (or name none to deploy all).", field="processes",
         )
     if request.jump_queue or request.skip_build:
         if not permissions.may_use_emergency(request.requester):
             raise Refused("Only people on the emergency list may jump the queue or skip the build check. "
-                          "Queue normally with `/deploy <pr>`, or ask an admin.")
+                          "Queue normally with `/deploy <pr>`, or ask an admin.", field="emergency")
         if not (request.reason or "").strip():
-            raise Refused('Emergency options need a reason everyone can read: add `--reason "why"`.')
+            raise Refused('Emergency options need a reason everyone can read: add `--reason "why"`.', field="reason")
     if request.reason and len(request.reason) > MAX_REASON:
-        raise Refused(f"The reason is {len(request.reason)} characters long: keep it under {MAX_REASON}.")
+        raise Refused(f"The reason is {len(request.reason)} characters long: keep it under {MAX_REASON}.",
+                      field="reason")
     if request.notes and len(request.notes) > MAX_NOTES:
-        raise Refused(f"The notes are {len(request.notes)} characters long: keep them under {MAX_NOTES}.")
+        raise Refused(f"The notes are {len(request.notes)} characters long: keep them under {MAX_NOTES}.",
+                      field="notes")
     chosen = request.processes or tuple(config.processes)
     return tuple(dict.fromkeys(chosen))
 
@@ -270,19 +273,36 @@ async def _apply(session: AsyncSession, deploy: Deploy, event: Event, actor: str
 
 
 async def apply_event(sessions: async_sessionmaker[AsyncSession], deploy_id: int, event: Event, *,
-                      actor: str = SYSTEM, expected_version: int | None = None, reason: str | None = None,
-                      updates: dict[str, Any] | None = None) -> Applied:
-    """Take one transition of the table, atomically with its audit record."""
-    try:
-        async with sessions() as session, session.begin():
-            deploy = await session.get(Deploy, deploy_id)
-            if deploy is None:
-                raise Refused(f"There is no deploy {deploy_id}.")
-            if expected_version is not None and deploy.version != expected_version:
-                raise Superseded(f"deploy {deploy_id} changed")
-            return await _apply(session, deploy, event, actor, reason=reason, updates=updates)
-    except StaleDataError as exc:
-        raise Superseded(f"deploy {deploy_id} changed") from exc
+                      actor: str = SYSTEM, expected_version: int | None = None,
+                      expected_state: str | None = None, reason: str | None = None,
+                      updates: Callable[[Deploy], dict[str, Any]] | None = None) -> Applied:
+    """Take one transition of the table, atomically with its audit record.
+
+    A worker passes the `expected_version` it read: any change since supersedes its result. A person
+    passes the `expected_state` their button was offered in: bookkeeping writes in between (the next
+    look-at time, a reminder) do not make the click stale, so a concurrent write is simply retried.
+    """
+    for _attempt in range(5):
+        try:
+            async with sessions() as session, session.begin():
+                deploy = await session.get(Deploy, deploy_id)
+                if deploy is None:
+                    raise Refused(f"There is no deploy {deploy_id}.")
+                if expected_version is not None and deploy.version != expected_version:
+                    raise Superseded(f"deploy {deploy_id} changed")
+                if expected_state is not None and deploy.state != expected_state:
+                    raise Superseded(f"deploy {deploy_id} is {deploy.state} now")
+                return await _apply(session, deploy, event, actor, reason=reason,
+                                    updates=updates(deploy) if updates else None)
+        except StaleDataError:
+            if expected_version is not None:
+                raise Superseded(f"deploy {deploy_id} changed") from None
+    raise Superseded(f"deploy {deploy_id} kept changing")
+
+
+def _retry_build_updates(deploy: Deploy) -> dict[str, Any]:
+    return {"build_previous": deploy.build_number, "build_number": None, "build_url": None,
+            "build_queue_id": None, "build_attempts": deploy.build_attempts + 1}
 
 
 async def person_action(sessions: async_sessionmaker[AsyncSession], config: AppConfig, deploy_id: int,
@@ -294,24 +314,19 @@ async def person_action(sessions: async_sessionmaker[AsyncSession], config: AppC
         raise Refused(f"There is no deploy {deploy_id}.")
     if user != deploy.requester and not config.permissions.is_admin(user):
         raise Refused(f"Only <@{deploy.requester}> or an admin can act on deploy {deploy_id}.")
-    state = State(deploy.state)
-    if state.value != offered_state:
-        raise Refused(f"That button is from an earlier step: deploy {deploy_id} (#{deploy.pr_number}) "
-                      f"is now `{state.label}`. Use the buttons on its latest message.")
-    transition = transition_for(state, event)
+    stale = Refused(f"That button is from an earlier step: deploy {deploy_id} (#{deploy.pr_number}) "
+                    f"is now `{State(deploy.state).label}`. Use the buttons on its latest message.")
+    if deploy.state != offered_state:
+        raise stale
+    transition = transition_for(State(deploy.state), event)
     if transition is None or not guard_holds(transition.guard, needs_attention=deploy.needs_attention,
                                              skip_build=deploy.skip_build):
-        raise Refused(f"Deploy {deploy_id} is `{state.label}`: that is not possible now.")
-    updates: dict[str, Any] = {}
-    if event is Event.RETRY_BUILD:
-        updates = {"build_previous": deploy.build_number, "build_number": None, "build_url": None,
-                   "build_queue_id": None,
-                   "build_attempts": deploy.build_attempts + 1}
+        raise Refused(f"Deploy {deploy_id} is `{State(deploy.state).label}`: that is not possible now.")
     try:
-        return await apply_event(sessions, deploy_id, event, actor=user, expected_version=deploy.version,
-                                 updates=updates)
+        return await apply_event(sessions, deploy_id, event, actor=user, expected_state=offered_state,
+                                 updates=_retry_build_updates if event is Event.RETRY_BUILD else None)
     except Superseded:
-        raise Refused(f"Deploy {deploy_id} moved on while you clicked: look at its latest message.") from None
+        raise stale from None
 
 
 async def cancel(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,

@@ -1,0 +1,76 @@
+"""The command line: check-config, db upgrade and the demo, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = """\
+slack: {channel: C1}
+github: {repo: acme/app}
+jenkins: {job: a, pr_job: b, build_timeout: 30}
+image: registry/app:latest
+ecs: {cluster: c}
+processes:
+  web: {container: app}
+deploy: {batch_percent: 0, tick: soon}
+colour: blue
+"""
+
+
+def fatcontroller(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_check_config_summarises_the_example_and_exits_0() -> None:
+    result = fatcontroller("check-config", "--config", str(ROOT / "app.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "acme/app" in result.stdout
+    assert "web → app-web" in result.stdout
+    assert "sweet-pea" in result.stdout
+
+
+def test_check_config_names_every_bad_key_and_exits_2(tmp_path: Path) -> None:
+    broken = tmp_path / "app.yaml"
+    broken.write_text(BROKEN)
+    result = fatcontroller("check-config", "--config", str(broken))
+    assert result.returncode == 2
+    for problem in ("jenkins.build_timeout: 30 is not a duration",
+                    "image: must contain {sha}",
+                    "processes.web.service: field required",
+                    "deploy.batch_percent: must be between 1 and 100",
+                    "deploy.tick: 'soon' is not a duration",
+                    "colour: unknown key"):
+        assert problem in result.stderr
+
+
+def test_check_config_on_a_missing_file_says_so() -> None:
+    result = fatcontroller("check-config", "--config", "/nonexistent/app.yaml")
+    assert result.returncode == 2
+    assert "file not found" in result.stderr
+
+
+def test_db_upgrade_creates_the_schema_and_never_prints_the_password(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fc.db'}"
+    result = fatcontroller("db", "upgrade", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert (tmp_path / "fc.db").exists()
+
+    secret = "postgresql+asyncpg://fc:hunter2-secret@127.0.0.1:1/nowhere"
+    failed = fatcontroller("db", "upgrade", env={"DATABASE_URL": secret})
+    assert failed.returncode == 1
+    assert "cannot connect to the database" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert "hunter2-secret" not in failed.stdout + failed.stderr
+
+
+def test_the_demo_runs_end_to_end_and_exits_0() -> None:
+    result = fatcontroller("demo", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "demo finished" in result.stdout
+    assert "Revert" in result.stdout
