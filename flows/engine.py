@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -103,10 +104,25 @@ class Engine:
             while self._again:
                 self._again = False
                 ran += await self._pass()
+            await self._run_again_when_due()
         finally:
             self._running = False
             self._tick_task = None
         return ran
+
+    async def _run_again_when_due(self) -> None:
+        """Bring the next tick forward to the earliest future look-at time, so a step that waits a
+        second is not kept waiting for a long `deploy.tick`."""
+        if self._scheduler is None or (job := self._scheduler.get_job("tick")) is None:
+            return
+        now = utcnow()
+        async with self.sessions() as session:
+            due = await session.scalar(sa.select(sa.func.min(Deploy.due_at)).where(Deploy.due_at > now))
+        if due is None or job.next_run_time is None:
+            return
+        due_local = due.replace(tzinfo=UTC).astimezone(job.next_run_time.tzinfo)
+        if due_local < job.next_run_time:
+            job.modify(next_run_time=due_local)
 
     async def _pass(self) -> int:
         started = await service.start_next(self.sessions)

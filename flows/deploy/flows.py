@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from integrations.github import GitHub
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import AppConfig
@@ -12,6 +11,7 @@ from flows.deploy import service
 from flows.deploy.machine import Event, State
 from flows.deploy.service import Applied, DeployRequest, QueueEntry
 from flows.notify import Kind, Notice, Notifier
+from integrations.github import GitHub
 from storage.models import Train
 
 # The notice each transition's event causes (steps send the ones in between themselves).

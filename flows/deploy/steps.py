@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from integrations.ecs import Ecs, Progress
-from integrations.github import GitHub, NotMergeable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.machine import Event, State
 from flows.notify import Kind, Notice
+from integrations.ecs import Ecs, Progress
+from integrations.github import GitHub, NotMergeable
 from integrations.jenkins import Build, Jenkins
 from storage.clock import utcnow
 from storage.models import Deploy
@@ -250,6 +250,7 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
         if record.kind == "canary":
             await ecs.delete_service(record.data["cluster"], record.data["service"])
             await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
+            await ctx.audit(deploy, "canary_removed", record.data["service"], service=record.data["service"])
     await ctx.tell(Kind.ROLLED_OUT, deploy, "Rolled out: check production, then press Done")
     return StepResult(Event.ROLLOUT_DONE)
 
@@ -304,6 +305,10 @@ _UNDO: dict[str, Callable[[StepContext, Deploy, dict[str, Any]], Awaitable[str |
 }
 
 
+def _outside_ids(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data[key] for key in ("service", "task_definition") if key in data}
+
+
 async def roll_back(ctx: StepContext, deploy: Deploy) -> StepResult:
     """Undo every recorded step newest first; consecutive undos of one kind run in parallel."""
     pending = await service.pending_undo(ctx.sessions, deploy.id)
@@ -314,6 +319,7 @@ async def roll_back(ctx: StepContext, deploy: Deploy) -> StepResult:
         for record, result in zip(batch, results, strict=True):
             if result is not None:
                 await service.mark_undone(ctx.sessions, record.id, result)
+                await ctx.audit(deploy, f"undone:{record.kind}", result, **_outside_ids(record.data))
         if any(result is None for result in results):
             return StepResult(wait=ctx.poll)
         pending = pending[len(batch):]
