@@ -61,24 +61,34 @@ class Engine:
         self._again = False
         self._tick_task: asyncio.Task | None = None
         self.steps_run = 0  # by this copy, since it started
+        self._stopped = False
         self._tasks: set[asyncio.Task] = set()
 
     # -- the loop -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start ticking in the running event loop."""
+        self._stopped = False
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self.tick, "interval", seconds=self.config.deploy.tick.total_seconds(),
                                 id="tick", max_instances=1, coalesce=True, next_run_time=datetime.now())
         self._scheduler.start()
 
-    async def stop(self) -> None:
-        """Stop ticking; a step under way is cancelled (its outside call may still land: steps resume)."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop ticking, letting a step under way finish for up to `grace` seconds (default: the lease).
+
+        Only a step that outlives the grace is cancelled: cancelling one in the middle of a database
+        call would leave its connection half-closed. A cancelled step resumes on the next start.
+        """
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._tick_task is not None and self._tick_task is not asyncio.current_task():
-            self._tick_task.cancel()
-            await asyncio.gather(self._tick_task, return_exceptions=True)
+        self._stopped = True
+        task = self._tick_task
+        if task is not None and task is not asyncio.current_task():
+            done, _ = await asyncio.wait({task}, timeout=self.lease_ttl.total_seconds() if grace is None else grace)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -101,7 +111,7 @@ class Engine:
         ran = 0
         try:
             self._again = True
-            while self._again:
+            while self._again and not self._stopped:
                 self._again = False
                 ran += await self._pass()
             await self._run_again_when_due()

@@ -1,24 +1,34 @@
 """Crash and resume: an engine that dies right after an outside action, before recording its result,
 is replaced by another on the same database, and the deploy ends as it would have.
 
-The emulator carries the request out but holds its answer; the first engine is stopped meanwhile
-(its call's result is lost, exactly as in a crash), and a second engine with another owner takes
-the deploy over. Afterwards: one merge, at most one revert, no canary left, every service where it
+The first engine runs in a process of its own. The emulator carries the request out but holds its
+answer; the process is killed with SIGKILL meanwhile (the result is never recorded, its lease is
+never released), and a second engine with another owner takes the deploy over once that lease
+has expired. Afterwards: one merge, at most one revert, no canary left, every service where it
 should be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.world import Sandbox
-from tests.fixtures.world import Train, eventually
+from tests.fixtures.storage import Database
+from tests.fixtures.world import Train, eventually, raw_train_config
 
 HOLD = 3.0  # seconds the emulator sits on its answer: longer than the crash takes
+LEASE = timedelta(seconds=2)
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _service(sandbox: Sandbox, name: str) -> dict[str, Any] | None:
@@ -86,10 +96,32 @@ async def _press_through(train: Train, deploy_id: int, plan: str) -> str:
                             "rolled_back")
 
 
+@pytest.fixture
+def engine_process(sandbox: Sandbox, sqlite_database: Database) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start an engine in a process of its own on the test's database; killed at teardown if still alive."""
+    started: list[subprocess.Popen] = []
+
+    def start(owner: str, **sections: Any) -> subprocess.Popen:
+        spec = {"config": raw_train_config(sandbox, **sections), "database_url": sqlite_database.url,
+                "owner": owner, "lease_seconds": LEASE.total_seconds()}
+        process = subprocess.Popen([sys.executable, "-m", "tests.fixtures.engine_process", json.dumps(spec)],
+                                   cwd=ROOT, env={**os.environ, **sandbox.env()}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait(10)
+
+
 @pytest.mark.parametrize("crash", CRASHES, ids=[c.name for c in CRASHES])
 async def test_a_crash_right_after_an_outside_action_is_resumed_without_doing_it_twice(
-        make_train: Callable[..., Train], crash: Crash) -> None:
-    first = make_train(owner="copy-1", **(crash.config or {}))
+        make_train: Callable[..., Train], engine_process: Callable[..., subprocess.Popen], crash: Crash) -> None:
+    # People talk to this copy; its own engine stays off so that the process below does the work.
+    first = make_train(start=False, **(crash.config or {}))
     sandbox = first.sandbox
     if first.config.jenkins.trigger == "api":
         sandbox.github.remove_webhook(sandbox.jenkins_webhook)
@@ -97,6 +129,7 @@ async def test_a_crash_right_after_an_outside_action_is_resumed_without_doing_it
     emulator = getattr(sandbox, crash.system)
     if crash.arm_at is None:
         emulator.faults.hold_after(HOLD, match=crash.match)
+    doomed = engine_process("copy-1", **(crash.config or {}))
     deploy = await first.request(first.new_pr(f"Survives: {crash.name}"))
     if crash.arm_at is not None:
         await first.reaches(deploy.id, "canary_check", within=30)
@@ -110,9 +143,10 @@ async def test_a_crash_right_after_an_outside_action_is_resumed_without_doing_it
         return crash.acted(first, before)
 
     await eventually(landed, within=30, what=f"{crash.name} landed")
-    await first.engine.stop()  # the crash: the answer to that call is never read
+    doomed.kill()  # SIGKILL: the answer to that call is never read, the lease never released
+    doomed.wait(10)
 
-    second = make_train(owner="copy-2", **(crash.config or {}))
+    second = make_train(owner="copy-2", lease_ttl=LEASE, **(crash.config or {}))
     end = await _press_through(second, deploy.id, crash.plan)
 
     finished = await second.deploy(deploy.id)
