@@ -9,14 +9,12 @@ copies never act on the same deploy, and a copy that dies hands its work over wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,16 +24,17 @@ from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import Event, State
 from flows.deploy.steps import STEPS, Outside, RollbackStuck, StepContext, StepResult
 from flows.errors import Superseded
+from flows.leased import LeasedWork
 from flows.notify import Notifier
+from flows.pea.flows import PeaFlows
+from flows.pea.worker import PeaWorker
 from integrations.outside import OutsideError
-from storage import leases
 from storage.clock import utcnow
 from storage.models import Deploy
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=30)
-CLAIM_LIMIT = 20
 
 
 def default_owner() -> str:
@@ -54,15 +53,19 @@ class Engine:
         self.owner = owner or default_owner()
         self.lease_ttl = lease_ttl
         self.flows = DeployFlows(config, sessions, outside.github, notifier, self.wake)
-        self.context = StepContext(config, outside, sessions, notifier.notify,
-                                   poll=poll or min(config.deploy.tick, timedelta(seconds=2)))
+        self.peas = PeaFlows(config, sessions, outside, notifier, self.wake)
+        self.deploys = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
+        poll = poll or min(config.deploy.tick, timedelta(seconds=2))
+        self.context = StepContext(config, outside, sessions, notifier.notify, poll=poll)
+        self.pea_worker = PeaWorker(config, sessions, outside, notifier, owner=self.owner, lease_ttl=lease_ttl,
+                                    poll=poll, wake=self.wake)
         self._scheduler: AsyncIOScheduler | None = None
         self._running = False
         self._again = False
         self._tick_task: asyncio.Task | None = None
         self.steps_run = 0  # by this copy, since it started
         self._stopped = False
-        self._tasks: set[asyncio.Task] = set()
+        self._peas_task: asyncio.Task | None = None
 
     # -- the loop -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,15 +86,13 @@ class Engine:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self._stopped = True
-        task = self._tick_task
-        if task is not None and task is not asyncio.current_task():
-            done, _ = await asyncio.wait({task}, timeout=self.lease_ttl.total_seconds() if grace is None else grace)
-            if not done:
+        running = {t for t in (self._tick_task, self._peas_task)
+                   if t is not None and not t.done() and t is not asyncio.current_task()}
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.lease_ttl.total_seconds() if grace is None else grace)
+            for task in late:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*late, return_exceptions=True)
 
     def wake(self) -> None:
         """Run a tick now (or right after the one under way) instead of waiting for the interval."""
@@ -125,9 +126,7 @@ class Engine:
         second is not kept waiting for a long `deploy.tick`."""
         if self._scheduler is None or (job := self._scheduler.get_job("tick")) is None:
             return
-        now = utcnow()
-        async with self.sessions() as session:
-            due = await session.scalar(sa.select(sa.func.min(Deploy.due_at)).where(Deploy.due_at > now))
+        due = min((d for d in (await self.deploys.next_due(), await self.pea_worker.next_due()) if d), default=None)
         if due is None or job.next_run_time is None:
             return
         due_local = due.replace(tzinfo=UTC).astimezone(job.next_run_time.tzinfo)
@@ -138,39 +137,15 @@ class Engine:
         started = await service.start_next(self.sessions)
         if started is not None:
             await self.flows.announce(started)
-        async with self.sessions() as session, session.begin():
-            due = await leases.claim_due(session, Deploy, self.owner, self.lease_ttl, now=utcnow(),
-                                         limit=CLAIM_LIMIT)
-        if due:
-            await asyncio.gather(*(self._advance_leased(deploy_id) for deploy_id in due))
-        return len(due) + (started is not None)
+        self._start_peas()
+        return await self.deploys.run_due() + (started is not None)
+
+    def _start_peas(self) -> None:
+        """Peas run beside the train, never holding it up: their pass is a task of its own."""
+        if self._peas_task is None or self._peas_task.done():
+            self._peas_task = asyncio.create_task(self.pea_worker.pass_once())
 
     # -- one deploy -----------------------------------------------------------------------------
-    async def _advance_leased(self, deploy_id: int) -> None:
-        keeper = asyncio.create_task(self._keep_lease(deploy_id, asyncio.current_task()))
-        self._tasks.add(keeper)
-        try:
-            await self.advance(deploy_id)
-        except Exception:
-            log.exception("deploy %s: step failed unexpectedly", deploy_id)
-        finally:
-            keeper.cancel()
-            self._tasks.discard(keeper)
-            with contextlib.suppress(Exception):
-                async with self.sessions() as session, session.begin():
-                    await leases.release(session, Deploy, deploy_id, self.owner)
-
-    async def _keep_lease(self, deploy_id: int, step: asyncio.Task | None) -> None:
-        """Renew the lease while the step runs; if another copy took it, stop the step."""
-        while True:
-            await asyncio.sleep(self.lease_ttl.total_seconds() / 3)
-            async with self.sessions() as session, session.begin():
-                kept = await leases.claim(session, Deploy, deploy_id, self.owner, self.lease_ttl)
-            if not kept and step is not None:
-                log.warning("deploy %s: lease lost, stopping its step", deploy_id)
-                step.cancel()
-                return
-
     async def advance(self, deploy_id: int) -> None:
         """Run the step of the deploy's state once and record what came of it."""
         deploy = await service.get_deploy(self.sessions, deploy_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import URL, event, make_url
@@ -57,12 +58,25 @@ def parse_url(url: str | URL) -> URL:
         ) from None
 
 
+def _wal(cursor: Any) -> None:
+    """Switch to WAL (it persists in the file). Switching takes a lock that the busy timeout does not
+    wait for, so several processes opening a new database at once retry for a while."""
+    for attempt in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # busy_timeout first: the other pragmas may need a lock that another connection holds.
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:

@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.slack",
     "tests.fixtures.world",
+    "tests.fixtures.bot",
+    "tests.fixtures.peas",
 ]
 
 

@@ -141,7 +141,8 @@ async def request_deploy(
         await audit(session, request.requester, "requested", deploy_id=deploy.id,
                     detail=_request_detail(deploy), pr=pr.number, head_sha=pr.head_sha)
     entries = await queue(sessions)
-    return next(e for e in entries if e.deploy.id == deploy.id)
+    # A deploy can already have ended (a PR that no longer merges fails at once) before this read.
+    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(deploy, 0, timedelta(0)))
 
 
 def _request_detail(deploy: Deploy) -> str:
@@ -176,14 +177,14 @@ async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAI
     """The deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
     async with sessions() as session:
         typical = await typical_duration(session, train_id)
-        in_flight = (await session.scalars(
+        # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
+        waiting_or_moving = (await session.scalars(
             sa.select(Deploy).where(Deploy.train_id == train_id,
-                                    Deploy.state.in_([s.value for s in IN_FLIGHT]))
-        )).all()
-        queued = (await session.scalars(
-            sa.select(Deploy).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value)
+                                    Deploy.state.in_([s.value for s in (*IN_FLIGHT, State.QUEUED)]))
             .order_by(*_train_order())
         )).all()
+    in_flight = [d for d in waiting_or_moving if d.state != State.QUEUED.value]
+    queued = [d for d in waiting_or_moving if d.state == State.QUEUED.value]
     now = utcnow()
     entries = [QueueEntry(d, 0, timedelta(0)) for d in in_flight]
     remaining = timedelta(0)

@@ -1,0 +1,205 @@
+"""Block Kit for a deploy: its card, its buttons, one-line summaries.
+
+The buttons always come from the transition table (`person_transitions`), each carrying the
+deploy's id and the state it was offered in, so a click from an older message is recognised.
+Everything people typed (titles, reasons, notes) is escaped: it is shown, never interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot.text import commit_url, context, escape, eta, human_duration, link, plain, section, shorten, user, when
+from flows.deploy.machine import TRANSITIONS, Actor, Event, State, person_transitions
+from flows.deploy.service import QueueEntry
+from flows.deploy.stats import duration
+from storage.models import Deploy, Train
+
+ACTION_PREFIX = "deploy_"
+# Every event a person can ask for with a button, in table order.
+BUTTON_EVENTS: tuple[Event, ...] = tuple(dict.fromkeys(t.event for t in TRANSITIONS if t.actor is Actor.PERSON))
+
+EMOJI = {
+    State.QUEUED: ":hourglass_flowing_sand:", State.MERGING: ":twisted_rightwards_arrows:",
+    State.BUILDING: ":hammer_and_wrench:", State.BUILD_FAILED: ":x:", State.CANARYING: ":hatching_chick:",
+    State.CANARY_CHECK: ":bird:", State.ROLLING_OUT: ":rocket:", State.AWAITING_CONFIRMATION: ":eyes:",
+    State.ROLLING_BACK: ":rewind:", State.COMPLETED: ":white_check_mark:",
+    State.ROLLED_BACK: ":leftwards_arrow_with_hook:", State.FAILED: ":x:", State.CANCELLED: ":no_entry_sign:",
+}
+_STYLE = {Event.PROCEED: "primary", Event.DONE: "primary", Event.RETRY_BUILD: "primary", Event.RETRY: "primary",
+          Event.ROLL_BACK: "danger"}
+_CONFIRM = {
+    Event.ROLL_BACK: ("Roll back?", "Every step done so far is undone, newest first, and the merge is reverted."),
+    Event.CANCEL: ("Leave the queue?", "The deploy is cancelled; queue it again with /deploy."),
+}
+BAR_WIDTH = 8
+
+
+def action_id(event: Event) -> str:
+    """The fixed action id of a button kind: `deploy_proceed`, `deploy_roll_back`, ..."""
+    return ACTION_PREFIX + event.value
+
+
+@dataclass(frozen=True)
+class ButtonValue:
+    deploy_id: int
+    state: State
+
+
+def button_value(deploy_id: int, state: State | str) -> str:
+    return json.dumps({"deploy": deploy_id, "state": State(state).value}, separators=(",", ":"))
+
+
+def parse_button_value(value: Any) -> ButtonValue:
+    """The deploy and state a button was made for; ValueError for anything we did not make."""
+    try:
+        data = json.loads(value)
+        deploy_id, state = data["deploy"], State(data["state"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"not a deploy button value: {value!r}") from exc
+    if not isinstance(deploy_id, int) or isinstance(deploy_id, bool) or deploy_id <= 0:
+        raise ValueError(f"not a deploy id: {deploy_id!r}")
+    return ButtonValue(deploy_id, state)
+
+
+def actions(deploy: Deploy, state: State | None = None, *, needs_attention: bool | None = None,
+            block_id: str | None = None) -> dict[str, Any] | None:
+    """The buttons a person may press in `state` (the deploy's own by default), or None when there are none."""
+    state = state or State(deploy.state)
+    attention = deploy.needs_attention if needs_attention is None else needs_attention
+    elements = []
+    for transition in person_transitions(state, needs_attention=attention, skip_build=deploy.skip_build):
+        button: dict[str, Any] = {"type": "button", "action_id": action_id(transition.event),
+                                  "text": plain(transition.button or transition.label, 75),
+                                  "value": button_value(deploy.id, state)}
+        if transition.event in _STYLE:
+            button["style"] = _STYLE[transition.event]
+        if transition.event in _CONFIRM:
+            title, text = _CONFIRM[transition.event]
+            button["confirm"] = {"title": plain(title, 100), "text": plain(text, 300),
+                                 "confirm": plain(transition.button or "Yes", 30), "deny": plain("Not now", 30)}
+        elements.append(button)
+    if not elements:
+        return None
+    return {"type": "actions", "block_id": block_id or f"deploy{deploy.id}_actions", "elements": elements}
+
+
+def title(deploy: Deploy) -> str:
+    """`#123 Title` with the number linking to the pull request (mrkdwn)."""
+    return f"*{link(deploy.pr_url, f'#{deploy.pr_number}')}* {escape(shorten(deploy.pr_title or '', 150))}"
+
+
+def summary(deploy: Deploy) -> str:
+    """One line: `#123 Title` by requester, state (for lists)."""
+    state = State(deploy.state)
+    attention = " :warning: needs attention" if deploy.needs_attention else ""
+    return f"{title(deploy)} · {user(deploy.requester)} · {EMOJI[state]} `{state.label}`{attention}"
+
+
+def queued_text(entry: QueueEntry, channel: str) -> str:
+    """The answer to an accepted request: where it is in the queue and where its card is."""
+    deploy = entry.deploy
+    flags = " (jumping the queue)" if deploy.jump_queue else ""
+    return (f":white_check_mark: Queued {title(deploy)} as deploy {deploy.id}{flags}: position {entry.position}, "
+            f"starts {eta(entry.eta)}. Its card is in <#{channel}>; I will message you when it needs you.")
+
+
+def fallback_text(deploy: Deploy) -> str:
+    """The notification text of a card: no markup beyond what Slack shows in a notification."""
+    return f"#{deploy.pr_number} {shorten(deploy.pr_title or '', 100)}: {State(deploy.state).label}"
+
+
+def progress_bar(running: int, desired: int, width: int = BAR_WIDTH) -> str:
+    """`▓▓▓▓░░░░ 2/4`."""
+    filled = width if desired <= 0 else round(width * min(running, desired) / desired)
+    return "▓" * filled + "░" * (width - filled) + f" {running}/{desired}"
+
+
+def _timeline(deploy: Deploy) -> str:
+    steps = sorted((deploy.state_times or {}).items(), key=lambda item: item[1])
+    return " → ".join(f"{State(state).label} {when(at)}" for state, at in steps)
+
+
+def queue_line(entry: QueueEntry | None, train: Train | None) -> str:
+    """What a queued card says about its place in the queue (and a frozen train)."""
+    line = f" · position {entry.position} · starts {eta(entry.eta)}" if entry is not None else ""
+    if train is not None and train.frozen:
+        line += f"\n:snowflake: The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}"
+    return line
+
+
+def _status(deploy: Deploy, entry: QueueEntry | None, train: Train | None) -> list[str]:
+    state = State(deploy.state)
+    lines = [f"{EMOJI[state]} *{state.label}*"]
+    if state is State.QUEUED:
+        lines[0] += queue_line(entry, train)
+    reason = escape(shorten(deploy.outcome_reason or "", 1500))
+    if state is State.COMPLETED:
+        lines.append(f"Completed in {human_duration(duration(deploy))}.")
+    elif state is State.ROLLED_BACK:
+        since = f" from `{State(deploy.rollback_from).label}`" if deploy.rollback_from else ""
+        lines.append(f"Rolled back{since}" + (f": {reason}" if reason else "."))
+    elif state in (State.FAILED, State.BUILD_FAILED, State.ROLLING_BACK) and reason:
+        lines.append(f"{'Why' if state is not State.BUILD_FAILED else 'Build'}: {reason}")
+    if deploy.revert_status == "manual":
+        lines.append(":warning: The merge could not be reverted automatically: revert it by hand "
+                     "(see the thread).")
+    elif deploy.revert_sha:
+        lines.append(f"Reverted by {link(commit_url(deploy.pr_url, deploy.revert_sha), deploy.revert_sha[:10])}.")
+    if deploy.needs_attention:
+        what = escape(shorten(deploy.attention or "an outside system failed", 1500))
+        lines.append(f":warning: *Needs attention*: {what}"
+                     " — press *Retry* once it is fixed, or *Roll back*.")
+    return lines
+
+
+def _facts(deploy: Deploy) -> list[str]:
+    facts = [f"Requested by {user(deploy.requester)}",
+             f"Processes: {', '.join(f'`{p}`' for p in deploy.processes)}"]
+    if deploy.build_url:
+        facts.append(f"Build: {link(deploy.build_url, f'#{deploy.build_number}' if deploy.build_number else 'log')}")
+    if deploy.merge_sha:
+        facts.append(f"Merged as {link(commit_url(deploy.pr_url, deploy.merge_sha), deploy.merge_sha[:10])}")
+    return facts
+
+
+def _emergency(deploy: Deploy) -> str | None:
+    flags = [name for name, on in (("Jump the queue", deploy.jump_queue),
+                                   ("Skip the build check", deploy.skip_build)) if on]
+    if not flags:
+        return None
+    return (f":rotating_light: *Emergency*: {', '.join(flags)} — "
+            f"reason: {escape(shorten(deploy.emergency_reason or '', 500))}")
+
+
+def _progress(deploy: Deploy) -> str | None:
+    if State(deploy.state) is not State.ROLLING_OUT:
+        return None
+    rows = [(process, (deploy.targets or {}).get(process, {}).get("counts")) for process in deploy.processes]
+    if not any(counts for _, counts in rows):
+        return None
+    width = max(len(p) for p, _ in rows)
+    lines = [f"{p.ljust(width)}  {progress_bar(*counts) if counts else 'starting…'}" for p, counts in rows]
+    return "```" + "\n".join(lines) + "```"
+
+
+def card_blocks(deploy: Deploy, *, entry: QueueEntry | None = None, train: Train | None = None,
+                with_buttons: bool = True) -> list[dict[str, Any]]:
+    """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now."""
+    prefix = f"deploy{deploy.id}"
+    blocks = [section(f"{title(deploy)}\n" + "\n".join(_status(deploy, entry, train)), block_id=f"{prefix}_head")]
+    emergency = _emergency(deploy)
+    if emergency:
+        blocks.append(section(emergency, block_id=f"{prefix}_emergency"))
+    progress = _progress(deploy)
+    if progress:
+        blocks.append(section(progress, block_id=f"{prefix}_progress"))
+    if deploy.notes:
+        blocks.append(section(f"_Notes:_ {escape(shorten(deploy.notes, 1000))}", block_id=f"{prefix}_notes"))
+    blocks.append(context(" · ".join(_facts(deploy)), _timeline(deploy)) | {"block_id": f"{prefix}_facts"})
+    buttons = actions(deploy) if with_buttons else None
+    if buttons:
+        blocks.append(buttons)
+    return blocks

@@ -1,0 +1,97 @@
+"""Prometheus metrics and the small HTTP server for `/healthz` and `/metrics`.
+
+Each bot has its own registry (several can run in one test process). Deploy and queue gauges
+are read from the database when scraped; the rest are counted as things happen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flows.deploy.stats import count_by_state
+from integrations.outside import OutsideError, TransientError
+
+log = logging.getLogger(__name__)
+
+_ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+_STEP_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deploys = Gauge("fatcontroller_deploys", "Deploys in each state of the flowchart.", ["state"],
+                             registry=self.registry)
+        self.queue_length = Gauge("fatcontroller_queue_length", "Deploys waiting in the queue.",
+                                  registry=self.registry)
+        self.step_seconds = Histogram("fatcontroller_step_duration_seconds",
+                                      "Time deploys spent in a state before moving on.", ["state"],
+                                      buckets=_STEP_BUCKETS, registry=self.registry)
+        self.outside_errors = Counter("fatcontroller_outside_call_errors",
+                                      "Failed calls to outside systems (each attempt, retried or not).",
+                                      ["system", "kind"], registry=self.registry)
+        self.ack_seconds = Histogram("fatcontroller_slack_ack_seconds",
+                                     "From a Slack envelope's arrival to its acknowledgement.", ["type"],
+                                     buckets=_ACK_BUCKETS, registry=self.registry)
+        self.slack_errors = Counter("fatcontroller_slack_delivery_errors",
+                                    "Slack Web API calls that failed (messages not delivered).", ["method"],
+                                    registry=self.registry)
+
+    def outside_error(self, what: str, error: OutsideError) -> None:
+        """`OutsideCaller.on_error`: count every failed attempt by system and kind."""
+        kind = "transient" if isinstance(error, TransientError) else "permanent"
+        self.outside_errors.labels(error.system, kind).inc()
+
+    def step_ended(self, state: str, entered: datetime, left: datetime) -> None:
+        self.step_seconds.labels(state).observe(max(0.0, (left - entered).total_seconds()))
+
+    async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        counts = await count_by_state(sessions)
+        for state, count in counts.items():
+            self.deploys.labels(state).set(count)
+        self.queue_length.set(counts.get("queued", 0))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpServer:
+    """`/healthz` (200 when Slack is connected, 503 otherwise) and `/metrics`, on 0.0.0.0:`port`."""
+
+    def __init__(self, metrics: Metrics, sessions: async_sessionmaker[AsyncSession],
+                 healthy: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+        self.metrics = metrics
+        self.sessions = sessions
+        self.healthy = healthy
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, port: int, host: str = "0.0.0.0") -> None:
+        """Serve on every interface by default: Prometheus scrapes from outside the host."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        checks = await self.healthy()
+        return web.json_response({"ok": all(checks.values()), **checks}, status=200 if all(checks.values()) else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            await self.metrics.refresh(self.sessions)
+        except Exception:
+            log.exception("metrics: cannot read the deploys from the database")
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,149 @@
+"""The `/deploy` form: pull request, processes (all ticked), emergency options with a reason, notes.
+
+Validated on submit: what the form can judge alone (nothing picked, no process ticked, an
+emergency option without a reason) and everything the train refuses are shown beside the
+field at fault (`response_action: errors`); the form stays open and nothing is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import picker
+from bot.cards import queued_text
+from bot.surface import Surface, tell
+from bot.text import plain, shorten
+from flows.config import AppConfig
+from flows.deploy.service import MAX_NOTES, MAX_REASON, DeployRequest, QueueEntry
+from flows.errors import Refused
+from integrations.outside import OutsideError
+
+log = logging.getLogger(__name__)
+
+CALLBACK_ID = "deploy_request"
+PR, PROCESSES, EMERGENCY, REASON, NOTES = "pr", "processes", "emergency", "reason", "notes"
+JUMP, SKIP = "jump_queue", "skip_build"
+SUBMIT_BUDGET = 2.0  # seconds to validate against GitHub before the ack (Slack allows 3)
+_ERROR_LENGTH = 250
+
+
+def _checkbox(value: str, text: str, description: str | None = None) -> dict[str, Any]:
+    box: dict[str, Any] = {"text": plain(text, 75), "value": value}
+    if description:
+        box["description"] = plain(description, 75)
+    return box
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False,
+           hint: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": plain(label, 2000),
+                             "element": element, "optional": optional}
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def deploy_modal(config: AppConfig, channel: str | None) -> dict[str, Any]:
+    processes = [_checkbox(name, name, f"ECS service {p.service}") for name, p in config.processes.items()]
+    return {
+        "type": "modal",  # always set: Bolt cannot route a view_submission without it
+        "callback_id": CALLBACK_ID,
+        "private_metadata": json.dumps({"channel": channel}),
+        "title": plain("Deploy", 24),
+        "submit": plain("Queue it", 24),
+        "close": plain("Cancel", 24),
+        "blocks": [
+            _input(PR, "Pull request", picker.element(), hint="Open pull requests: type a number, title or author."),
+            _input(PROCESSES, "Processes", {"type": "checkboxes", "action_id": PROCESSES, "options": processes,
+                                            "initial_options": processes}),
+            _input(EMERGENCY, "Emergency", {"type": "checkboxes", "action_id": EMERGENCY, "options": [
+                _checkbox(JUMP, "Jump the queue", "Go next, right behind the deploy in flight"),
+                _checkbox(SKIP, "Skip the build check", "Go on as soon as the image exists"),
+            ]}, optional=True, hint="Only for people on the emergency list; needs a reason."),
+            _input(REASON, "Reason", {"type": "plain_text_input", "action_id": REASON, "max_length": MAX_REASON},
+                   optional=True, hint="Required with an emergency option; everyone sees it."),
+            _input(NOTES, "Notes", {"type": "plain_text_input", "action_id": NOTES, "multiline": True,
+                                    "max_length": MAX_NOTES}, optional=True),
+        ],
+    }
+
+
+async def open_deploy_modal(client: AsyncWebClient, trigger_id: str, config: AppConfig,
+                            channel: str | None) -> None:
+    await client.views_open(trigger_id=trigger_id, view=deploy_modal(config, channel))
+
+
+def _value(values: dict[str, Any], block_id: str) -> Any:
+    return values.get(block_id, {}).get(block_id, {})
+
+
+def read_submission(view: dict[str, Any], user_id: str) -> tuple[DeployRequest | None, dict[str, str]]:
+    """The request a submitted form makes, or the errors by block id that the form alone can see."""
+    values = view["state"]["values"]
+    pr = picker.picked(values, PR)
+    processes = tuple(o["value"] for o in _value(values, PROCESSES).get("selected_options") or [])
+    flags = {o["value"] for o in _value(values, EMERGENCY).get("selected_options") or []}
+    reason = (_value(values, REASON).get("value") or "").strip() or None
+    notes = (_value(values, NOTES).get("value") or "").strip() or None
+    errors = {}
+    if pr is None:
+        errors[PR] = "Pick a pull request."
+    if not processes:
+        errors[PROCESSES] = "Tick at least one process."
+    if flags and not reason:
+        errors[REASON] = "Say why: emergency options need a reason everyone can read."
+    if errors:
+        return None, errors
+    assert pr is not None
+    return DeployRequest(requester=user_id, pr_number=pr, processes=processes, jump_queue=JUMP in flags,
+                         skip_build=SKIP in flags, reason=reason, notes=notes), {}
+
+
+def _error(block_id: str | None, message: str) -> dict[str, str]:
+    block = block_id if block_id in (PR, PROCESSES, EMERGENCY, REASON, NOTES) else PR
+    return {block: shorten(message, _ERROR_LENGTH)}
+
+
+def register(app: AsyncApp, surface: Surface) -> None:
+    async def answer_later(user_id: str, channel: str | None, request: asyncio.Task[QueueEntry]) -> None:
+        """The form closed before GitHub answered: say how the request went, ephemerally."""
+        try:
+            entry = await request
+            text = queued_text(entry, surface.config.slack.channel)
+        except Refused as exc:
+            text = f"Your deploy request was not queued: {exc}"
+        except OutsideError as exc:
+            text = f"Your deploy request was not queued: GitHub did not answer ({exc}). Try again in a minute."
+        await tell(app.client, user_id, text, channel=channel)
+
+    @app.view(CALLBACK_ID)
+    async def handle_deploy_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user_id = body["user"]["id"]
+        request, errors = read_submission(view, user_id)
+        if request is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+        # The train checks the pull request on GitHub; the answer belongs beside the field if it comes in time.
+        pending = asyncio.ensure_future(surface.flows.request(request))
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
+        except Refused as exc:
+            await ack(response_action="errors", errors=_error(exc.field, str(exc)))
+            return
+        except OutsideError as exc:
+            await ack(response_action="errors", errors=_error(PR, f"GitHub did not answer ({exc}): try again."))
+            return
+        except TimeoutError:
+            await ack()
+            await answer_later(user_id, channel, pending)
+            return
+        await ack()
+        await tell(app.client, user_id, queued_text(entry, surface.config.slack.channel), channel=channel)

@@ -1,0 +1,61 @@
+"""The pull request picker: an `external_select` whose options are the open pull requests, searched as
+people type. Shared by `/deploy` and `/pea` (any input whose element uses `element()`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot.text import plain
+from integrations.github import GitHub, PullRequest
+from integrations.outside import OutsideError
+
+log = logging.getLogger(__name__)
+
+ACTION_ID = "pr_pick"
+SUGGESTIONS = 25
+BUDGET = 2.5  # seconds: Slack gives options 3 s, after which the person sees an error
+_NUMBER = re.compile(r"#?(\d{1,9})")
+
+
+def element(placeholder: str = "Search open pull requests") -> dict[str, Any]:
+    return {"type": "external_select", "action_id": ACTION_ID, "min_query_length": 0,
+            "placeholder": plain(placeholder, 150)}
+
+
+def option(pr: PullRequest) -> dict[str, Any]:
+    # Slack cuts option text at 75 characters: the number and author first, the title last.
+    return {"text": plain(f"#{pr.number} {pr.author}: {pr.title}", 75), "value": str(pr.number)}
+
+
+def picked(values: dict[str, Any], block_id: str) -> int | None:
+    """The pull request chosen in the input `block_id` of a submitted view, if any."""
+    selected = (values.get(block_id, {}).get(ACTION_ID) or {}).get("selected_option") or {}
+    value = str(selected.get("value") or "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+async def suggestions(github: GitHub, query: str) -> list[dict[str, Any]]:
+    """Open pull requests matching `query`; when GitHub is slow or down, a typed number is still offered."""
+    try:
+        prs = await asyncio.wait_for(github.search_open_prs(query, SUGGESTIONS), BUDGET)
+        options = [option(pr) for pr in prs]
+    except (OutsideError, TimeoutError) as exc:
+        log.warning("pull request search for %r failed: %s", query, exc)
+        options = []
+    number = _NUMBER.fullmatch(query.strip())
+    if not options and number:
+        options = [{"text": plain(f"#{number.group(1)}", 75), "value": number.group(1)}]
+    return options
+
+
+def register(app: AsyncApp, github: GitHub) -> None:
+    @app.options(ACTION_ID)
+    async def handle_pr_suggestion(ack: AsyncAck, payload: dict[str, Any]) -> None:
+        # Options are the ack itself, so the search runs first, within its budget.
+        await ack(options=await suggestions(github, str(payload.get("value") or "")))

@@ -1,0 +1,75 @@
+"""Due work under a lease: the part of the job loop that deploys and peas share.
+
+Rows with a `due_at` in the past are claimed with a work lease (see `storage.leases`) and each is
+advanced by its own step; the lease is renewed while the step runs and given back afterwards.
+If another copy takes the lease meanwhile (this one stalled past it), the step is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import leases
+from storage.clock import utcnow
+from storage.models import Deploy, Pea
+
+log = logging.getLogger(__name__)
+
+CLAIM_LIMIT = 20
+
+
+class LeasedWork:
+    def __init__(self, model: type[Deploy] | type[Pea], sessions: async_sessionmaker[AsyncSession], *,
+                 owner: str, lease_ttl: timedelta, advance: Callable[[Any], Awaitable[None]]) -> None:
+        self.model = model
+        self.sessions = sessions
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.advance = advance
+        self.what = model.__tablename__.rstrip("s")
+
+    async def run_due(self, limit: int = CLAIM_LIMIT) -> int:
+        """Claim what is due and advance each row once, in parallel; how many ran."""
+        async with self.sessions() as session, session.begin():
+            due = await leases.claim_due(session, self.model, self.owner, self.lease_ttl, now=utcnow(), limit=limit)
+        if due:
+            await asyncio.gather(*(self._advance_leased(key) for key in due))
+        return len(due)
+
+    async def next_due(self) -> datetime | None:
+        """The earliest future time a row wants looking at, if any."""
+        async with self.sessions() as session:
+            return await session.scalar(sa.select(sa.func.min(self.model.due_at)).where(self.model.due_at > utcnow()))
+
+    async def _advance_leased(self, key: Any) -> None:
+        keeper = asyncio.create_task(self._keep_lease(key, asyncio.current_task()))
+        try:
+            await self.advance(key)
+        except Exception:
+            log.exception("%s %s: step failed unexpectedly", self.what, key)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(Exception):
+                async with self.sessions() as session, session.begin():
+                    await leases.release(session, self.model, key, self.owner)
+
+    async def _keep_lease(self, key: Any, step: asyncio.Task | None) -> None:
+        """Renew the lease while the step runs; if another copy took it, stop the step."""
+        while True:
+            await asyncio.sleep(self.lease_ttl.total_seconds() / 3)
+            async with self.sessions() as session, session.begin():
+                kept = await leases.claim(session, self.model, key, self.owner, self.lease_ttl)
+            if not kept and step is not None:
+                log.warning("%s %s: work lease lost, stopping its step", self.what, key)
+                step.cancel()
+                return

@@ -1,0 +1,82 @@
+"""The deploy card: state label, escaped text, progress bars and only the buttons the flowchart allows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot import cards
+from flows.deploy.machine import State, person_transitions
+from sandbox.slack import button_labels, render
+from storage.models import Deploy
+
+
+def deploy(state: State = State.CANARY_CHECK, **fields: Any) -> Deploy:
+    values: dict[str, Any] = {
+        "id": 7, "state": state.value, "requester": "U0ALICE", "pr_number": 12, "pr_title": "Add a banner",
+        "pr_url": "https://github.com/acme/app/pull/12", "processes": ["web", "worker"], "needs_attention": False,
+        "jump_queue": False, "skip_build": False, "state_times": {"queued": "2024-06-28T12:00:00"}, "targets": {},
+    }
+    return Deploy(**(values | fields))
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_card_shows_the_pr_the_state_label_and_only_the_buttons_of_that_state(state: State) -> None:
+    blocks = cards.card_blocks(deploy(state))
+
+    text = render(blocks)
+    assert "#12" in text and state.label in text
+    assert button_labels(blocks) == [t.button for t in person_transitions(state, needs_attention=False)]
+
+
+def test_a_deploy_that_needs_attention_says_what_failed_and_offers_retry_and_roll_back() -> None:
+    blocks = cards.card_blocks(deploy(State.ROLLING_OUT, needs_attention=True,
+                                      attention="ECS: UpdateService: ThrottlingException (after 12 attempts)"))
+
+    assert "Needs attention" in render(blocks) and "ThrottlingException" in render(blocks)
+    assert button_labels(blocks) == ["Retry", "Roll back"]
+
+
+def test_what_people_typed_is_shown_not_interpreted() -> None:
+    blocks = cards.card_blocks(deploy(pr_title="Fix <!channel> & <@U0BOB>", jump_queue=True,
+                                      emergency_reason="<!here> checkout is down", notes="ping <!everyone>"))
+
+    text = json.dumps(blocks)
+    for mention in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOB>"):
+        assert mention not in text
+    assert "&lt;!here&gt; checkout is down" in render(blocks)
+    assert "Jump the queue" in render(blocks)
+
+
+def test_the_rollout_shows_a_progress_bar_per_process() -> None:
+    blocks = cards.card_blocks(deploy(State.ROLLING_OUT, targets={"web": {"counts": [2, 4]},
+                                                                  "worker": {"counts": [2, 2]}}))
+
+    text = render(blocks)
+    assert "web     ▓▓▓▓░░░░ 2/4" in text
+    assert "worker  ▓▓▓▓▓▓▓▓ 2/2" in text
+
+
+def test_each_button_carries_its_deploy_and_the_state_it_was_offered_in() -> None:
+    buttons = cards.actions(deploy(State.AWAITING_CONFIRMATION))
+    assert buttons is not None
+
+    done = next(b for b in buttons["elements"] if b["text"]["text"] == "Done")
+    assert done["action_id"] == "deploy_done"
+    assert cards.parse_button_value(done["value"]) == cards.ButtonValue(7, State.AWAITING_CONFIRMATION)
+
+
+@pytest.mark.parametrize("value", [None, "", "7", "{}", '{"deploy": "7", "state": "queued"}',
+                                   '{"deploy": 7, "state": "launched"}', '{"deploy": -1, "state": "queued"}',
+                                   '{"deploy": true, "state": "queued"}', "[1, 2]"])
+def test_a_button_value_we_did_not_make_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError):
+        cards.parse_button_value(value)
+
+
+def test_every_person_transition_has_a_button_kind() -> None:
+    offered = {t.event for state in State for attention in (False, True)
+               for t in person_transitions(state, needs_attention=attention, skip_build=True)}
+    assert offered == set(cards.BUTTON_EVENTS)

@@ -1,0 +1,64 @@
+"""A claim is a lease: the holder is reminded shortly before it ends, and an ended lease frees the pea."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from flows.notify import Kind
+from flows.pea.service import remind_before
+from tests.fixtures.peas import Pool
+from tests.fixtures.world import REQUESTER, eventually
+
+
+def test_the_reminder_comes_a_tenth_of_the_lease_before_its_end_and_at_most_half_an_hour() -> None:
+    assert remind_before(timedelta(seconds=3)) == timedelta(seconds=0.3)
+    assert remind_before(timedelta(hours=2)) == timedelta(minutes=12)
+    assert remind_before(timedelta(hours=8)) == timedelta(minutes=30)
+
+
+async def test_an_ending_lease_is_reminded_then_released_and_scaled_to_zero(make_pool: Callable[..., Pool]) -> None:
+    pool = make_pool(peas={"lease": "3s"})
+    worker = pool.worker(check_every=timedelta(minutes=5))
+    pool.run(worker)
+    pr, _ = await pool.ready_pr()
+    await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
+    up = await pool.reaches("sweet-pea", "up")
+    next_due = await eventually(worker.next_due, what="the next look at sweet-pea")
+    remind_at = up.lease_expires_at - timedelta(seconds=0.3)
+    assert abs(next_due - remind_at) < timedelta(seconds=0.1)  # the reminder is next
+
+    reminder = await pool.told(Kind.PEA_LEASE_ENDING, "sweet-pea", within=5)
+    assert reminder.data["holder"] == REQUESTER
+    assert reminder.data["pea"].buttons == ["Extend", "Release"]
+    reminded_at = (await pool.pea("sweet-pea")).reminded_at
+    assert reminded_at is not None and reminded_at >= up.lease_expires_at - timedelta(seconds=0.35)
+
+    released = await pool.told(Kind.PEA_RELEASED, "sweet-pea", within=5)
+    assert released.data["holder"] == REQUESTER and released.data["actor"] == "lease"
+    assert pool.notifier.notices.index(reminder) < pool.notifier.notices.index(released)
+    assert len(pool.notices(Kind.PEA_LEASE_ENDING, "sweet-pea")) == 1
+    await pool.reaches("sweet-pea", "free")
+    await pool.scaled_to_zero("sweet-pea")
+
+
+async def test_extending_after_the_reminder_keeps_the_pea_and_reminds_again_before_the_new_end(
+        make_pool: Callable[..., Pool]) -> None:
+    pool = make_pool(peas={"lease": "2s"})
+    pool.run()
+    pr, _ = await pool.ready_pr()
+    await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
+    await pool.told(Kind.PEA_LEASE_ENDING, "sweet-pea", within=5)
+
+    extended = await pool.flows.extend(REQUESTER, "sweet-pea")
+    assert (await pool.pea("sweet-pea")).reminded_at is None
+
+    async def second_reminder() -> object:
+        reminders = pool.notices(Kind.PEA_LEASE_ENDING, "sweet-pea")
+        return reminders[1] if len(reminders) > 1 else None
+
+    again = await eventually(second_reminder, within=5, what="a second reminder")
+    view = again.data["pea"]
+    assert (view.state, view.holder, view.lease_expires_at) == ("up", REQUESTER, extended.lease_expires_at)
+    released = pool.notices(Kind.PEA_RELEASED, "sweet-pea")
+    assert not released or pool.notifier.notices.index(released[0]) > pool.notifier.notices.index(again)
