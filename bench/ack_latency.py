@@ -14,39 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import random
-import statistics
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
+from typing import Any
 
-from bot.app import start_bot
+from bench.common import config_for, people, quiet, spread, start_bot_on, start_sandbox, write_json
 from bot.metrics import Metrics
-from flows.config import AppConfig, Settings
 from flows.deploy.stats import count_by_state
 from sandbox.slack import Ack, Message
 from sandbox.world import Sandbox, SandboxSpec
 
-ADMIN, EMERGENCY = "U0ADMIN", "U0EMERGENCY"
 COMMANDS = ("queue", "help", "history", "stats", "")  # "" opens the form
-
-
-def config_for(sandbox: Sandbox) -> AppConfig:
-    spec = sandbox.spec
-    return AppConfig.model_validate({
-        "slack": {"channel": spec.channel},
-        "github": {"repo": spec.repo, "base_branch": spec.base_branch},
-        "jenkins": {"job": "app-master", "pr_job": "app-pr", "build_timeout": "60s"},
-        "image": sandbox.image_template,
-        "ecs": {"cluster": spec.cluster, "region": "eu-west-1"},
-        "processes": {"web": {"service": "app-web", "container": "app"},
-                      "worker": {"service": "app-worker", "container": "app"}},
-        "deploy": {"batch_percent": 50, "rollout_timeout": "120s", "tick": "500ms"},
-        "permissions": {"emergency": [EMERGENCY], "admins": [ADMIN]},
-    })
 
 
 def card_of(sandbox: Sandbox, pr: int) -> Message | None:
@@ -103,33 +82,28 @@ def inside_the_bot(metrics: Metrics) -> str:
     return "\n".join(lines)
 
 
-def summarise(acks: list[Ack]) -> str:
+def by_type(acks: list[Ack]) -> dict[str, dict[str, float]]:
+    """count, p50, p99 and max of the ack latencies (ms), by envelope type and for all of them."""
     latencies: dict[str, list[float]] = defaultdict(list)
     for ack in acks:
         latencies[ack.type].append(ack.latency_ms)
+    return {name: spread(values) for name, values in
+            [*sorted(latencies.items()), ("all", [a.latency_ms for a in acks])] if values}
+
+
+def table(figures: dict[str, dict[str, float]]) -> str:
     lines = [f"{'envelope':<16}{'count':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
-    everything = [v for values in latencies.values() for v in values]
-    for name, values in [*sorted(latencies.items()), ("all", everything)]:
-        ordered = sorted(values)
-        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-        lines.append(f"{name:<16}{len(values):>7}{statistics.median(values):>10.1f}{p99:>10.1f}{max(values):>10.1f}")
+    lines += [f"{name:<16}{v['count']:>7}{v['p50']:>10.1f}{v['p99']:>10.1f}{v['max']:>10.1f}"
+              for name, v in figures.items()]
     return "\n".join(lines)
 
 
-async def main(people: int, rounds: int, latency: float, seed: int) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)  # the emulators are on 127.0.0.1
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # connections cut while the emulators stop
-    users = {f"U{n:04d}": f"dev{n}" for n in range(1, people + 1)} | {ADMIN: "admin", EMERGENCY: "emergency"}
-    sandbox = Sandbox(SandboxSpec(users=users, step_interval=0.05, build_duration=0.5)).start()
-    os.environ.update({k: v for k, v in sandbox.env().items() if k.startswith("AWS_")})
-    workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))
-    settings = Settings(**sandbox.env(), DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-                        FATCONTROLLER_HTTP_PORT=0)
-    bot = await start_bot(config_for(sandbox), settings)
+async def main(people_count: int, rounds: int, latency: float, seed: int) -> dict[str, Any]:
+    quiet()
+    users = people(people_count)
+    sandbox = start_sandbox(SandboxSpec(users=users, step_interval=0.05, build_duration=0.5))
+    bot = await start_bot_on(sandbox, config_for(sandbox, deploy={"tick": "500ms"}))
     try:
-        await sandbox.slack.wait_connected()
         prs = {user: sandbox.github.create_pr(f"Change by {name}", {f"app/{name}.py": f"# {name}\n"}, author=name)
                for user, name in users.items() if user.startswith("U0") and user[2:].isdigit()}
         for emulator in (sandbox.github, sandbox.jenkins, sandbox.aws):
@@ -154,18 +128,30 @@ async def main(people: int, rounds: int, latency: float, seed: int) -> None:
         await bot.stop()
         sandbox.stop()
     acks = sandbox.slack.acks
-    print(f"{people} people, {rounds} actions each after queuing a deploy, {presses} gate buttons pressed by "
-          f"requesters, outside systems +{latency * 1000:.0f} ms per call; {took:.1f}s; deploy in flight at the end: "
-          f"{', '.join(f'#{d.pr_number} {d.state}' for d in in_flight) or 'none'}; "
-          f"deploys by state: {', '.join(f'{s} {n}' for s, n in finished.items() if n)}")
-    print(f"\nthe opening burst: {people} `/deploy <pr>` sent at the same instant")
-    print(summarise(acks[:burst]))
-    print("\nthen, with deploys mid-flight: commands, Home tabs and clicks")
-    print(summarise(acks[burst:]))
-    print("\neverything")
-    print(summarise(acks))
-    print("\nthe same acks timed inside the bot (without the emulator's side of the socket)")
-    print(measured_inside)
+    return {
+        "people": people_count, "rounds": rounds, "latency_ms": latency * 1000, "presses": presses, "took": took,
+        "in_flight": ", ".join(f"#{d.pr_number} {d.state}" for d in in_flight) or "none",
+        "states": {s: n for s, n in finished.items() if n},
+        "burst": by_type(acks[:burst]), "after": by_type(acks[burst:]), "all": by_type(acks),
+        "inside": measured_inside,
+    }
+
+
+def report(figures: dict[str, Any]) -> str:
+    return "\n".join([
+        f"{figures['people']} people, {figures['rounds']} actions each after queuing a deploy, {figures['presses']} "
+        f"gate buttons pressed by requesters, outside systems +{figures['latency_ms']:.0f} ms per call; "
+        f"{figures['took']:.1f}s; deploy in flight at the end: {figures['in_flight']}; deploys by state: "
+        f"{', '.join(f'{s} {n}' for s, n in figures['states'].items())}",
+        f"\nthe opening burst: {figures['people']} `/deploy <pr>` sent at the same instant",
+        table(figures["burst"]),
+        "\nthen, with deploys mid-flight: commands, Home tabs and clicks",
+        table(figures["after"]),
+        "\neverything",
+        table(figures["all"]),
+        "\nthe same acks timed inside the bot (without the emulator's side of the socket)",
+        figures["inside"],
+    ])
 
 
 if __name__ == "__main__":
@@ -174,5 +160,8 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds added to every outside call")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    asyncio.run(main(args.people, args.rounds, args.latency, args.seed))
+    figures = asyncio.run(main(args.people, args.rounds, args.latency, args.seed))
+    print(report(figures))
+    write_json(args.json, figures)

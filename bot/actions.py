@@ -5,6 +5,7 @@ click changes nothing and is answered ephemerally to the person who clicked."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from flows.errors import Refused
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_FORM = "That form is not one this app knows: open it again with `/deploy` or `/pea`. Nothing was changed."
 NOT_VALID = "That button is not valid any more: use the buttons on the deploy's latest message or card."
 
 Listener = Callable[..., Awaitable[None]]
@@ -51,3 +53,22 @@ def button_listener(surface: Surface, event: Event) -> Listener:
 def register(app: AsyncApp, surface: Surface) -> None:
     for event in cards.BUTTON_EVENTS:
         app.action(cards.action_id(event))(button_listener(surface, event))
+
+
+def register_fallbacks(app: AsyncApp) -> None:
+    """Ack and answer what no listener claims (a crafted action id or form), which Bolt would leave unacked.
+    Registered last: Bolt hands each request to the first listener that matches."""
+
+    @app.action(re.compile(".*"))
+    async def handle_unknown_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                                    client: AsyncWebClient) -> None:
+        await ack()
+        log.warning("unknown action %r from %s", str((body.get("actions") or [{}])[0].get("action_id"))[:80],
+                    body["user"]["id"])
+        await tell(client, body["user"]["id"], NOT_VALID, respond=respond)
+
+    @app.view(re.compile(".*"))
+    async def handle_unknown_view(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        log.warning("unknown form %r from %s", str(body.get("view", {}).get("callback_id"))[:80], body["user"]["id"])
+        await tell(client, body["user"]["id"], UNKNOWN_FORM)

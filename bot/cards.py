@@ -108,7 +108,7 @@ def queued_text(entry: QueueEntry, channel: str) -> str:
 
 def fallback_text(deploy: Deploy) -> str:
     """The notification text of a card: no markup beyond what Slack shows in a notification."""
-    return f"#{deploy.pr_number} {shorten(deploy.pr_title or '', 100)}: {State(deploy.state).label}"
+    return f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 100))}: {State(deploy.state).label}"
 
 
 def progress_bar(running: int, desired: int, width: int = BAR_WIDTH) -> str:

@@ -71,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the demo's screen says what happens; importing the product would log its set-up
+        logging.disable(logging.INFO)
     from bot.demo import demo
 
     return asyncio.run(demo(keep=args.keep))

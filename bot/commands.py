@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 COMMAND = "/deploy"
 MAX_TEXT = 3000
 HISTORY_SHOWN = 10
-_PR = re.compile(r"#?(\d{1,9})")
+_DEPLOY_ID = re.compile(r"[0-9]{1,18}")  # what a database integer holds; isdigit() also passes "²"
+_PR = re.compile(r"#?([0-9]{1,9})")  # ASCII digits: int() also reads "١٢"
 _OPTIONS = ("--front", "--skip-build", "--reason", "--notes")
 _NO_ARGUMENTS = ("queue", "history", "stats", "unfreeze", "help")
 SUBCOMMANDS = (*_NO_ARGUMENTS, "cancel", "freeze")
@@ -92,7 +93,7 @@ def _subcommand(name: str, args: list[str], raw: str) -> Subcommand:
     if name in _NO_ARGUMENTS and args:
         raise BadInput(f"`/deploy {name}` takes nothing after it, but you typed {quote(raw)}: type `/deploy {name}`.")
     if name == "cancel":
-        if len(args) > 1 or (args and not args[0].isdigit()):
+        if len(args) > 1 or (args and _DEPLOY_ID.fullmatch(args[0]) is None):
             raise BadInput(f"{quote(' '.join(args))} is not a deploy id: type `/deploy cancel` for your next queued "
                            "deploy, or `/deploy cancel 42` (ids are in `/deploy queue`).")
     return Subcommand(name, tuple(args))

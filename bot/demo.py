@@ -1,160 +1,630 @@
-"""`fatcontroller demo`: the product on its embedded sandbox, no accounts needed.
+"""`fatcontroller demo`: the whole product on its embedded sandbox, in one command, no accounts needed.
 
-This is the short walk: the emulators of GitHub, Jenkins and ECS/ECR, a SQLite database in a
-temporary folder, and the real engine taking one pull request through the whole train (merge,
-build, canaries, Proceed, batched rollout, Done), then one rolled back at the canary gate.
+It starts the emulators of `sandbox/` (Slack, GitHub over a real git repository, Jenkins, ECS/ECR), a
+SQLite database in a temporary folder and the real bot exactly as `fatcontroller run` starts it
+(`start_bot` with an `app.yaml` and the environment). Then several people type commands and click
+buttons in the Slack emulator while the terminal shows what they would see in Slack. Every step checks
+that things ended as expected, so the demo is also a test: it exits 1 naming the step that did not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import re
+import signal
+import socket
+import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
+import sqlalchemy as sa
+import yaml
+from rich.console import Console, Group
+from rich.emoji import Emoji
+from rich.layout import Layout
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from flows.config import AppConfig
-from flows.deploy import service
-from flows.deploy.machine import State, person_transitions
-from flows.deploy.service import DeployRequest
-from flows.deploy.steps import Outside
-from flows.engine import Engine
-from flows.notify import Notice
-from integrations.ecs import Ecs
-from integrations.github import GitHub
-from integrations.jenkins import Jenkins
+from bot.app import Bot, StartupError, start_bot
+from flows.config import Settings, load_config
+from sandbox.slack import Message, SlackEmulator
 from sandbox.world import Sandbox, SandboxSpec
-from storage.db import make_engine, make_sessionmaker
-from storage.migrate import ensure_schema
+from storage.models import Deploy, Pea
 
-console = Console(highlight=False)
-DEADLINE = 60.0
+ALICE, BOB, CAROL, ADMIN, EMERGENCY = "U0ALICE", "U0BOB", "U0CAROL", "U0ADMIN", "U0EMERGENCY"
+PROCESSES = {"web": "app-web", "worker": "app-worker"}
+PEAS = ("sweet-pea", "chick-pea", "snow-pea")
+WAIT = 30.0  # the longest any one thing in the scenario may take
+STEPS = 12  # the scenario's steps (`Demo.step` blocks in `Demo.play`), for the progress line
 
 
 class DemoFailed(Exception):
     """A step of the scenario did not end as expected."""
 
 
-class ConsoleNotifier:
-    """Prints every notice as the people in Slack would read it."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    async def notify(self, notice: Notice) -> None:
-        elapsed = time.monotonic() - self.started
-        who = f"deploy {notice.deploy_id}" if notice.deploy_id else "train"
-        console.print(f"[dim]{elapsed:6.2f}s[/dim] [cyan]{who:>9}[/cyan] [bold]{notice.kind.value}[/bold] "
-                      f"{notice.text}")
-
-
-def _config(sandbox: Sandbox) -> AppConfig:
-    return AppConfig.model_validate({
+def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
+    """The train's `app.yaml`: the example's shape, pointed at the sandbox, with quick timings."""
+    return {
         "slack": {"channel": sandbox.spec.channel},
         "github": {"repo": sandbox.spec.repo, "base_branch": sandbox.spec.base_branch},
-        "jenkins": {"job": "app-master", "pr_job": "app-pr", "build_timeout": "60s"},
+        "jenkins": {"job": "app-master", "pr_job": "app-pr", "trigger": "webhook", "sha_parameter": "GIT_COMMIT",
+                    "build_timeout": "60s"},
         "image": sandbox.image_template,
         "ecs": {"cluster": sandbox.spec.cluster, "region": "eu-west-1"},
-        "processes": {"web": {"service": "app-web", "container": "app"},
-                      "worker": {"service": "app-worker", "container": "app"}},
-        "deploy": {"batch_percent": 25, "tick": "250ms", "rollout_timeout": "60s"},
-        "permissions": {"admins": ["U0ADMIN"], "emergency": ["U0EMERGENCY"]},
-    })
+        "processes": {name: {"service": service, "container": "app"} for name, service in PROCESSES.items()},
+        "deploy": {"canary_tasks": 1, "batch_percent": 25, "canary_reminder": "10m", "confirm_timeout": "15m",
+                   "rollout_timeout": "60s", "tick": "200ms"},
+        "peas": {"cluster": sandbox.spec.pea_cluster, "names": list(PEAS), "service": "pea-{pea}-{process}",
+                 "url": "https://{pea}.dev.acme.com", "lease": "1h"},
+        "permissions": {"deployers": [], "emergency": [EMERGENCY], "admins": [ADMIN]},
+    }
 
 
-async def _until(engine: Engine, deploy_id: int, *states: str) -> str:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        deploy = await service.get_deploy(engine.sessions, deploy_id)
-        if deploy is not None and deploy.state in states:
-            return deploy.state
-        await asyncio.sleep(0.05)
-    raise DemoFailed(f"deploy {deploy_id} did not reach {' or '.join(states)} within {DEADLINE:.0f}s")
+_EMOJI = {":large_green_circle:": "🟢", ":white_circle:": "⚪"}
+# <url|text> or <!date^...|fallback>; <@user>, <#channel>, <!here>; *bold*; :emoji:; `code`
+_MRKDWN = re.compile(r"<([^<>|]+)\|([^<>]+)>|<([@#!])?([^<>]+)>|(?<![\w*])\*([^*\n]+)\*(?![\w*])"
+                     r"|(:[a-z_]+:)|`([^`\n]+)`")
 
 
-async def _press(engine: Engine, deploy_id: int, label: str, user: str) -> None:
-    deploy = await service.get_deploy(engine.sessions, deploy_id)
-    assert deploy is not None
-    offered = {t.button: t.event for t in person_transitions(State(deploy.state),
-                                                             needs_attention=deploy.needs_attention)}
-    console.print(f"[dim]        [/dim] [magenta]{user:>9}[/magenta] clicks [bold]{label}[/bold]")
-    await engine.flows.act(deploy_id, deploy.state, offered[label], user)
+def terminal_text(mrkdwn: str, users: dict[str, str], channels: dict[str, str]) -> Text:
+    """Slack mrkdwn as Slack shows it: links by their text, people and channels by name, times, emoji, bold."""
+    text = Text()
+    at = 0
+    mrkdwn = mrkdwn.replace("```", "")
+    for match in _MRKDWN.finditer(mrkdwn):
+        text.append(mrkdwn[at:match.start()])
+        at = match.end()
+        link, label, sigil, target, bold, emoji, code = match.groups()
+        if link is not None:
+            # <!date^...|fallback> shows the fallback's time; <url|text> shows the text
+            shown = label.split(" ")[1] if link.startswith("!date") and " " in label else label
+            text.append(shown, style="underline" if not link.startswith("!") else "")
+        elif target is not None:
+            names = {"@": users, "#": channels}.get(sigil or "", {})
+            text.append(f"{sigil or ''}{names.get(target, target)}" if sigil != "!" else f"@{target}", style="bold")
+        elif bold is not None:
+            inner = terminal_text(bold, users, channels)
+            inner.stylize("bold")
+            text.append_text(inner)
+        elif emoji is not None:
+            text.append(_EMOJI.get(emoji) or Emoji.replace(emoji))
+        else:
+            text.append(code, style="cyan")
+    text.append(mrkdwn[at:])
+    return text
+
+
+def _first_line(message: Message) -> str:
+    rendered = message.render()
+    return rendered.splitlines()[0] if rendered else message.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Screen:
+    """What the people would see in Slack, on the terminal: a live view on a terminal, a transcript otherwise."""
+
+    def __init__(self, console: Console, slack: SlackEmulator, channel: str) -> None:
+        self.console, self.slack, self.channel = console, slack, channel
+        self.live_mode = console.is_terminal
+        self.started = time.monotonic()
+        self.shown: dict[tuple[str, str], str] = {}  # (where, ts) -> what was last shown
+        self.looks: dict[str, tuple] = {}  # card ts -> its state line, buttons and whether it has progress bars
+        self.log: deque[Text] = deque(maxlen=14)
+        self.cards: dict[str, str] = {}  # ts -> rendered card, the latest edited last
+        self.dm_lines: deque[Text] = deque(maxlen=8)
+        self.progress = Progress(TextColumn("[bold]scenario"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("starting", total=STEPS)
+        self.live: Live | None = None
+
+    def name(self, user: str) -> str:
+        return self.slack.users.get(user, user)
+
+    def fmt(self, mrkdwn: str) -> Text:
+        return terminal_text(mrkdwn, self.slack.users, self.slack.channels)
+
+    def _emit(self, line: Text, block: Text | None = None, title: str = "") -> None:
+        stamp = Text(f"{time.monotonic() - self.started:5.1f}s ", style="dim")
+        if self.live_mode:
+            line = stamp + line
+            line.no_wrap, line.overflow = True, "ellipsis"  # one line each, so the newest stay in view
+            self.log.append(line)
+        else:
+            self.console.print(stamp + line)
+            if block is not None:
+                self.console.print(Panel(block, title=title, title_align="left", expand=False))
+
+    def step(self, title: str) -> None:
+        """A new step of the scenario starts."""
+        self.progress.update(self.task, description=title)
+        if not self.live_mode:
+            self.console.rule(f"[bold]{title}", align="left")
+
+    def step_done(self) -> None:
+        self.progress.advance(self.task)
+
+    def person(self, user: str, did: str) -> None:
+        self._emit(Text.assemble((f"{self.name(user)} ", "bold magenta"), did))
+
+    def refresh(self) -> None:
+        """Show every card, thread reply, DM and ephemeral answer that appeared or changed since last time."""
+        for message in self.slack.messages(self.channel):
+            if message.thread_ts is None:
+                self._card(message)
+            else:
+                self._changed(message, "thread", lambda m, _: Text("  ↳ ", style="dim") + self.fmt(m.text))
+        for user in self.slack.users:
+            for message in self.slack.dms(user):
+                self._changed(message, "dm", lambda m, edited, u=user: self._dm(u, m, edited))
+            for message in self.slack.ephemerals(user):
+                self._changed(message, "ephemeral", lambda m, _, u=user: Text(
+                    f"only {self.name(u)} sees: ", style="yellow") + self.fmt(_first_line(m)))
+        if self.live is not None:
+            self.live.update(self.layout())
+
+    def _changed(self, message: Message, where: str, line: Any) -> None:
+        rendered = message.render()
+        key = (where, message.channel + message.ts)
+        if self.shown.get(key) != rendered:
+            self._emit(line(message, key in self.shown))
+            self.shown[key] = rendered
+
+    def _dm(self, user: str, message: Message, edited: bool) -> Text:
+        text = Text(f"DM to {self.name(user)}{' (edited)' if edited else ''}: ", style="cyan")
+        text += self.fmt(_first_line(message))
+        if message.buttons:
+            text.append("  " + " ".join(f"[{b}]" for b in message.buttons), style="bold")
+        shown = text.copy()
+        shown.no_wrap, shown.overflow = True, "ellipsis"
+        self.dm_lines.append(shown)
+        return text
+
+    def _card(self, message: Message) -> None:
+        rendered = message.render()
+        key = ("card", message.ts)
+        if self.shown.get(key) == rendered:
+            return
+        lines = rendered.splitlines()
+        # The whole card when its state, buttons or progress change; one line when only the wording does
+        status = lines[1] if len(lines) > 1 else ""
+        look = (status.split(" · ")[0], tuple(message.buttons), "▓" in rendered)
+        whole = self.looks.get(message.ts) != look or look[2]
+        line = Text(f"#deploys {'card edited' if message.ts in self.looks else 'new card'}: ", style="green")
+        line += self.fmt(_first_line(message))
+        if not whole or self.live_mode:
+            line += Text(" — ") + self.fmt(status)
+        self.shown[key], self.looks[message.ts] = rendered, look
+        self.cards.pop(message.ts, None)
+        self.cards[message.ts] = rendered
+        self._emit(line, self.fmt(rendered) if whole else None, "#deploys")
+
+    def layout(self) -> Layout:
+        cards = [Panel(self.fmt(card), title="#deploys", title_align="left") for card in list(self.cards.values())[-2:]]
+        top = Layout()
+        top.split_row(Layout(Group(*reversed(cards)), name="channel", ratio=3),
+                      Layout(Panel(Group(*self.dm_lines), title="direct messages", title_align="left"), ratio=2))
+        root = Layout()
+        root.split_column(top, Layout(Panel(Group(*self.log), title="what happens", title_align="left"), size=16),
+                          Layout(self.progress, size=1))
+        return root
+
+    async def watch(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(0.1)
+
+    @contextlib.asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        """Keep the screen up to date while the block runs."""
+        if self.live_mode:
+            self.live = Live(self.layout(), console=self.console, refresh_per_second=8, screen=False)
+            self.live.start()
+        watcher = asyncio.create_task(self.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            self.refresh()
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
+
+
+class Demo:
+    """The scenario, played by people in the Slack emulator against the running bot."""
+
+    def __init__(self, sandbox: Sandbox, bot: Bot, screen: Screen) -> None:
+        self.sandbox, self.bot, self.screen = sandbox, bot, screen
+        self.slack = sandbox.slack
+        self.channel = bot.config.slack.channel
+        self.clicked: set[str] = set()
+        self.steps = 0
+
+    @contextlib.asynccontextmanager
+    async def step(self, title: str) -> AsyncIterator[None]:
+        self.steps += 1
+        self.screen.step(title)
+        try:
+            yield
+        except (AssertionError, DemoFailed, TimeoutError) as exc:
+            raise DemoFailed(f"step {self.steps} ({title}): {exc}") from None
+        self.screen.step_done()
+
+    # -- people ----------------------------------------------------------------------------------
+    async def types(self, user: str, command: str, text: str = "") -> Message:
+        """`user` types a command; the ephemeral answer they get."""
+        self.screen.refresh()
+        self.screen.person(user, f"types {command} {text}".rstrip())
+        interaction = await self.slack.command(user, command, text)
+        return await interaction.ephemeral(timeout=WAIT)
+
+    async def clicks(self, user: str, label: str, message: Message, where: str) -> None:
+        self.screen.refresh()
+        self.screen.person(user, f"clicks [{label}] {where}")
+        self.clicked.add(message.ts + label)
+        await self.slack.click(user, label, message=message)
+
+    async def dm(self, user: str, label: str, pr: int) -> Message:
+        """The newest DM to `user` about #pr with a button `label` not clicked yet."""
+        def probe() -> Message | None:
+            return next((m for m in reversed(self.slack.dms(user)) if label in m.buttons
+                         and f"#{pr}" in m.render() and m.ts + label not in self.clicked), None)
+        return await self.slack.wait_for(probe, WAIT, what=f"a DM to {self.screen.name(user)} about #{pr} "
+                                                           f"with [{label}]")
+
+    async def dm_saying(self, user: str, text: str) -> Message:
+        return await self.slack.wait_for(
+            lambda: next((m for m in reversed(self.slack.dms(user)) if text in m.render()), None), WAIT,
+            what=f"a DM to {self.screen.name(user)} saying {text!r}")
+
+    def card(self, pr: int) -> Message | None:
+        return next((m for m in self.slack.messages(self.channel)
+                     if m.thread_ts is None and m.text.startswith(f"#{pr} ")), None)
+
+    async def card_with(self, pr: int, label: str) -> Message:
+        return await self.slack.wait_for(lambda: (c := self.card(pr)) is not None and label in c.buttons and c,
+                                         WAIT, what=f"the card of #{pr} with [{label}]")
+
+    # -- the bot's records -----------------------------------------------------------------------
+    async def deploy_of(self, pr: int) -> Deploy | None:
+        async with self.bot.engine.sessions() as session:
+            return await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr)
+                                        .order_by(Deploy.id.desc()).limit(1))
+
+    async def pea(self, name: str) -> Pea | None:
+        async with self.bot.engine.sessions() as session:
+            return await session.get(Pea, name)
+
+    async def reaches(self, pr: int, state: str) -> Deploy:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            deploy = await self.deploy_of(pr)
+            if deploy is not None and deploy.state == state:
+                return deploy
+            if deploy is not None and deploy.finished_at is not None:
+                raise DemoFailed(f"the deploy of #{pr} ended {deploy.state}, not {state} ({deploy.outcome_reason})")
+            await asyncio.sleep(0.05)
+        deploy = await self.deploy_of(pr)
+        raise DemoFailed(f"the deploy of #{pr} is {deploy.state if deploy else 'missing'}, not {state}, "
+                         f"after {WAIT:g}s")
+
+    # -- the scenario ----------------------------------------------------------------------------
+    async def play(self) -> None:
+        github = self.sandbox.github
+        banner = github.create_pr("Add a welcome banner", {"app/banner.py": "BANNER = 'Welcome aboard'\n"})
+        checkout = github.create_pr("Speed up checkout", {"app/checkout.py": "FAST = True\n"}, author="bob")
+        greeting = github.create_pr("Rewrite the greeting", {"app/main.py": "print('howdy')\n"}, author="carol")
+        hotfix = github.create_pr("Fix the crash on empty carts", {"app/cart.py": "EMPTY_OK = True\n"},
+                                  author="emergency")
+        buttons = github.create_pr("Purple buttons", {"app/style.css": "button { color: purple; }\n"})
+        original_main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
+
+        async with self.step(f"alice deploys #{banner} with the /deploy form"):
+            self.screen.person(ALICE, "types /deploy")
+            await self.slack.command(ALICE, "/deploy")
+            await self.slack.wait_for(lambda: self.slack.current_view(ALICE), WAIT, what="the deploy form")
+            self.screen.person(ALICE, "searches the pull requests for 'banner'")
+            [picked] = await self.slack.suggest(ALICE, "pr_pick", "pr", "banner")
+            self.screen.person(ALICE, f"picks {picked['text']['text']!r}, keeps web and worker ticked, submits")
+            submitted = await self.slack.submit_view(ALICE, {"pr": {"pr_pick": picked}})
+            if submitted.errors:
+                raise DemoFailed(f"the form was refused: {submitted.errors}")
+            assert "Queued" in (await submitted.ephemeral(timeout=WAIT)).text
+            deploy = await self.deploy_of(banner)
+            assert deploy is not None and deploy.processes == list(PROCESSES), "not both processes"
+
+        async with self.step(f"bob and carol queue #{checkout} and #{greeting} with the quick form"):
+            assert "Queued" in (await self.types(BOB, "/deploy", f"{checkout} web worker")).text
+            assert "Queued" in (await self.types(CAROL, "/deploy", str(greeting))).text
+
+        async with self.step("only the emergency list may jump the queue"):
+            refused = await self.types(ALICE, "/deploy", f'{buttons} --front --reason "I am in a hurry"')
+            assert "emergency list" in refused.text, refused.text
+            assert await self.deploy_of(buttons) is None, "a refused request was queued"
+            reason = '--reason "checkout crashes on empty carts"'
+            jumped = await self.types(EMERGENCY, "/deploy", f"{hotfix} --front {reason}")
+            assert "Queued" in jumped.text, jumped.text
+            queue = (await self.types(BOB, "/deploy", "queue")).text.splitlines()
+            order = [next((i for i, line in enumerate(queue) if f"#{pr}" in line), -1)
+                     for pr in (banner, hotfix, checkout, greeting)]
+            assert order == sorted(order) and -1 not in order, f"the train is not in order: {queue}"
+
+        async with self.step(f"#{banner}: canaries up, alice proceeds from the card, rollout in batches, done"):
+            await self.reaches(banner, "canary_check")
+            await self.clicks(ALICE, "Proceed", await self.card_with(banner, "Proceed"), "on the card")
+            await self.clicks(ALICE, "Done", await self.dm(ALICE, "Done", banner), "in her DM")
+            deploy = await self.reaches(banner, "completed")
+            self._runs(deploy.merge_sha)
+
+        async with self.step(f"#{hotfix} (emergency) goes next, ahead of bob and carol"):
+            await self.dm(EMERGENCY, "Proceed", hotfix)
+            # The next build of the base branch is bob's merge: make its first build fail.
+            self.sandbox.jenkins.script_next("app-master", ["FAILURE", "SUCCESS"])
+            await self.clicks(EMERGENCY, "Proceed", await self.dm(EMERGENCY, "Proceed", hotfix), "in the DM")
+            await self.clicks(EMERGENCY, "Done", await self.dm(EMERGENCY, "Done", hotfix), "in the DM")
+            await self.reaches(hotfix, "completed")
+
+        async with self.step(f"#{checkout}: the build fails, bob retries it"):
+            await self.reaches(checkout, "build_failed")
+            await self.clicks(BOB, "Retry build", await self.dm(BOB, "Retry build", checkout), "in his DM")
+            await self.clicks(BOB, "Proceed", await self.dm(BOB, "Proceed", checkout), "in his DM")
+            await self.clicks(BOB, "Done", await self.dm(BOB, "Done", checkout), "in his DM")
+            deploy = await self.reaches(checkout, "completed")
+            builds = self.sandbox.jenkins.build_count("app-master", deploy.merge_sha or "")
+            assert builds == 2, f"the merge commit was built {builds} times, not twice"
+            self._runs(deploy.merge_sha)
+            completed_sha = deploy.merge_sha
+
+        async with self.step(f"#{greeting}: carol rolls back at the canary gate, the merge is reverted"):
+            await self.clicks(CAROL, "Roll back", await self.dm(CAROL, "Roll back", greeting), "in her DM")
+            deploy = await self.reaches(greeting, "rolled_back")
+            assert deploy.revert_sha, "no revert commit recorded"
+            main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
+            assert main == original_main, f"app/main.py is {main!r} after the revert"
+            self._runs(completed_sha)
+
+        async with self.step(f"alice claims sweet-pea for #{buttons}"):
+            answer = await self.types(ALICE, "/pea", f"deploy sweet-pea {buttons}")
+            assert f"#{buttons}" in answer.text, answer.text
+            await self.dm_saying(ALICE, "is up at https://sweet-pea.dev.acme.com")
+            head = github.pr_head(buttons)
+            for process in PROCESSES:
+                images = self.sandbox.aws.running_images("peas", f"pea-sweet-pea-{process}")
+                assert images and set(images) == {self.sandbox.image(head)}, f"pea-sweet-pea-{process}: {images}"
+
+        async with self.step("bob lists the peas"):
+            listed = (await self.types(BOB, "/pea")).render()
+            line = next((row for row in listed.splitlines() if "sweet-pea" in row), "")
+            assert "<@U0ALICE>" in line, f"sweet-pea is not shown as alice's: {line!r}"
+
+        async with self.step("alice releases sweet-pea"):
+            await self.types(ALICE, "/pea", "release sweet-pea")
+            await self.dm_saying(ALICE, "You released `sweet-pea`")
+            for process in PROCESSES:
+                name = f"pea-sweet-pea-{process}"
+                await self.slack.wait_for(lambda n=name: not self.sandbox.aws.running_images("peas", n),
+                                          WAIT, what=f"{name} scaled to zero")
+            deadline = time.monotonic() + WAIT
+            while (pea := await self.pea("sweet-pea")) is None or pea.state != "free":
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"sweet-pea is {pea.state if pea else 'missing'}, not free")
+                await asyncio.sleep(0.05)
+
+        async with self.step("the history and the stats"):
+            history = (await self.types(ADMIN, "/deploy", "history")).text
+            assert f"#{greeting}" in history and "rolled back" in history, history
+            stats = (await self.types(ADMIN, "/deploy", "stats")).text
+            assert "3 completed" in stats, stats
+
+        async with self.step("every card shows how its deploy ended"):
+            for pr, state in ((banner, "completed"), (hotfix, "completed"), (checkout, "completed"),
+                              (greeting, "rolled back")):
+                await self.slack.wait_for(lambda p=pr, s=state: (c := self.card(p)) is not None and s in c.render(),
+                                          WAIT, what=f"the card of #{pr} showing {state!r}")
+
+    def _runs(self, sha: str | None) -> None:
+        """Every process runs the image of `sha`, and nothing else."""
+        image = self.sandbox.image(sha or "")
+        for service in PROCESSES.values():
+            images = set(self.sandbox.aws.running_images(self.sandbox.spec.cluster, service))
+            if images != {image}:
+                raise DemoFailed(f"{service} runs {sorted(images)}, not {image}")
+
+    # -- the summary -----------------------------------------------------------------------------
+    async def summary(self, console: Console) -> None:
+        async with self.bot.engine.sessions() as session:
+            deploys = (await session.scalars(sa.select(Deploy).order_by(Deploy.id))).all()
+            peas = (await session.scalars(sa.select(Pea).order_by(Pea.name))).all()
+        table = Table(title="deploys", title_justify="left")
+        for column in ("#", "pull request", "requester", "processes", "outcome", "builds", "took"):
+            table.add_column(column)
+        for d in deploys:
+            took = _seconds(d.started_at or d.created_at, d.finished_at)
+            outcome = d.state.replace("_", " ") + (" (emergency: jumped the queue)" if d.jump_queue else "")
+            table.add_row(str(d.id), f"#{d.pr_number} {d.pr_title}", self.screen.name(d.requester),
+                          ", ".join(d.processes), outcome, str(d.build_attempts + 1 if d.merge_sha else 0), took)
+        console.print(table)
+
+        branch = self.sandbox.spec.base_branch
+        history = Table(title=f"{branch} (newest first)", title_justify="left")
+        history.add_column("commit")
+        history.add_column("message")
+        for sha, message, _parents in self.sandbox.github.log(branch, 6):
+            history.add_row(sha[:10], message.splitlines()[0])
+        console.print(history)
+
+        services = Table(title="ECS services", title_justify="left")
+        for column in ("cluster", "service", "running", "image"):
+            services.add_column(column)
+        spec = self.sandbox.spec
+        rows = [(spec.cluster, s) for s in PROCESSES.values()]
+        rows += [(spec.pea_cluster, s) for s in spec.pea_services if "sweet-pea" in s]
+        for cluster, name in rows:
+            images = self.sandbox.aws.running_images(cluster, name)
+            tags = sorted({image.rsplit(":", 1)[1][:10] for image in images})
+            services.add_row(cluster, name, str(len(images)), ", ".join(tags) or "-")
+        console.print(services)
+
+        pea_table = Table(title="peas", title_justify="left")
+        for column in ("pea", "state", "holder", "pull request"):
+            pea_table.add_column(column)
+        known = {p.name: p for p in peas}
+        for name in PEAS:
+            pea = known.get(name)
+            pea_table.add_row(name, pea.state if pea else "free", self.screen.name(pea.holder) if pea and pea.holder
+                              else "-", f"#{pea.pr_number}" if pea and pea.pr_number and pea.holder else "-")
+        console.print(pea_table)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> str:
+    return f"{(end - start).total_seconds():.1f}s" if start and end else "-"
+
+
+async def talk(demo: Demo, console: Console, app_config: Path) -> None:
+    """`--keep`: say how to reach everything, then take people's actions from stdin until Ctrl-C."""
+    sandbox, spec, port = demo.sandbox, demo.sandbox.spec, os.environ.get("FATCONTROLLER_HTTP_PORT")
+    ecs = (f"boto3.client('ecs', endpoint_url='{sandbox.aws.url}', region_name='eu-west-1', "
+           "aws_access_key_id='sandbox', aws_secret_access_key='sandbox')")
+    console.print(Panel.fit(
+        f"Slack Web API   {sandbox.slack.api_url}\n"
+        f"GitHub REST     {sandbox.github.url}\n"
+        f"Jenkins         {sandbox.jenkins.url}\n"
+        f"AWS (ECS, ECR)  {sandbox.aws.url}\n"
+        f"the bot         http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/metrics\n"
+        f"app.yaml        {app_config}",
+        title="the sandbox and the bot are still running", title_align="left"), markup=False)
+    for command in (
+        f"curl -s -H 'Authorization: token {spec.github_token}' {sandbox.github.url}/repos/{spec.repo}/pulls",
+        f"curl -sg -u {spec.jenkins_user}:{spec.jenkins_token} "
+        f"'{sandbox.jenkins.url}/job/app-master/api/json?tree=builds[number,result]'",
+        f'.venv/bin/python -c "import boto3; print({ecs}.describe_services(cluster=\'{spec.cluster}\', '
+        f'services=[\'app-web\'])[\'services\'][0][\'taskDefinition\'])"',
+    ):
+        console.print(command, markup=False, soft_wrap=True)
+    console.print(
+        "Act as someone in Slack by typing a line here (people: alice, bob, carol, admin, emergency):\n"
+        "  pr Purple hats           opens a pull request (as alice) and says its number\n"
+        "  alice /deploy 6          bob /deploy queue          carol /pea deploy chick-pea 6\n"
+        "  alice click Proceed      presses the newest [Proceed] alice can see\n"
+        "Press Ctrl-C to stop.", markup=False)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    stdin = asyncio.StreamReader()
+    try:  # read stdin without a thread, so a pending read never holds up the exit
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    except (ValueError, OSError):  # stdin is a regular file or closed: nothing to read, keep serving
+        transport = None
+
+    async def act_on_lines() -> None:
+        while transport is not None and (line := (await stdin.readline()).decode()):
+            try:
+                await _act(demo, line)
+            except (AssertionError, ValueError) as exc:
+                console.print(f"[red]{exc}[/red]")
+
+    demo.screen.live_mode = False  # a live view would fight with what is typed
+    async with demo.screen.showing():
+        actor = asyncio.create_task(act_on_lines())
+        await stopping.wait()
+        actor.cancel()
+        await asyncio.gather(actor, return_exceptions=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+    if transport is not None:
+        transport.close()
+        os.set_blocking(sys.stdin.fileno(), True)  # the terminal is the shell's again
+    console.print("stopping")
+
+
+async def _act(demo: Demo, line: str) -> None:
+    """One typed line: `pr <title>`, `<person> /command text` or `<person> click <label>`."""
+    line = line.strip()
+    words = line.split(maxsplit=2)  # the rest stays as typed: quotes matter to /deploy's options
+    if not words:
+        return
+    if words[0] == "pr":
+        title = line.split(maxsplit=1)[1] if len(words) > 1 else "A change"
+        number = demo.sandbox.github.create_pr(title, {f"app/{title.replace(' ', '_').lower()}.py": "x = 1\n"})
+        demo.screen.person(ALICE, f"opens pull request #{number} {title!r}")
+        return
+    user = demo.slack.user_id(words[0])
+    if len(words) == 3 and words[1] == "click":
+        demo.screen.person(user, f"clicks [{words[2]}]")
+        await demo.slack.click(user, words[2])
+    elif len(words) >= 2 and words[1].startswith("/"):
+        demo.screen.person(user, "types " + " ".join(words[1:]))
+        await demo.slack.command(user, words[1], words[2] if len(words) == 3 else "")
+    else:
+        raise ValueError("type `pr <title>`, `<person> /command text` or `<person> click <label>`")
 
 
 async def demo(keep: bool = False) -> int:
-    """Run the walk; 0 when every step ended as expected."""
+    """Play the scenario against the real bot on the sandbox; 0 when every step ended as expected."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100)
+    # The screen shows what happens: the bot's own log says only what goes wrong, through the screen.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a tick skipped while one runs is normal here
+    handler = RichHandler(console=console, show_path=False)
+    # Bolt warns that the token it was given is unused when the client is given too: true, and meant.
+    handler.addFilter(lambda record: not record.name.startswith("slack_bolt") or record.levelno >= logging.ERROR)
+    logging.getLogger().handlers[:] = [handler]
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
-    sandbox = Sandbox(SandboxSpec(step_interval=0.05, build_duration=0.5)).start()
-    os.environ.update({k: v for k, v in sandbox.env().items() if k.startswith("AWS_")})
-    folder = tempfile.mkdtemp(prefix="fatcontroller-demo-")
-    url = f"sqlite+aiosqlite:///{Path(folder) / 'fatcontroller.db'}"
-    await ensure_schema(url)
-    db = make_engine(url)
-    env = sandbox.env()
-    config = _config(sandbox)
-    outside = Outside(
-        github=GitHub(config.github.repo, config.github.base_branch, token=env["GITHUB_TOKEN"],
-                      api_url=env["GITHUB_API_URL"]),
-        jenkins=Jenkins(env["JENKINS_URL"], env["JENKINS_USER"], env["JENKINS_TOKEN"]),
-        ecs=Ecs(region="eu-west-1", endpoint_url=env["AWS_ENDPOINT_URL"]),
-    )
-    engine = Engine(config, make_sessionmaker(db), outside, ConsoleNotifier(), owner="demo")
-    engine.start()
+        os.environ.pop(name, None)  # aiohttp would send even 127.0.0.1 through a proxy
     started = time.monotonic()
+    pea_services = tuple(f"pea-{pea}-{process}" for pea in PEAS for process in PROCESSES)
+    sandbox = Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5)).start()
+    folder = Path(tempfile.mkdtemp(prefix="fatcontroller-demo-"))
+    config_path = folder / "app.yaml"
+    config_path.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))
+    # The same start as `fatcontroller run`: app.yaml, then secrets and endpoints from the environment.
+    os.environ.update({**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'fatcontroller.db'}",
+                       "FATCONTROLLER_HTTP_PORT": str(_free_port()), "FATCONTROLLER_INSTANCE": "demo"})
+    console.rule("[bold]Fat Controller demo: a deploy train in Slack, on emulated GitHub, Jenkins and ECS")
+    console.print(f"sandbox up: Slack {sandbox.slack.url}, GitHub {sandbox.github.url}, "
+                  f"Jenkins {sandbox.jenkins.url}, AWS {sandbox.aws.url}; database and app.yaml in {folder}")
     try:
-        console.rule("Fat Controller demo: a deploy train on emulated GitHub, Jenkins and ECS")
-        happy = sandbox.github.create_pr("Add a welcome banner", {"app/banner.py": "BANNER = 'hi'\n"})
-        regret = sandbox.github.create_pr("Change the greeting", {"app/main.py": "print('howdy')\n"},
-                                          author="bob")
-        tree_before = sandbox.github.tree_of("master")
-        first = (await engine.flows.request(DeployRequest("U0ALICE", happy))).deploy
-        second = (await engine.flows.request(DeployRequest("U0BOB", regret))).deploy
-        await _until(engine, first.id, "canary_check")
-        await _press(engine, first.id, "Proceed", "U0ALICE")
-        await _until(engine, first.id, "awaiting_confirmation")
-        await _press(engine, first.id, "Done", "U0ALICE")
-        await _until(engine, first.id, "completed")
-        await _until(engine, second.id, "canary_check")
-        await _press(engine, second.id, "Roll back", "U0BOB")
-        await _until(engine, second.id, "rolled_back")
-        deployed = await service.get_deploy(engine.sessions, first.id)
-        assert deployed is not None and deployed.merge_sha
-        image = sandbox.image(deployed.merge_sha)
-        for name in ("app-web", "app-worker"):
-            if set(sandbox.aws.running_images("production", name)) != {image}:
-                raise DemoFailed(f"{name} does not run {image}")
-        if sandbox.github.files_at("master").get("app/main.py") != "print('hello')\n":
-            raise DemoFailed("the rolled-back pull request's change is still on master")
-        _summary(sandbox, tree_before)
-        console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/green]")
+        bot = await start_bot(load_config(config_path), Settings())
+    except StartupError as exc:
+        console.print(f"[red]demo failed: the bot did not start: {exc}[/red]")
+        sandbox.stop()
+        return 1
+    screen = Screen(console, sandbox.slack, bot.config.slack.channel)
+    played = Demo(sandbox, bot, screen)
+    try:
+        await sandbox.slack.wait_connected()
+        console.print("bot connected to Slack over Socket Mode")
+        async with screen.showing():
+            await played.play()
+        await played.summary(console)
+        console.print(f"[green bold]demo finished in {time.monotonic() - started:.1f}s: "
+                      f"every step ended as expected[/green bold]")
         if keep:
-            console.print(f"sandbox left running: {sandbox.env()}\nPress Ctrl-C to stop.")
-            await asyncio.Event().wait()
+            await talk(played, console, config_path)
         return 0
     except DemoFailed as exc:
-        console.print(f"[red]demo failed: {exc}[/red]")
+        console.print(f"[red bold]demo failed at {exc}[/red bold]")
         return 1
     finally:
-        await engine.stop()
-        await db.dispose()
+        await bot.stop()
         sandbox.stop()
-
-
-def _summary(sandbox: Sandbox, tree_before: str) -> None:
-    history = Table(title="master")
-    history.add_column("commit")
-    history.add_column("message")
-    for sha, message, _parents in sandbox.github.log("master", 6):
-        history.add_row(sha[:12], message.splitlines()[0])
-    console.print(history)
-    services = Table(title="ECS services (production)")
-    services.add_column("service")
-    services.add_column("image")
-    for name in ("app-web", "app-worker"):
-        images = sorted(set(sandbox.aws.running_images("production", name)))
-        services.add_row(name, ", ".join(image.rsplit(":", 1)[1][:12] for image in images))
-    console.print(services)

@@ -20,8 +20,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,15 +34,20 @@ from bot.metrics import Metrics
 from bot.text import commit_url, context, escape, human_duration, link, section, shorten, user
 from flows.config import AppConfig
 from flows.deploy import service
-from flows.deploy.machine import Event, State
+from flows.deploy.machine import TERMINAL, Event, State
 from flows.deploy.service import QueueEntry
 from flows.deploy.stats import duration, state_time
 from flows.notify import Kind, Notice
+from storage.clock import utcnow
 from storage.models import Deploy, Train
 
 log = logging.getLogger(__name__)
 
 CARD_INTERVAL = 1.0  # seconds between two edits of one card
+RESYNC_WINDOW = timedelta(hours=1)  # at start, cards of deploys that ended this recently are edited again
+# A card edit waits this long after the latest notice: a step's notice and the transition that follows it
+# are then shown by one edit, instead of the edit before the transition holding back the new state a second.
+CARD_SETTLE = 0.1
 QUEUE_VIEW_TTL = 0.5  # seconds the queue read for one card serves the other queued cards
 # Deploys whose Slack work runs at once: when the queue moves, dozens of cards change together, and
 # rendering them all in one go would keep acks waiting (and meet Slack's rate limits).
@@ -80,6 +87,8 @@ class _Outbox:
     card_dirty: bool = False
     card: tuple[str, str] | None = None  # (channel, ts)
     last_edit: float = float("-inf")
+    last_notice: float = float("-inf")
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a notice came: a DM must not wait for the card
     dm: _Dm | None = None  # the latest DM with buttons
     queue_line: str | None = None  # what the card says about the queue, while queued
 
@@ -118,6 +127,8 @@ class SlackNotifier:
             outbox = self._outboxes.setdefault(notice.deploy_id, _Outbox())
             outbox.notices.append(notice)
             outbox.card_dirty = True
+            outbox.last_notice = time.monotonic()
+            outbox.arrived.set()
             self._start_worker(notice.deploy_id)
         elif notice.kind in (Kind.FROZEN, Kind.UNFROZEN):
             self._spawn(self._announce_train(notice))
@@ -134,6 +145,8 @@ class SlackNotifier:
         """Deliver what is pending (card edits at once) for up to `timeout` seconds, then cancel the rest."""
         self.card_interval = 0
         self._hurry.set()
+        for outbox in self._outboxes.values():
+            outbox.arrived.set()
         pending = [*self._workers.values(), *self._tasks]
         if pending:
             _, late = await asyncio.wait(pending, timeout=timeout)
@@ -168,6 +181,18 @@ class SlackNotifier:
             self.metrics.slack_errors.labels(method).inc()
         return None
 
+    async def resync_cards(self) -> None:
+        """Edit the card of every deploy still going (or just ended) to show it as it is now: a copy that
+        died may have moved it without editing its card, and notices die with their process."""
+        async with self.sessions() as session:
+            ids = (await session.scalars(sa.select(Deploy.id).where(
+                Deploy.slack_ts.is_not(None),  # a card never posted is not ours to post twice beside another copy
+                sa.or_(Deploy.state.not_in([s.value for s in TERMINAL]),
+                       Deploy.finished_at >= utcnow() - RESYNC_WINDOW)))).all()
+        for deploy_id in ids:
+            self._outboxes.setdefault(deploy_id, _Outbox()).card_dirty = True
+            self._start_worker(deploy_id)
+
     def _start_worker(self, deploy_id: int) -> None:
         if deploy_id not in self._workers:
             self._workers[deploy_id] = asyncio.create_task(self._work(deploy_id))
@@ -188,10 +213,14 @@ class SlackNotifier:
                     if self.home is not None:
                         self.home.changed({deploy.requester})
                 elif outbox.card_dirty:
-                    wait = outbox.last_edit + self.card_interval - time.monotonic()
+                    due = outbox.last_edit + self.card_interval
+                    if not self._hurry.is_set():
+                        due = max(due, outbox.last_notice + CARD_SETTLE)
+                    wait = due - time.monotonic()
                     if wait > 0:
+                        outbox.arrived.clear()
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._hurry.wait(), wait)
+                            await asyncio.wait_for(outbox.arrived.wait(), wait)
                         continue  # notices that came meanwhile go first
                     async with self._slots:
                         deploy = await self._safely(self._sync_card(outbox, deploy_id)) or deploy

@@ -45,7 +45,7 @@ PEA, PR = "pea", "pr"  # the form's input blocks
 ACTIONS = {label: f"pea_{label.lower()}" for label in BUTTONS}  # Extend -> pea_extend, ...
 SUBMIT_BUDGET = 2.0  # seconds to check the PR and its build before the form's ack (Slack allows 3)
 MAX_TEXT = 200
-_PR = re.compile(r"#?(\d{1,9})")
+_PR = re.compile(r"#?([0-9]{1,9})")  # ASCII digits: int() also reads "١٢"
 EMOJI = {PeaState.FREE: ":white_circle:", PeaState.DEPLOYING: ":hourglass_flowing_sand:",
          PeaState.UP: ":large_green_circle:", PeaState.FAILED: ":x:", PeaState.RELEASING: ":arrow_down:"}
 _HEADLINE = {Kind.PEA_UP: ":large_green_circle:", Kind.PEA_FAILED: ":x:", Kind.PEA_LEASE_ENDING: ":bell:",

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ACTION_ID = "pr_pick"
 SUGGESTIONS = 25
 BUDGET = 2.5  # seconds: Slack gives options 3 s, after which the person sees an error
-_NUMBER = re.compile(r"#?(\d{1,9})")
+_NUMBER = re.compile(r"#?([0-9]{1,9})")
 
 
 def element(placeholder: str = "Search open pull requests") -> dict[str, Any]:

@@ -258,3 +258,7 @@ class Settings(BaseSettings):
     instance: str | None = Field(
         None, validation_alias="FATCONTROLLER_INSTANCE", description="This copy's name in work leases."
     )
+    lease_seconds: float = Field(
+        30.0, gt=0, validation_alias="FATCONTROLLER_LEASE_SECONDS",
+        description="How long a copy holds work it is doing; a dead copy's work passes on after this.",
+    )

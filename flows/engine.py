@@ -22,7 +22,7 @@ from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import Event, State
-from flows.deploy.steps import STEPS, Outside, RollbackStuck, StepContext, StepResult
+from flows.deploy.steps import POLL, STEPS, Outside, RollbackStuck, StepContext, StepResult
 from flows.errors import Superseded
 from flows.leased import LeasedWork
 from flows.notify import Notifier
@@ -55,7 +55,7 @@ class Engine:
         self.flows = DeployFlows(config, sessions, outside.github, notifier, self.wake)
         self.peas = PeaFlows(config, sessions, outside, notifier, self.wake)
         self.deploys = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
-        poll = poll or min(config.deploy.tick, timedelta(seconds=2))
+        poll = poll or min(config.deploy.tick, POLL)
         self.context = StepContext(config, outside, sessions, notifier.notify, poll=poll)
         self.pea_worker = PeaWorker(config, sessions, outside, notifier, owner=self.owner, lease_ttl=lease_ttl,
                                     poll=poll, wake=self.wake)

@@ -13,5 +13,10 @@ class Refused(Exception):
         self.field = field
 
 
+def typed(text: str) -> str:
+    """Someone's input echoed in a refusal: `<!channel>` or `<@U123>` is shown, never triggered."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class Superseded(Exception):
     """The row changed since it was read (another worker or a click): stop and look again."""

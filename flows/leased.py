@@ -16,7 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
+from flows.errors import Superseded
 from storage import leases
 from storage.clock import utcnow
 from storage.models import Deploy, Pea
@@ -24,6 +26,26 @@ from storage.models import Deploy, Pea
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 20
+
+
+async def save_held(sessions: async_sessionmaker[AsyncSession], row: Deploy | Pea, **values: Any) -> None:
+    """Persist fields of a row a worker holds, unless someone changed it since it was read (its version)."""
+    model = type(row)
+    key = sa.inspect(row).identity
+    try:
+        async with sessions() as session, session.begin():
+            current = await session.get(model, key)
+            if current is None or current.version != row.version:
+                raise Superseded(f"{model.__tablename__.rstrip('s')} {key[0]} changed")
+            for name, value in values.items():
+                setattr(current, name, value)
+            await session.flush()
+            version = current.version
+    except StaleDataError as exc:
+        raise Superseded(f"{model.__tablename__.rstrip('s')} {key[0]} changed") from exc
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.version = version
 
 
 class LeasedWork:

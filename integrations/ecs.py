@@ -404,7 +404,19 @@ class Ecs:
                          taskDefinition=task_definition, deploymentConfiguration=config)
 
     async def rollout_progress(self, cluster: str, service: str, task_definition: str) -> Progress:
-        state = await self._existing(cluster, service)
+        return await self._progress(cluster, await self._existing(cluster, service), task_definition)
+
+    async def rollouts_progress(self, cluster: str, task_definitions: dict[str, str]) -> dict[str, Progress]:
+        """`rollout_progress` of several services (name → the task definition each moves to), read with one
+        DescribeServices call per 10 services instead of one each: a rollout is polled every half second."""
+        found = await self.describe_services(cluster, list(task_definitions))
+        missing = [name for name, state in found.items() if state is None]
+        if missing:
+            raise NotFound(SYSTEM, f"service {missing[0]} not found in cluster {cluster}")
+        return {name: await self._progress(cluster, state, task_definitions[name])
+                for name, state in found.items() if state is not None}
+
+    async def _progress(self, cluster: str, state: ServiceState, task_definition: str) -> Progress:
         primary = state.primary
         running = primary.running if primary is not None else state.running
         desired = primary.desired if primary is not None else state.desired

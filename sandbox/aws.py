@@ -257,6 +257,7 @@ class AwsEmulator(ThreadedServer):
 
     def history(self, cluster: str, name: str) -> list[dict[str, Any]]:
         """The service's counts after every step that changed them: desired, running, pending, healthy,
-        and the same per deployment — a complete record to check rollout limits against."""
+        and the same per deployment — a complete record to check rollout limits against; `at` is when
+        (time.time())."""
         with self._lock:
             return copy.deepcopy(list(self.ecs.service(self.ecs.cluster(cluster), name, active=False).history))

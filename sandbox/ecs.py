@@ -919,5 +919,5 @@ class EcsBackend:
             "deployments": [{"id": d.id, "taskDefinition": d.task_definition.arn, "status": d.status,
                              "rolloutState": d.rollout_state, **service.counts(d)} for d in service.deployments],
         }
-        if not service.history or {k: v for k, v in service.history[-1].items() if k != "step"} != snapshot:
-            service.history.append({"step": self.clock, **snapshot})
+        if not service.history or {k: v for k, v in service.history[-1].items() if k not in ("step", "at")} != snapshot:
+            service.history.append({"step": self.clock, "at": time.time(), **snapshot})

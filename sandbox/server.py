@@ -11,6 +11,8 @@ import asyncio
 import random
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +106,8 @@ class ThreadedServer:
         self.name = name
         self.port = port
         self.faults = Faults()
+        # (time.time(), operation) of each request as it arrives, for the benchmarks; bounded for long demos
+        self.received: deque[tuple[float, str]] = deque(maxlen=100_000)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -173,7 +177,9 @@ class ThreadedServer:
 
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler):
-        delay, fault, hold = self.faults.pick(self.operation(request))
+        operation = self.operation(request)
+        self.received.append((time.time(), operation))
+        delay, fault, hold = self.faults.pick(operation)
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:

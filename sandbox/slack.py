@@ -111,6 +111,7 @@ class _Connection:
     ws: web.WebSocketResponse
     request: web.Request
     retired: bool = False  # asked to disconnect or dropped: no new envelopes go to it
+    delivered: int = 0  # envelopes sent on it
 
 
 @dataclass
@@ -425,6 +426,7 @@ class SlackEmulator(ThreadedServer):
         self._tickets: set[str] = set()
         self._connections: list[_Connection] = []
         self._connection_count = 0
+        self._deliveries = 0  # envelopes sent so far, to take the live connections in turn
         # envelope_id -> (the ack's future, what an ack body does, applied as the ack arrives)
         self._pending: dict[str, tuple[asyncio.Future, Callable[[dict], None] | None]] = {}
         self._acks: list[Ack] = []
@@ -849,10 +851,26 @@ class SlackEmulator(ThreadedServer):
             live = [c for c in self._connections if not c.retired and not c.ws.closed]
             return live[-1] if live else None
 
+    def _delivery_connection(self) -> _Connection | None:
+        """Where the next envelope goes: like Slack, spread over the app's live connections in turn."""
+        with self._lock:
+            live = [c for c in self._connections if not c.retired and not c.ws.closed]
+            if not live:
+                return None
+            self._deliveries += 1
+            conn = live[self._deliveries % len(live)]
+            conn.delivered += 1
+            return conn
+
     @property
     def connected(self) -> bool:
         """Whether the app holds a websocket the emulator would deliver envelopes on."""
         return self._live_connection() is not None
+
+    def deliveries(self) -> dict[int, int]:
+        """Envelopes sent so far on each connection still open, by connection number (1 = the first opened)."""
+        with self._lock:
+            return {c.number: c.delivered for c in self._connections}
 
     @property
     def connection_count(self) -> int:
@@ -886,7 +904,7 @@ class SlackEmulator(ThreadedServer):
 
     async def _deliver(self, kind: str, payload: dict, accepts_response_payload: bool,
                        on_body: Callable[[dict], None] | None = None) -> tuple[dict | None, float]:
-        """Send one envelope on the newest live websocket; the ack's payload and latency in ms."""
+        """Send one envelope on a live websocket (in turn); the ack's payload and latency in ms."""
         timeout = self.ack_timeout
         envelope_id = str(uuid.uuid4())
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -898,7 +916,7 @@ class SlackEmulator(ThreadedServer):
         try:
             while True:
                 await self.wait_connected(timeout)
-                conn = self._live_connection()
+                conn = self._delivery_connection()
                 if conn is None:
                     continue
                 try:
@@ -1042,13 +1060,16 @@ class SlackEmulator(ThreadedServer):
         return options
 
     async def click(self, user: str, label: str, *, message: Message | None = None, channel: str | None = None,
-                    ts: str | None = None, in_dm: bool = False, in_home: bool = False) -> Interaction:
+                    ts: str | None = None, in_dm: bool = False, in_home: bool = False,
+                    forge: dict[str, Any] | None = None) -> Interaction:
         """Press the button labelled `label` on the latest message or view the user can see that has one.
 
         Narrow the search with `message`, `channel` (and `ts`), `in_dm` or `in_home`; the candidates are
         the channels, the user's DM, ephemeral messages to the user, the App Home and the open modal.
+        `forge` overrides keys of the action sent (`value`, `action_id`): a crafted or replayed payload.
         """
-        return await self._call(self._click(self.user_id(user), label, message, channel, ts, in_dm, in_home))
+        return await self._call(self._click(self.user_id(user), label, message, channel, ts, in_dm, in_home,
+                                            forge or {}))
 
     def _surfaces(self, user: str, message: Message | None, channel: str | None, ts: str | None,
                   in_dm: bool, in_home: bool) -> list[tuple[int, Message | dict]]:
@@ -1072,7 +1093,7 @@ class SlackEmulator(ThreadedServer):
         return found
 
     async def _click(self, user: str, label: str, message: Message | None, channel: str | None, ts: str | None,
-                     in_dm: bool, in_home: bool) -> Interaction:
+                     in_dm: bool, in_home: bool, forge: dict[str, Any]) -> Interaction:
         with self._lock:
             surfaces = sorted(self._surfaces(user, message, channel, ts, in_dm, in_home), key=lambda s: s[0])
             target = next((s for _, s in reversed(surfaces) if label in button_labels(s)), None)
@@ -1086,6 +1107,7 @@ class SlackEmulator(ThreadedServer):
             for key in ("value", "style"):
                 if key in button:
                     action[key] = button[key]
+            action.update(forge)
             trigger_id = self._issue_trigger(user)
             payload: dict[str, Any] = {
                 "type": "block_actions", "user": self._person(user), "api_app_id": self.app_id,

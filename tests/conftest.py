@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.world",
     "tests.fixtures.bot",
     "tests.fixtures.peas",
+    "tests.fixtures.bot_process",
 ]
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import AppConfig
 from flows.deploy.machine import IN_FLIGHT, TERMINAL, Event, State, Transition, guard_holds, transition_for
-from flows.errors import Refused, Superseded
+from flows.errors import Refused, Superseded, typed
+from flows.leased import save_held
 from integrations.github import GitHub
 from integrations.outside import NotFound
 from storage.clock import utcnow
@@ -78,7 +79,7 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
     unknown = [p for p in request.processes if p not in config.processes]
     if unknown:
         raise Refused(
-            f"Unknown process `{unknown[0]}`: choose from {', '.join(f'`{p}`' for p in config.processes)}"
+            f"Unknown process `{typed(unknown[0])}`: choose from {', '.join(f'`{p}`' for p in config.processes)}"
             " (or name none to deploy all).", field="processes",
         )
     if request.jump_queue or request.skip_build:
@@ -115,6 +116,9 @@ async def request_deploy(
                       "retarget it first.")
     if pr.from_fork:
         raise Refused(f"#{pr.number} comes from a fork: push its branch to {config.github.repo} to deploy it.")
+    if pr.mergeable is False:  # None: GitHub is still computing; merging checks again
+        raise Refused(f"#{pr.number} conflicts with `{config.github.base_branch}`: merge or rebase it, then "
+                      "deploy again.")
     async with sessions() as session, session.begin():
         train = await ensure_train(session)
         existing = await session.scalar(
@@ -381,21 +385,8 @@ async def train_status(sessions: async_sessionmaker[AsyncSession], train_id: str
 # -- what a step keeps ------------------------------------------------------------------------
 
 async def save(sessions: async_sessionmaker[AsyncSession], deploy: Deploy, **values: Any) -> None:
-    """Persist fields of a deploy a worker holds, unless someone else changed it since it was read."""
-    try:
-        async with sessions() as session, session.begin():
-            current = await session.get(Deploy, deploy.id)
-            if current is None or current.version != deploy.version or current.state != deploy.state:
-                raise Superseded(f"deploy {deploy.id} changed")
-            for key, value in values.items():
-                setattr(current, key, value)
-            await session.flush()
-            version = current.version
-    except StaleDataError as exc:
-        raise Superseded(f"deploy {deploy.id} changed") from exc
-    for key, value in values.items():
-        setattr(deploy, key, value)
-    deploy.version = version
+    """Persist fields of a deploy a worker holds, unless someone changed it since it was read."""
+    await save_held(sessions, deploy, **values)
 
 
 async def record_undo(sessions: async_sessionmaker[AsyncSession], deploy_id: int, kind: str,

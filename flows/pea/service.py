@@ -21,7 +21,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import AppConfig, PeasConfig
 from flows.deploy.service import SYSTEM, audit
-from flows.errors import Refused, Superseded
+from flows.errors import Refused, typed
+from flows.leased import save_held
 from flows.notify import Kind, Notice
 from integrations.github import PullRequest
 from integrations.jenkins import Build
@@ -173,7 +174,7 @@ def known(config: AppConfig, name: str) -> str:
     """The pea's name if it is in the pool; else a refusal that lists the pool."""
     names = peas_config(config).names
     if name not in names:
-        raise Refused(f"There is no pea `{name}`: choose from {', '.join(f'`{n}`' for n in names)} "
+        raise Refused(f"There is no pea `{typed(name)}`: choose from {', '.join(f'`{n}`' for n in names)} "
                       "(`/pea` lists them).", field="pea")
     return name
 
@@ -289,21 +290,8 @@ async def extend(sessions: async_sessionmaker[AsyncSession], config: AppConfig, 
 # -- what the worker keeps ------------------------------------------------------------------------
 
 async def save(sessions: async_sessionmaker[AsyncSession], pea: Pea, **values: Any) -> None:
-    """Persist fields of a pea the worker holds, unless someone changed it since it was read."""
-    try:
-        async with sessions() as session, session.begin():
-            current = await session.get(Pea, pea.name)
-            if current is None or current.version != pea.version:
-                raise Superseded(f"pea {pea.name} changed")
-            for key, value in values.items():
-                setattr(current, key, value)
-            await session.flush()
-            version = current.version
-    except StaleDataError as exc:
-        raise Superseded(f"pea {pea.name} changed") from exc
-    for key, value in values.items():
-        setattr(pea, key, value)
-    pea.version = version
+    """Persist fields of a pea a worker holds, unless someone changed it since it was read."""
+    await save_held(sessions, pea, **values)
 
 
 def free_values(now: datetime) -> dict[str, Any]:

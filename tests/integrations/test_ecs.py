@@ -219,6 +219,28 @@ async def test_rolling_update_of_a_small_service_still_starts_a_task_per_batch(a
     assert min(s["healthy"] for s in steps) == 2
 
 
+async def test_the_rollouts_of_several_services_are_read_with_one_call(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    moves = {name: await ecs.register_with_image(task_definition_of(aws_emulator, name), "app", image(NEW_SHA))
+             for name in (WEB, WORKER)}
+    for name, task_definition in moves.items():
+        await ecs.rolling_update(CLUSTER, name, task_definition, batch_percent=50)
+    before = len(aws_emulator.calls)
+
+    progress = await ecs.rollouts_progress(CLUSTER, moves)
+
+    assert aws_emulator.calls[before:] == ["ecs:DescribeServices"]
+    assert set(progress) == {WEB, WORKER} and not any(p.failed for p in progress.values())
+
+    async def both_done() -> dict[str, Progress] | None:
+        polled = await ecs.rollouts_progress(CLUSTER, moves)
+        return polled if all(p.done for p in polled.values()) else None
+
+    done = await eventually(both_done, within=10.0, what="both rollouts")
+    assert {name: (p.running, p.desired) for name, p in done.items()} == {WEB: (4, 4), WORKER: (2, 2)}
+    with pytest.raises(NotFound):
+        await ecs.rollouts_progress(CLUSTER, {**moves, "app-missing": moves[WEB]})
+
+
 def test_maximum_percent_leaves_room_for_one_more_task() -> None:
     assert [max_percent(desired, 25) for desired in (0, 1, 2, 3, 4, 10)] == [125, 200, 150, 134, 125, 125]
     assert max_percent(4, 50) == 150

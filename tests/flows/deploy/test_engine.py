@@ -17,10 +17,11 @@ async def test_a_long_tick_does_not_slow_a_deploy_down(make_train: Callable[...,
     train = make_train(deploy={"tick": "60s"})
     deploy = await train.request(train.new_pr("Quick"))  # the request wakes the loop
     started = time.monotonic()
-    await train.reaches(deploy.id, "canary_check", within=15)
+    await train.reaches(deploy.id, "canary_check", within=25)
     await train.press(deploy.id, "Proceed")  # so does a click
-    await train.reaches(deploy.id, "awaiting_confirmation", within=15)
-    assert time.monotonic() - started < 15, "waited for the 60 s tick"
+    await train.reaches(deploy.id, "awaiting_confirmation", within=25)
+    # Unloaded this takes ~5 s; the bound only has to show that no step waited for a 60 s tick.
+    assert time.monotonic() - started < 50, "waited for the 60 s tick"
 
 
 async def test_the_requester_is_reminded_while_the_canaries_wait(make_train: Callable[..., Train]) -> None:

@@ -94,10 +94,12 @@ async def test_a_frozen_train_queues_but_does_not_start(train: Train) -> None:
 
 async def test_a_pr_that_no_longer_merges_fails_and_the_train_moves_on(train: Train) -> None:
     conflicting = train.new_pr("Edit main", {"app/main.py": "print('from the PR')\n"})
-    train.sandbox.github.push({"app/main.py": "print('someone else')\n"}, message="Hotfix on master")
     next_one = train.new_pr("Unrelated")
+    await train.flows.freeze(ADMIN, "hold the queue while master moves")  # a conflict is refused on request
     doomed = await train.request(conflicting)
     waiting = await train.request(next_one)
+    train.sandbox.github.push({"app/main.py": "print('someone else')\n"}, message="Hotfix on master")
+    await train.flows.unfreeze(ADMIN)
 
     failed = await train.reaches(doomed.id, "failed")
     assert "conflict" in (failed.outcome_reason or "")

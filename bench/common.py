@@ -1,0 +1,82 @@
+"""What the benchmarks share: the sandbox and a train pointed at it, the real bot, percentiles, JSON output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bot.app import Bot, start_bot
+from flows.config import AppConfig, Settings
+from sandbox.world import Sandbox, SandboxSpec
+
+ADMIN, EMERGENCY = "U0ADMIN", "U0EMERGENCY"
+
+
+def people(count: int) -> dict[str, str]:
+    """`count` developers (U0001: dev1, ...) plus an admin and someone on the emergency list."""
+    return {f"U{n:04d}": f"dev{n}" for n in range(1, count + 1)} | {ADMIN: "admin", EMERGENCY: "emergency"}
+
+
+def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> AppConfig:
+    """The example app.yaml pointed at the sandbox; `sections` override keys of its sections."""
+    spec = sandbox.spec
+    raw: dict[str, Any] = {
+        "slack": {"channel": spec.channel},
+        "github": {"repo": spec.repo, "base_branch": spec.base_branch},
+        "jenkins": {"job": "app-master", "pr_job": "app-pr", "build_timeout": "60s"},
+        "image": sandbox.image_template,
+        "ecs": {"cluster": spec.cluster, "region": "eu-west-1"},
+        "processes": {"web": {"service": "app-web", "container": "app"},
+                      "worker": {"service": "app-worker", "container": "app"}},
+        "deploy": {"batch_percent": 50, "rollout_timeout": "120s"},
+        "permissions": {"emergency": [EMERGENCY], "admins": [ADMIN]},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return AppConfig.model_validate(raw)
+
+
+def quiet() -> None:
+    """No proxies for the emulators on 127.0.0.1, and only errors in the log."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(name, None)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # connections cut while the emulators stop
+
+
+def start_sandbox(spec: SandboxSpec) -> Sandbox:
+    sandbox = Sandbox(spec).start()
+    os.environ.update({k: v for k, v in sandbox.env().items() if k.startswith("AWS_")})
+    return sandbox
+
+
+async def start_bot_on(sandbox: Sandbox, config: AppConfig) -> Bot:
+    """The real bot, on a fresh SQLite database in a temporary directory, connected to the sandbox."""
+    workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))
+    settings = Settings(**sandbox.env(), DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+                        FATCONTROLLER_HTTP_PORT=0)
+    bot = await start_bot(config, settings)
+    await sandbox.slack.wait_connected()
+    return bot
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (0 < share ≤ 1) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """count, p50, p99 and max of `values`."""
+    return {"count": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99),
+            "max": max(values)}
+
+
+def write_json(path: str | None, figures: dict[str, Any]) -> None:
+    """Write the figures to `path` when given (that is how `python -m bench` collects them)."""
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=1, default=str))
