@@ -26,9 +26,7 @@ QUICK_GIVE_UP = RetryPolicy(deadline=1.0, base_delay=0.01, max_delay=0.05, call_
 async def _collect_edges(sqlite_database: Database) -> AsyncIterator[None]:
     """After each scenario, remember which edges its deploys took (read from the audit log)."""
     yield
-    from tests.fixtures.world import Train as _Train
-
-    EDGES_SEEN.update(await _Train.audit_edges_of(sqlite_database))
+    EDGES_SEEN.update(await Train.audit_edges_of(sqlite_database))
 
 
 async def test_a_deploy_goes_from_the_queue_to_completed(train: Train) -> None:
@@ -240,19 +238,13 @@ async def test_a_step_whose_system_keeps_failing_needs_attention_then_can_be_ret
         break_it(train)
         await train.press(deploy.id, "Proceed")
 
-    async def attention() -> object:
-        current = await train.deploy(deploy.id)
-        return current if current.needs_attention else None
-
-    from tests.fixtures.world import eventually
-
-    stuck = await eventually(attention, what=f"deploy needing attention in {state}")
+    stuck = await train.needing_attention(deploy.id)
     assert stuck.state == state
     assert system in (stuck.attention or "").lower()
     assert Kind.NEEDS_ATTENTION in train.notifier.kinds(deploy.id)
 
     await train.press(deploy.id, "Retry")  # still broken: back to needing attention
-    await eventually(attention, what="needing attention again")
+    await train.needing_attention(deploy.id)
     train.sandbox.github.faults.clear()
     train.sandbox.jenkins.faults.clear()
     train.sandbox.aws.faults.clear()
@@ -271,13 +263,7 @@ async def test_a_rollback_that_cannot_reach_github_needs_attention_and_finishes_
     _github_fails(train)
     await train.press(deploy.id, "Roll back")
 
-    async def attention() -> object:
-        current = await train.deploy(deploy.id)
-        return current if current.needs_attention else None
-
-    from tests.fixtures.world import eventually
-
-    stuck = await eventually(attention, what="rollback needing attention")
+    stuck = await train.needing_attention(deploy.id)
     assert stuck.state == "rolling_back" and "github" in (stuck.attention or "").lower()
     train.sandbox.github.faults.clear()
     await train.press(deploy.id, "Retry")
