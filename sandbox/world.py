@@ -34,6 +34,7 @@ class SandboxSpec:
     load_balanced: tuple[str, ...] = ("app-web",)
     pea_cluster: str = "peas"
     pea_services: tuple[str, ...] = ()
+    alarms: tuple[str, ...] = ()  # CloudWatch alarms, created OK (set them with `aws.set_alarm`)
     channel: str = "C0DEPLOYS"
     users: Mapping[str, str] = field(default_factory=lambda: {
         "U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol", "U0ADMIN": "admin", "U0EMERGENCY": "emergency"})
@@ -77,12 +78,27 @@ class Sandbox:
         self.github.start()
         self.slack.start()
         self.github.add_webhook(self.jenkins_webhook)
+        self.jenkins.scm_url = f"{self.github.root_url}/{self.spec.repo}.git"
+        self.jenkins.merge_ref = self._jenkins_merge
         self._seed()
         return self
 
     def stop(self) -> None:
         for emulator in (self.slack, self.github, self.jenkins, self.aws):
             emulator.stop()
+
+    def _jenkins_merge(self, _pr: int, head: str, base: str) -> str | None:
+        """What GitHub Branch Source builds for a PR: `git merge <base>` on the PR head, in Jenkins' clone."""
+        git = self.github.git
+        if git.is_ancestor(base, head):  # already up to date
+            return head
+        if git.is_ancestor(head, base):  # the merge may fast-forward
+            return base
+        clean, tree = git.merge_tree(head, base)
+        if not clean:
+            return None
+        return git.commit_tree(tree, [head, base], f"Merge commit '{base}' into HEAD",
+                               author=("Jenkins", "nobody@nowhere", None))
 
     def _seed(self) -> None:
         s = self.spec
@@ -91,6 +107,8 @@ class Sandbox:
         self.aws.create_cluster(s.cluster)
         for name, desired in s.services.items():
             self._service(s.cluster, name, head, desired, load_balanced=name in s.load_balanced)
+        for alarm in s.alarms:
+            self.aws.create_alarm(alarm)
         if s.pea_services:
             self.aws.create_cluster(s.pea_cluster)
             for name in s.pea_services:
