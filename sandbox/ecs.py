@@ -16,7 +16,18 @@ scheduler does:
 - a task whose image is unhealthy (`unhealthy_images`), or not in the registry when
   `require_pushed_images`, stops instead of running and counts as failed. With the circuit
   breaker on, enough failures mark the PRIMARY FAILED (it stops launching tasks); with rollback
-  on, a new PRIMARY goes back to the task definition of the last COMPLETED deployment.
+  on, a new PRIMARY goes back to the task definition of the last COMPLETED deployment;
+- deployment alarms (`deploymentConfiguration.alarms`, read from the CloudWatch emulator) do the
+  same when one of them is in ALARM while the PRIMARY is IN_PROGRESS. As ECS documents, a
+  deployment that starts while one of its alarms is already in ALARM is not watched at all, and
+  a rollback deployment is not watched either; once steady, a watched deployment bakes for
+  `alarm_bake_steps` steps (ECS derives its bake time from the alarms) before it is COMPLETED.
+
+Task definitions, services and clusters keep their tags (TagResource, UntagResource,
+ListTagsForResource); a deregistered (INACTIVE) revision can still be described and keeps
+running where it runs, but no service can be created or updated onto it. Services keep every
+placement and discovery setting as given: `serviceRegistries` on the service, and
+`serviceConnectConfiguration` on each deployment (where DescribeServices reports it).
 
 Not thread-safe by itself: the emulator serialises every call under its lock.
 """
@@ -34,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from sandbox.cloudwatch import ALARM, CloudWatchBackend
 from sandbox.ecr import ACCOUNT_ID, AwsError, Registry, paginate
 
 PRIMARY, ACTIVE, DRAINING, INACTIVE = "PRIMARY", "ACTIVE", "DRAINING", "INACTIVE"
@@ -52,6 +64,17 @@ _SERVICE_EXTRAS = ("placementConstraints", "placementStrategy", "healthCheckGrac
                    "propagateTags", "enableECSManagedTags", "enableExecuteCommand", "serviceRegistries")
 _STOPPED_TASKS_KEPT = 500  # per cluster; ECS too forgets stopped tasks after a while
 _FAMILY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_MAX_TAGS = 50
+# ARNs that carry tags: cluster/<name>, service/<cluster>/<name>, task-definition/<family>:<revision>
+_TAGGABLE = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:(?P<kind>cluster|service|task-definition)/"
+                       r"(?P<path>[^/]+(?:/[^/]+)?)$")
+# what a request names, by parameter: (parameter, kind of resource)
+_NAMED = (("service", "service"), ("serviceName", "service"), ("services", "service"),
+          ("taskDefinition", "task-definition"), ("tasks", "task"), ("resourceArn", "arn"))
+
+
+def _alarm_list(names: list[str]) -> str:
+    return f"alarm {names[0]}" if len(names) == 1 else f"alarms {', '.join(names)}"
 
 
 def _name(identifier: str) -> str:
@@ -129,6 +152,10 @@ class Deployment:
     failed_tasks: int = 0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    rollback: bool = False  # started by ECS itself to undo a failed deployment
+    alarms_ignored: bool = False  # an alarm was already in ALARM when it started: ECS does not watch it
+    steady_at: int | None = None  # the step it first ran steady (for the alarms' bake time)
+    service_connect: dict[str, Any] | None = None  # the serviceConnectConfiguration it was made with
 
     def __post_init__(self) -> None:
         if not self.rollout_reason:
@@ -284,6 +311,7 @@ class Service:
     role_arn: str | None
     tags: list[dict[str, str]]
     extras: dict[str, Any]  # accepted and echoed, without behaviour here
+    service_connect: dict[str, Any] | None = None  # given on create or update; described per deployment
     status: str = ACTIVE
     created_at: float = field(default_factory=time.time)
     deployments: list[Deployment] = field(default_factory=list)  # the PRIMARY first
@@ -329,6 +357,8 @@ class Service:
             "rolloutState": deployment.rollout_state,
             "rolloutStateReason": deployment.rollout_reason,
         }
+        if deployment.service_connect is not None:
+            described["serviceConnectConfiguration"] = copy.deepcopy(deployment.service_connect)
         self._describe_placement(described)
         return described
 
@@ -381,8 +411,10 @@ class Service:
 class EcsBackend:
     """ECS state and operations, moved forward by `step()`."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, cloudwatch: CloudWatchBackend | None = None) -> None:
         self.registry = registry
+        self.cloudwatch = cloudwatch  # where deployment alarms are read; None: no alarm ever fires
+        self.alarm_bake_steps = 0
         self.clusters: dict[str, Cluster] = {}
         self.task_definitions: dict[str, list[TaskDefinition]] = {}
         self.target_groups: set[str] = set()
@@ -523,6 +555,91 @@ class EcsBackend:
         page, token = paginate(found, params, default=100, limit=100)
         return {"taskDefinitionArns": [t.arn for t in page], **({"nextToken": token} if token else {})}
 
+    # -- tags --------------------------------------------------------------------------------
+    def _tagged(self, arn: str) -> list[dict[str, str]]:
+        """The tag list (itself, to change in place) of a cluster, service or task definition revision."""
+        match = _TAGGABLE.match(arn or "")
+        if match is None:
+            raise _bad(f"Invalid identifier: Unexpected number of separators in {arn}" if arn
+                       else "resourceArn can not be blank.")
+        kind, path = match["kind"], match["path"]
+        missing = AwsError("ResourceNotFoundException", "The specified resource wasn't found.")
+        if kind == "cluster":
+            cluster = self.clusters.get(path)
+            if cluster is None:
+                raise AwsError("ClusterNotFoundException", "Cluster not found.")
+            return cluster.tags
+        if kind == "service":
+            cluster_name, _, name = path.partition("/")
+            cluster = self.clusters.get(cluster_name)
+            if cluster is None:
+                raise AwsError("ClusterNotFoundException", "Cluster not found.")
+            service = cluster.services.get(name)
+            if service is None or service.status == INACTIVE:
+                raise missing
+            return service.tags
+        family, _, revision = path.partition(":")
+        revisions = self.task_definitions.get(family, [])
+        if not revision.isdigit() or not 1 <= int(revision) <= len(revisions):
+            raise missing
+        return revisions[int(revision) - 1].tags
+
+    def _op_TagResource(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        tags = self._tagged(params.get("resourceArn", ""))
+        given = params.get("tags") or []
+        for tag in given:
+            if str(tag.get("key", "")).lower().startswith("aws:"):
+                raise _bad("Tag keys prefixed with 'aws:' are reserved for AWS use.")
+        merged = {t["key"]: t.get("value", "") for t in tags}
+        merged.update({t["key"]: t.get("value", "") for t in given})
+        if len(merged) > _MAX_TAGS:
+            raise _bad(f"A resource can have at most {_MAX_TAGS} tags.")
+        tags[:] = [{"key": k, "value": v} for k, v in merged.items()]
+        return {}
+
+    def _op_UntagResource(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        tags = self._tagged(params.get("resourceArn", ""))
+        tags[:] = [t for t in tags if t["key"] not in set(params.get("tagKeys") or [])]
+        return {}
+
+    def _op_ListTagsForResource(self, params: dict[str, Any], region: str) -> dict[str, Any]:
+        return {"tags": copy.deepcopy(self._tagged(params.get("resourceArn", "")))}
+
+    # -- what a request names, for the call log ----------------------------------------------
+    def resources(self, op: str, params: dict[str, Any], result: dict[str, Any] | None,
+                  region: str) -> tuple[list[str], dict[str, str]]:
+        """The ARNs a request names (services, task definitions, tasks, tagged resources, the cluster of a
+        CreateCluster) and its ecs:cluster / ecs:task-definition condition keys."""
+        prefix = f"arn:aws:ecs:{region}:{ACCOUNT_ID}"
+        cluster_name = _name(params.get("clusterName") or params.get("cluster") or "default")
+        cluster_arn = f"{prefix}:cluster/{cluster_name}"
+        found: list[str] = [cluster_arn] if op in ("CreateCluster", "DescribeClusters", "DeleteCluster") else []
+        conditions: dict[str, str] = {}
+        if "cluster" in params or op in ("ListServices", "ListTasks", "DescribeServices", "DescribeTasks",
+                                         "CreateService", "UpdateService", "DeleteService"):
+            conditions["ecs:cluster"] = cluster_arn
+        for key, kind in _NAMED:
+            values = params.get(key)
+            for value in values if isinstance(values, list) else [values] if isinstance(values, str) else []:
+                if value.startswith("arn:"):
+                    found.append(value)
+                elif kind == "service":
+                    found.append(f"{prefix}:service/{cluster_name}/{value}")
+                elif kind == "task":
+                    found.append(f"{prefix}:task/{cluster_name}/{value}")
+                elif kind == "task-definition":
+                    try:
+                        found.append(self.task_definition(value).arn)
+                    except AwsError:
+                        found.append(f"{prefix}:task-definition/{value}")
+        registered = ((result or {}).get("taskDefinition") or {}).get("taskDefinitionArn")
+        if op == "RegisterTaskDefinition" and registered:
+            found.append(registered)
+        definitions = [a for a in found if ":task-definition/" in a]
+        if op in ("CreateService", "UpdateService") and definitions:
+            conditions["ecs:task-definition"] = definitions[0]
+        return found, conditions
+
     # -- services ----------------------------------------------------------------------------
     def _deployment_configuration(self, given: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
         config = copy.deepcopy(current)
@@ -532,7 +649,20 @@ class EcsBackend:
             raise _bad("minimumHealthyPercent must be between 0 and 100.")
         if maximum < max(minimum, 1):
             raise _bad("maximumPercent must be at least minimumHealthyPercent.")
+        alarms = config.get("alarms")
+        if alarms is not None:
+            names = alarms.get("alarmNames")
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise _bad("alarmNames must be a list of alarm names.")
         return config
+
+    def _firing(self, service: Service) -> list[str]:
+        """The service's deployment alarms (when enabled) that are in ALARM now."""
+        alarms = service.deployment_configuration.get("alarms") or {}
+        if not alarms.get("enable") or self.cloudwatch is None:
+            return []
+        return [n for n in alarms.get("alarmNames", [])
+                if (alarm := self.cloudwatch.alarm(n)) is not None and alarm.state == ALARM]
 
     def _check_placement(self, service: Service, task_definition: TaskDefinition) -> None:
         if service.launch_type == "FARGATE" and not task_definition.fargate:
@@ -551,9 +681,12 @@ class EcsBackend:
                 raise _bad(f"The container {balancer.get('containerName')} did not have a container port "
                            f"{balancer.get('containerPort')} defined.")
 
-    def _new_deployment(self, service: Service, task_definition: TaskDefinition, reason: str = "") -> Deployment:
+    def _new_deployment(self, service: Service, task_definition: TaskDefinition, reason: str = "", *,
+                        rollback: bool = False) -> Deployment:
         deployment = Deployment(f"ecs-svc/{uuid.uuid4().int % 10**19:019d}", task_definition, service.desired,
-                                rollout_reason=reason)
+                                rollout_reason=reason, rollback=rollback,
+                                alarms_ignored=bool(self._firing(service)),
+                                service_connect=copy.deepcopy(service.service_connect))
         for previous in service.deployments:
             previous.status = ACTIVE
         service.deployments.insert(0, deployment)
@@ -600,6 +733,7 @@ class EcsBackend:
             role_arn=params.get("role"),
             tags=copy.deepcopy(params.get("tags", [])),
             extras={k: copy.deepcopy(params[k]) for k in _SERVICE_EXTRAS if k in params},
+            service_connect=copy.deepcopy(params.get("serviceConnectConfiguration")),
         )
         self._check_placement(service, task_definition)
         self._new_deployment(service, task_definition)
@@ -617,8 +751,10 @@ class EcsBackend:
             raise _bad("desiredCount must be at least 0.")
         config = self._deployment_configuration(params.get("deploymentConfiguration"),
                                                 service.deployment_configuration)
-        changed = [k for k in ("networkConfiguration", "loadBalancers", "platformVersion")
-                   if k in params and params[k] != service.describe(include_tags=False).get(k)]
+        current = {**service.describe(include_tags=False), "serviceConnectConfiguration": service.service_connect}
+        changed = [k for k in ("networkConfiguration", "loadBalancers", "platformVersion", "serviceRegistries",
+                               "serviceConnectConfiguration")
+                   if k in params and params[k] != current.get(k)]
         candidate = copy.copy(service)  # validate the whole change before applying any of it
         candidate.network_configuration = params.get("networkConfiguration", service.network_configuration)
         candidate.load_balancers = params.get("loadBalancers", service.load_balancers)
@@ -631,6 +767,8 @@ class EcsBackend:
         for key in _SERVICE_EXTRAS:
             if key in params:
                 service.extras[key] = copy.deepcopy(params[key])
+        if "serviceConnectConfiguration" in params:
+            service.service_connect = copy.deepcopy(params["serviceConnectConfiguration"])
         self.target_groups.update(b["targetGroupArn"] for b in service.load_balancers if b.get("targetGroupArn"))
         if params.get("desiredCount") is not None:
             service.desired = service.primary.desired = params["desiredCount"]
@@ -761,6 +899,7 @@ class EcsBackend:
                 service.status = INACTIVE
         else:
             self._trip_breaker(service)
+            self._trip_alarms(service)
             self._schedule(service)
             self._settle_deployments(service)
         self._record(service)
@@ -834,6 +973,38 @@ class EcsBackend:
                                  reason=f"ECS deployment circuit breaker: rolling back to deploymentId {previous.id}.")
             service.event(f"rolling back to deployment {previous.id}.")
 
+    def _trip_alarms(self, service: Service) -> None:
+        primary = service.primary
+        if primary.rollout_state != IN_PROGRESS or primary.rollback or primary.alarms_ignored:
+            return
+        firing = self._firing(service)
+        if not firing:
+            return
+        previous = service.last_completed
+        rollback = ((service.deployment_configuration.get("alarms") or {}).get("rollback")
+                    and previous is not None and previous.task_definition is not primary.task_definition)
+        primary.rollout_state = FAILED
+        primary.rollout_reason = (f"ECS deployment {primary.id} {'rolled back' if rollback else 'failed'}: "
+                                  f"{_alarm_list(firing)} in ALARM state.")
+        primary.updated_at = time.time()
+        service.event(f"(deployment {primary.id}) deployment failed: alarm detected.")
+        if rollback:
+            assert previous is not None
+            self._new_deployment(service, previous.task_definition, rollback=True,
+                                 reason=f"ECS deployment alarms: {_alarm_list(firing)} in ALARM state, "
+                                        f"rolling back to deploymentId {previous.id}.")
+            service.event(f"rolling back to deployment {previous.id}.")
+
+    def _baking(self, service: Service) -> bool:
+        """Whether a steady PRIMARY watched by alarms is still in its bake time."""
+        primary = service.primary
+        alarms = service.deployment_configuration.get("alarms") or {}
+        if not self.alarm_bake_steps or not alarms.get("enable") or primary.rollback or primary.alarms_ignored:
+            return False
+        if primary.steady_at is None:
+            primary.steady_at = self.clock
+        return self.clock - primary.steady_at < self.alarm_bake_steps
+
     def _schedule(self, service: Service) -> None:
         primary, config = service.primary, service.deployment_configuration
         most = service.desired * config["maximumPercent"] // 100
@@ -862,7 +1033,7 @@ class EcsBackend:
             deployment.desired = len(service.live(deployment))  # ECS shrinks a draining deployment's count
         own = service.live(primary)
         steady = len(service.deployments) == 1 and len(own) == service.desired and all(t.healthy for t in own)
-        if steady and primary.rollout_state == IN_PROGRESS:
+        if steady and primary.rollout_state == IN_PROGRESS and not self._baking(service):
             primary.rollout_state = COMPLETED
             primary.rollout_reason = f"ECS deployment {primary.id} completed."
             primary.updated_at = time.time()

@@ -452,3 +452,246 @@ def test_the_ticker_moves_rollouts_on_its_own(emulator: AwsEmulator) -> None:
         time.sleep(0.01)
 
     assert emulator.running_images("production", "api") == [f"{REPO}:v1"] * 3
+
+
+# -- deployment alarms -----------------------------------------------------------------------------
+def alarms(*names: str, rollback: bool = True) -> dict[str, Any]:
+    return {"alarms": {"alarmNames": list(names), "enable": True, "rollback": rollback}}
+
+
+def test_an_alarm_going_off_fails_the_rollout_and_ecs_rolls_back(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=4, load_balanced=False)
+    completed = describe(ecs)["deployments"][0]["id"]
+    emulator.create_alarm("web-5xx")
+    emulator.create_alarm("web-latency")
+    v2 = register(ecs, "v2")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2, deploymentConfiguration={
+        "maximumPercent": 125, "minimumHealthyPercent": 100, **alarms("web-latency", "web-5xx")})
+    emulator.advance()
+    failed = describe(ecs)["deployments"][0]["id"]
+    emulator.set_alarm("web-5xx", "ALARM", "Threshold Crossed: 12 > 5")
+    emulator.advance()
+
+    service = describe(ecs)
+    rollback, broken = service["deployments"][:2]
+    assert (broken["id"], broken["taskDefinition"], broken["rolloutState"]) == (failed, v2, "FAILED")
+    assert broken["rolloutStateReason"] == f"ECS deployment {failed} rolled back: alarm web-5xx in ALARM state."
+    assert (rollback["taskDefinition"], rollback["rolloutState"]) == (v1, "IN_PROGRESS")
+    assert "web-5xx" in rollback["rolloutStateReason"] and completed in rollback["rolloutStateReason"]
+    messages = [e["message"] for e in service["events"]]
+    assert f"(service web) (deployment {failed}) deployment failed: alarm detected." in messages
+    assert f"(service web) rolling back to deployment {completed}." in messages
+    emulator.advance(6)
+    service = describe(ecs)
+    assert service["taskDefinition"] == v1 and counts(service) == [("PRIMARY", 4, 0)]
+    assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert service["deploymentConfiguration"]["alarms"] == alarms("web-latency", "web-5xx")["alarms"]
+
+
+def test_an_alarm_without_rollback_fails_the_rollout_and_stops_its_launches(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=4, load_balanced=False)
+    emulator.create_alarm("web-5xx")
+    v2 = register(ecs, "v2")
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2, deploymentConfiguration={
+        "maximumPercent": 125, "minimumHealthyPercent": 100, **alarms("web-5xx", rollback=False)})
+    emulator.advance()
+
+    emulator.set_alarm("web-5xx", "ALARM")
+    emulator.advance(5)
+
+    service = describe(ecs)
+    primary = service["deployments"][0]
+    assert (primary["taskDefinition"], primary["rolloutState"]) == (v2, "FAILED")
+    assert primary["rolloutStateReason"] == f"ECS deployment {primary['id']} failed: alarm web-5xx in ALARM state."
+    assert [(d["taskDefinition"], d["status"]) for d in service["deployments"]] == [(v2, "PRIMARY"), (v1, "ACTIVE")]
+    assert primary["runningCount"] == 1  # what it started before the alarm; nothing since
+
+
+def test_an_alarm_already_in_alarm_when_the_deployment_starts_is_not_watched(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=2, load_balanced=False)
+    emulator.create_alarm("web-5xx", state="ALARM")
+    v2 = register(ecs, "v2")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2,
+                       deploymentConfiguration=alarms("web-5xx"))
+    emulator.advance(4)
+
+    primary = describe(ecs)["deployments"][0]
+    assert (primary["taskDefinition"], primary["rolloutState"]) == (v2, "COMPLETED")
+
+
+def test_alarms_that_are_off_or_missing_do_not_stop_a_rollout(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator, desired=2, load_balanced=False)
+    emulator.create_alarm("web-5xx")
+    v2 = register(ecs, "v2")
+
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2, deploymentConfiguration={
+        "alarms": {"alarmNames": ["web-5xx", "never-created"], "enable": False, "rollback": True}})
+    emulator.set_alarm("web-5xx", "ALARM")
+    emulator.advance(4)
+
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+
+def test_a_watched_deployment_bakes_once_steady_and_an_alarm_then_still_rolls_it_back(emulator: AwsEmulator) -> None:
+    emulator.alarm_bake_steps = 3
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+    emulator.create_alarm("web-5xx")
+    v2 = register(ecs, "v2")
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2,
+                       deploymentConfiguration=alarms("web-5xx"))
+
+    emulator.advance(4)  # 200%: every new task started, ran, and the old ones are gone
+    service = describe(ecs)
+    assert counts(service) == [("PRIMARY", 2, 0)] and service["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    emulator.set_alarm("web-5xx", "ALARM")
+    emulator.advance()
+
+    primary = describe(ecs)["deployments"][0]
+    assert (primary["taskDefinition"], primary["rolloutState"]) == (v1, "IN_PROGRESS")
+    emulator.set_alarm("web-5xx", "OK")
+    emulator.advance(5)
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"  # a rollback is not baked
+
+
+# -- what a service keeps --------------------------------------------------------------------------
+def test_a_service_keeps_its_configuration_exactly_as_given(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    v1 = register(ecs, "v1")
+    connect = {"enabled": True, "namespace": "arn:aws:servicediscovery:eu-west-1:123456789012:namespace/ns-1",
+               "services": [{"portName": "http", "clientAliases": [{"port": 80, "dnsName": "web"}]}]}
+    registries = [{"registryArn": "arn:aws:servicediscovery:eu-west-1:123456789012:service/srv-1"}]
+    config = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 150,
+              "minimumHealthyPercent": 50, **alarms("web-5xx")}
+
+    ecs.create_service(cluster="production", serviceName="web", taskDefinition=v1, desiredCount=2,
+                       launchType="FARGATE", networkConfiguration=NETWORK, serviceConnectConfiguration=connect,
+                       serviceRegistries=registries, deploymentConfiguration=config)
+
+    service = describe(ecs)
+    assert service["deploymentConfiguration"] == config
+    assert service["serviceRegistries"] == registries
+    assert service["deployments"][0]["serviceConnectConfiguration"] == connect
+    # a new service connect configuration is rolled out as a deployment of its own
+    emulator.advance(2)
+    changed = {**connect, "services": [{"portName": "http", "clientAliases": [{"port": 8080, "dnsName": "web"}]}]}
+    ecs.update_service(cluster="production", service="web", serviceConnectConfiguration=changed)
+    deployments = describe(ecs)["deployments"]
+    assert [d["serviceConnectConfiguration"] for d in deployments] == [changed, connect]
+    ecs.update_service(cluster="production", service="web", deploymentConfiguration={
+        "alarms": {"alarmNames": [], "enable": False, "rollback": False}})
+    assert describe(ecs)["deploymentConfiguration"] == {**config, "alarms": {"alarmNames": [], "enable": False,
+                                                                             "rollback": False}}
+    assert len(describe(ecs)["deployments"]) == 2  # changing the configuration alone deploys nothing
+
+
+# -- task definitions: tags, lists, deregistered revisions -----------------------------------------
+def test_task_definitions_keep_their_tags_which_can_be_changed(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    arn = ecs.register_task_definition(
+        family="web", containerDefinitions=[{"name": "app", "image": f"{REPO}:v1"}], **FARGATE,
+        tags=[{"key": "team", "value": "checkout"}])["taskDefinition"]["taskDefinitionArn"]
+
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "fatcontroller:deploy", "value": "42"},
+                                            {"key": "team", "value": "payments"}])
+
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [
+        {"key": "team", "value": "payments"}, {"key": "fatcontroller:deploy", "value": "42"}]
+    ecs.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])["tags"] == [
+        {"key": "fatcontroller:deploy", "value": "42"}]
+    assert "tags" not in ecs.describe_task_definition(taskDefinition=arn)
+    for bad, code in [(arn.replace(":1", ":9"), "ResourceNotFoundException"),
+                      ("not-an-arn", "InvalidParameterException")]:
+        with pytest.raises(ClientError) as raised:
+            ecs.list_tags_for_resource(resourceArn=bad)
+        assert error_code(raised) == (code, 400)
+    with pytest.raises(ClientError, match="reserved"):
+        ecs.tag_resource(resourceArn=arn, tags=[{"key": "aws:owner", "value": "x"}])
+
+
+def test_services_and_clusters_can_be_tagged_too(emulator: AwsEmulator) -> None:
+    ecs, _ = web_service(emulator)
+    service = describe(ecs)["serviceArn"]
+    cluster = describe(ecs)["clusterArn"]
+
+    ecs.tag_resource(resourceArn=service, tags=[{"key": "team", "value": "checkout"}])
+    ecs.tag_resource(resourceArn=cluster, tags=[{"key": "env", "value": "production"}])
+
+    assert ecs.list_tags_for_resource(resourceArn=service)["tags"] == [{"key": "team", "value": "checkout"}]
+    assert ecs.describe_services(cluster="production", services=["web"], include=["TAGS"])["services"][0][
+        "tags"] == [{"key": "team", "value": "checkout"}]
+    assert ecs.list_tags_for_resource(resourceArn=cluster)["tags"] == [{"key": "env", "value": "production"}]
+
+
+def test_task_definitions_are_listed_by_family_status_and_order_in_pages(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    web = [register(ecs, "v1") for _ in range(3)]
+    worker = register(ecs, "v1", family="web-worker")
+    ecs.deregister_task_definition(taskDefinition=web[1])
+
+    assert ecs.list_task_definitions()["taskDefinitionArns"] == [web[0], web[2], worker]
+    # familyPrefix is a whole family name, whatever its name says
+    assert ecs.list_task_definitions(familyPrefix="web")["taskDefinitionArns"] == [web[0], web[2]]
+    assert ecs.list_task_definitions(familyPrefix="web", sort="DESC")["taskDefinitionArns"] == [web[2], web[0]]
+    assert ecs.list_task_definitions(familyPrefix="web", status="INACTIVE")["taskDefinitionArns"] == [web[1]]
+    page = ecs.list_task_definitions(familyPrefix="web", sort="DESC", maxResults=1)
+    assert page["taskDefinitionArns"] == [web[2]]
+    rest = ecs.list_task_definitions(familyPrefix="web", sort="DESC", maxResults=1, nextToken=page["nextToken"])
+    assert rest["taskDefinitionArns"] == [web[0]] and "nextToken" not in rest
+
+
+def test_a_deregistered_revision_keeps_running_but_no_service_can_move_onto_it(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, desired=2, load_balanced=False)
+
+    deregistered = ecs.deregister_task_definition(taskDefinition=v1)["taskDefinition"]
+    ecs.update_service(cluster="production", service="web", desiredCount=3)
+    emulator.advance(2)
+
+    assert deregistered["status"] == "INACTIVE" and "deregisteredAt" in deregistered
+    assert ecs.describe_task_definition(taskDefinition=v1)["taskDefinition"]["status"] == "INACTIVE"
+    assert describe(ecs)["taskDefinition"] == v1 and describe(ecs)["runningCount"] == 3
+    with pytest.raises(ClientError, match="inactive"):
+        ecs.update_service(cluster="production", service="web", taskDefinition=v1, forceNewDeployment=True)
+    with pytest.raises(ClientError, match="inactive"):
+        ecs.create_service(cluster="production", serviceName="api", taskDefinition=v1, desiredCount=1,
+                           launchType="FARGATE", networkConfiguration=NETWORK)
+
+
+# -- the call log ----------------------------------------------------------------------------------
+def test_the_call_log_names_resources_request_tags_and_the_cluster(emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, load_balanced=True)
+    before = len(emulator.call_log)
+
+    v2 = ecs.register_task_definition(
+        family="web", containerDefinitions=[{"name": "app", "image": f"{REPO}:v2",
+                                             "portMappings": [{"containerPort": 8080}]}], **FARGATE,
+        tags=[{"key": "fatcontroller:deploy", "value": "7"}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster="production", service="web", taskDefinition=v2)
+    ecs.describe_services(cluster="production", services=["web", "api"])
+    tasks = ecs.list_tasks(cluster="production", serviceName="web")["taskArns"]
+    ecs.describe_tasks(cluster="production", tasks=tasks[:1])
+    client(emulator, "elbv2").describe_target_health(TargetGroupArn=TG)
+    client(emulator, "ecr").describe_images(repositoryName="app", imageIds=[{"imageTag": "v2"}])
+    with pytest.raises(ClientError):
+        ecs.update_service(cluster="production", service="nope", desiredCount=1)
+
+    prefix = "arn:aws:ecs:eu-west-1:123456789012"
+    calls = emulator.call_log[before:]
+    assert [c.action for c in calls] == [
+        "ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:DescribeServices", "ecs:ListTasks",
+        "ecs:DescribeTasks", "elasticloadbalancing:DescribeTargetHealth", "ecr:DescribeImages", "ecs:UpdateService"]
+    register_call, update, described, listed, tasks_call, health, images, refused = calls
+    assert (register_call.resources, register_call.request_tags) == ((v2,), {"fatcontroller:deploy": "7"})
+    assert update.resources == (f"{prefix}:service/production/web", v2)
+    assert update.conditions == {"ecs:cluster": f"{prefix}:cluster/production", "ecs:task-definition": v2}
+    assert described.resources == (f"{prefix}:service/production/web", f"{prefix}:service/production/api")
+    assert listed.resources == (f"{prefix}:service/production/web",)
+    assert listed.conditions["ecs:cluster"] == f"{prefix}:cluster/production"
+    assert tasks_call.resources == (tasks[0],)
+    assert health.resources == (TG,)
+    assert images.resources == ("arn:aws:ecr:eu-west-1:123456789012:repository/app",)
+    assert (refused.status, refused.error) == (400, "ServiceNotFoundException")
+    assert all(c.status == 200 and c.error is None for c in calls[:-1])
+    assert v1 not in update.resources
