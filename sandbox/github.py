@@ -1,23 +1,64 @@
-"""A GitHub emulator: the REST subset PyGithub uses to list, merge and revert pull requests.
+"""A GitHub emulator: the REST subset PyGithub uses to list, merge and revert pull requests, and more.
 
 Everything is backed by a real bare git repository in a temp dir, driven with git plumbing: pull
-requests are branches of real commits, mergeability comes from `git merge-tree`, and merges and
-reverts are real commits, so trees and ancestry are computed, never invented.
+requests are branches of real commits, mergeability comes from `git merge-tree`, and merges, squashes,
+rebases, branch updates and reverts are real commits, so trees and ancestry are computed, never invented.
 
 Give `.url` (`http://127.0.0.1:PORT/api/v3`, GitHub Enterprise style) to PyGithub as `base_url`.
-Any token is accepted. Faults match `operation()`: `METHOD /repos/owner/name/...`, the path without
-the `/api/v3` prefix. `.requests` lists the (method, path) of requests answered (injected faults
-are counted by `faults.injected` instead); `.writes` counts merges, commits, trees and ref updates
-made through the API. Only merge commits are offered (`merge_method` squash/rebase answer 405).
+Faults match `operation()`: `METHOD /repos/owner/name/...`, the path without the `/api/v3` prefix.
+`.requests` lists the (method, path) of requests answered (injected faults are counted by
+`faults.injected` instead); `.writes` counts what was written through the API: `merges` (pull
+requests merged, any method), `commits`, `trees`, `ref_updates`, `refs_created`, `refs_deleted`,
+`branch_merges` (POST /merges), `branch_updates` (update-branch), `pulls`, `deployments`,
+`deployment_statuses`, `comments`, `statuses`.
+
+REST served (same paths, status codes, JSON shapes and messages as api.github.com): the repository;
+pull requests (list with state/base/head filters, get, create, edit, merge with `merge`, `squash` or
+`rebase`, update-branch); branches and their protection; git refs (get, create, update, delete),
+commits, trees (recursive listings truncated past a limit, like GitHub's 100,000 entries / 7 MB);
+commits and combined commit statuses; POST /merges; deployments and their statuses; issue comments
+on pull requests; GET /user.
+
+Python controls, besides the commits and pull requests tests make (`create_pr`, `push_pr`, `push`,
+`close_pr`) and what they read back (`branch_head`, `pr_head`, `files_at`, `tree_of`, `log`,
+`pull_request(n)`):
+- `settings(allow_merge_commit=..., allow_squash_merge=..., allow_rebase_merge=...,
+  delete_branch_on_merge=..., tree_entries_limit=..., tree_bytes_limit=..., update_branch_delay=...)`
+  changes the repository's settings (all three merge methods allowed by default, as on GitHub) and
+  returns them; `update_branch_delay` > 0 moves a branch `update-branch` accepted only that many
+  seconds after the 202, as GitHub does it in the background.
+- `protect_branch(branch, **rules)` / `unprotect_branch(branch)`: a branch protection (see
+  `Protection` for the rules: linear history, up-to-date and required status checks, changes only
+  through pull requests with N approvals and `bypass` logins, signed commits, admins enforced or not,
+  force pushes, deletions). Merges and pushes that break a rule are refused with GitHub's messages.
+- `add_token(token, scopes=[...], push=..., admin=..., workflows=..., login=...)` and
+  `revoke_token(token)`: what a token may do. Classic tokens (`ghp_`, `gho_`) answer `X-OAuth-Scopes`
+  and need the `repo` scope to see the (private) repository and `workflow` to change
+  `.github/workflows/`; fine-grained (`github_pat_`) and app (`ghs_`) tokens have a `workflows`
+  permission instead. A token never added (and no token at all) may do everything as `deploy-bot`.
+- `approve_pr(n, reviewer)`: an approving review (for `required_approving_review_count`).
+- `set_status(sha, context, state)`: a commit status, as CI would post it.
+- `deployments()`, `comments(n)`, `statuses(sha)`: what was posted, to read back in tests.
 
 Webhooks are posted in order, asynchronously, delivery failures ignored: `push` after the base
-branch moves (merge, API ref update, `push()`), `pull_request` opened/synchronize/closed.
+branch moves (merge, API ref update, POST /merges, `push()`), `pull_request`
+opened/synchronize/closed/reopened/edited, `issue_comment`, `deployment`, `deployment_status`,
+`status`. A pull request whose head becomes reachable from its base branch by a push or a ref update
+is marked merged by that commit, as GitHub does.
+
+Deviations from GitHub, on purpose: a token never added has full access (so nothing needs set-up);
+commits posted with a `signature` count as verified whatever it holds; `push` webhooks are only sent
+for the base branch; a deployment's `auto_merge` only merges into branch refs (never into a SHA);
+update-branch moves the branch before answering unless `update_branch_delay` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import re
@@ -30,7 +71,7 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -42,20 +83,45 @@ from sandbox.server import ThreadedServer
 
 API_PREFIX = "/api/v3"
 ZERO_SHA = "0" * 40
-API_USER = "deploy-bot"  # whom every token belongs to: the author of merges made through the API
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
+API_USER = "deploy-bot"  # whom a token not added belongs to: the author of merges made through the API
+WORKFLOWS = ".github/workflows"
+MERGE_METHODS = ("merge", "squash", "rebase")
+DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
+STATUS_STATES = ("error", "failure", "pending", "success")
+GITHUB_COMMITTER = ("GitHub", "noreply@github.com")
 _HEX_SHA = re.compile(r"^[0-9a-f]{40}$")
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
 _DOCS = "https://docs.github.com/rest"
 _MODES = {"100644": "blob", "100755": "blob", "120000": "blob", "040000": "tree", "160000": "commit"}
 _FLAT = dict[str, tuple[str, str, str]]  # path -> (mode, type, sha) of every blob/submodule in a tree
+_METHOD_SETTING = {"merge": "allow_merge_commit", "squash": "allow_squash_merge", "rebase": "allow_rebase_merge"}
+_METHOD_REFUSED = {"merge": "Merge commits are not allowed on this repository.",
+                   "squash": "Squash merges are not allowed on this repository.",
+                   "rebase": "Rebase merges are not allowed on this repository."}
+_SIGNATURE = "-----BEGIN PGP SIGNATURE-----\n\nsandbox\n-----END PGP SIGNATURE-----\n"
 
 
 class ApiError(Exception):
     """A GitHub-shaped error answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.errors = errors
+
+
+def _invalid(field_name: str, resource: str = "PullRequest", code: str = "invalid") -> ApiError:
+    return ApiError(422, "Validation Failed", [{"resource": resource, "field": field_name, "code": code}])
+
+
+def _custom(message: str, resource: str = "PullRequest") -> ApiError:
+    return ApiError(422, "Validation Failed", [{"resource": resource, "code": "custom", "message": message}])
+
+
+def _missing(name: str) -> ApiError:
+    return ApiError(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
 
 
 @dataclass(frozen=True)
@@ -78,6 +144,96 @@ class Delivery:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class RepoSettings:
+    """The repository's settings that change what the API does (`GitHubEmulator.settings`)."""
+
+    allow_merge_commit: bool = True
+    allow_squash_merge: bool = True
+    allow_rebase_merge: bool = True
+    delete_branch_on_merge: bool = False
+    tree_entries_limit: int = 100_000  # a recursive tree listing is truncated past these
+    tree_bytes_limit: int = 7 * 1024 * 1024
+    update_branch_delay: float = 0.0  # seconds between update-branch's 202 and the branch moving
+
+
+@dataclass(frozen=True)
+class Protection:
+    """The rules of a protected branch, named as GitHub's branch protection API names them."""
+
+    required_linear_history: bool = False  # no merge commits: pull requests land by squash or rebase
+    strict: bool = False  # required_status_checks.strict: a pull request must be up to date to merge
+    contexts: tuple[str, ...] = ()  # required status checks, green on the head to merge (or push)
+    required_pull_request_reviews: bool = False  # changes only through pull requests
+    required_approving_review_count: int = 0
+    bypass: tuple[str, ...] = ()  # logins allowed to push without a pull request
+    required_signatures: bool = False  # every commit pushed must be verified
+    enforce_admins: bool = True  # False: admins' tokens bypass every rule, as on GitHub
+    allow_force_pushes: bool = False
+    allow_deletions: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentStatusView:
+    id: int
+    state: str
+    description: str
+    log_url: str
+    environment_url: str
+    environment: str
+    creator: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A deployment as it stands, with its statuses oldest first."""
+
+    id: int
+    ref: str
+    sha: str
+    task: str
+    environment: str
+    original_environment: str
+    description: str
+    payload: Any
+    transient_environment: bool
+    production_environment: bool
+    creator: str
+    created_at: datetime
+    statuses: tuple[DeploymentStatusView, ...]
+
+    @property
+    def state(self) -> str | None:
+        """The latest status's state, None before the first status."""
+        return self.statuses[-1].state if self.statuses else None
+
+
+@dataclass(frozen=True)
+class CommentView:
+    id: int
+    issue: int
+    body: str
+    user: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PullView:
+    number: int
+    title: str
+    body: str
+    author: str
+    branch: str
+    base: str
+    head_sha: str
+    state: str
+    merged: bool
+    merge_commit_sha: str | None
+    merged_by: str | None
+
+
 @dataclass
 class _Pull:
     number: int
@@ -93,10 +249,118 @@ class _Pull:
     created_at: datetime
     updated_at: datetime
     state: str = "open"
+    draft: bool = False
     closed_at: datetime | None = None
     merged_at: datetime | None = None
     merge_commit_sha: str | None = None
     merged_by: str | None = None
+    approvals: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Deployment:
+    id: int
+    ref: str
+    sha: str
+    task: str
+    environment: str
+    original_environment: str
+    description: str
+    payload: Any
+    transient_environment: bool
+    production_environment: bool
+    creator: str
+    created_at: datetime
+    updated_at: datetime
+    statuses: list[DeploymentStatusView] = field(default_factory=list)
+
+
+@dataclass
+class _Comment:
+    id: int
+    issue: int
+    body: str
+    user: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class _Status:
+    id: int
+    sha: str
+    state: str
+    context: str
+    description: str | None
+    target_url: str | None
+    creator: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class _Token:
+    """What the bearer of a token may do."""
+
+    login: str
+    kind: str  # classic (ghp_), oauth (gho_), fine_grained (github_pat_), app (ghs_), anonymous
+    scopes: tuple[str, ...]
+    admin: bool
+    maintain: bool
+    push: bool
+    triage: bool
+    pull: bool
+    workflows: bool  # the `workflows` permission of fine-grained and app tokens
+    revoked: bool = False
+
+    @property
+    def classic(self) -> bool:
+        return self.kind in ("classic", "oauth")
+
+    @property
+    def sees_repo(self) -> bool:
+        # The repository is private: a classic token needs the `repo` scope to see it at all.
+        return self.pull and (not self.classic or "repo" in self.scopes)
+
+    @property
+    def may_change_workflows(self) -> bool:
+        return "workflow" in self.scopes if self.classic else self.workflows
+
+    def permissions(self) -> dict[str, bool]:
+        return {"admin": self.admin, "maintain": self.maintain, "push": self.push, "triage": self.triage,
+                "pull": self.pull}
+
+    def denied(self) -> str:
+        """GitHub's answer to a write the token may not make."""
+        if self.kind == "fine_grained":
+            return "Resource not accessible by personal access token"
+        if self.classic:
+            return "Must have push access to repository."
+        return "Resource not accessible by integration"
+
+    def workflow_refusal(self, path: str) -> str:
+        who, what = {"oauth": ("an OAuth App", "`workflow` scope"), "classic": ("a Personal Access Token",
+                     "`workflow` scope"), "fine_grained": ("a Personal Access Token", "`workflows` permission")
+                     }.get(self.kind, ("a GitHub App", "`workflows` permission"))
+        return f"refusing to allow {who} to create or update workflow `{path}` without {what}"
+
+
+_TOKEN = web.RequestKey("token", _Token)  # the token a request came with
+
+
+def _token_kind(token: str) -> str:
+    if token.startswith("github_pat_"):
+        return "fine_grained"
+    if token.startswith("ghs_"):
+        return "app"
+    if token.startswith("gho_"):
+        return "oauth"
+    return "classic"
+
+
+def _full_access(kind: str) -> _Token:
+    return _Token(API_USER, kind, ("repo", "workflow") if kind in ("classic", "oauth") else (),
+                  True, True, True, True, True, True)
 
 
 def _now() -> datetime:
@@ -157,6 +421,10 @@ class GitRepo:
     def is_ancestor(self, older: str, newer: str) -> bool:
         return self._run("merge-base", "--is-ancestor", older, newer, codes=(0, 1)).returncode == 0
 
+    def merge_base(self, one: str, other: str) -> str | None:
+        done = self._run("merge-base", one, other, codes=(0, 1))
+        return done.stdout.decode().strip() or None
+
     def commit(self, sha: str) -> Commit:
         if sha not in self._commits:
             self.log(sha, count=1)
@@ -179,6 +447,18 @@ class GitRepo:
             self._commits[sha] = commit
             commits.append(commit)
         return commits
+
+    def rev_list(self, rev: str, *, exclude: str | None = None, oldest_first: bool = False
+                 ) -> list[tuple[str, tuple[str, ...]]]:
+        """(sha, parents) of the commits reachable from `rev` and not from `exclude`, parents before
+        children when `oldest_first`; with no `exclude`, those on no branch yet."""
+        args = ["rev-list", "--parents", *(["--reverse", "--topo-order"] if oldest_first else []), rev]
+        args += [f"^{exclude}"] if exclude and exclude != ZERO_SHA else ["--not", "--branches"]
+        out = []
+        for line in self._out(*args).splitlines():
+            sha, *parents = line.split()
+            out.append((sha, tuple(parents)))
+        return out
 
     def count(self, rev: str) -> int:
         return int(self._out("rev-list", "--count", rev))
@@ -210,6 +490,11 @@ class GitRepo:
             contents[path] = out[header_end + 1:header_end + 1 + size].decode(errors="replace")
             offset = header_end + 1 + size + 1
         return contents
+
+    def changed_paths(self, old: str, new: str, under: str) -> list[str]:
+        """Paths under the folder `under` that differ between two tree-ishes."""
+        out = self._run("diff-tree", "-r", "-z", "--name-only", old, new, "--", under).stdout.decode()
+        return [path for path in out.split("\0") if path]
 
     def merge_tree(self, ours: str, theirs: str) -> tuple[bool, str]:
         """(clean, tree) of a three-way merge; the tree holds conflict markers when not clean."""
@@ -248,8 +533,24 @@ class GitRepo:
             args += ["-p", parent]
         return self._out(*args, stdin=message.encode(), env=env)
 
+    def scratch_commit(self, tree: str, parents: Iterable[str] = ()) -> str:
+        """A commit no branch will hold, only to steer `merge_tree`'s merge base (a fixed date: the
+        clock of real commits is left alone)."""
+        env = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+               for what, value in (("NAME", "scratch"), ("EMAIL", "scratch@sandbox"), ("DATE", "946684800 +0000"))}
+        args = ["commit-tree", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self._out(*args, stdin=b"scratch", env=env)
+
     def update_ref(self, ref: str, new: str, old: str) -> None:
         self._out("update-ref", ref, new, old)
+
+    def delete_ref(self, ref: str, old: str) -> None:
+        self._out("update-ref", "-d", ref, old)
+
+    def valid_ref_name(self, ref: str) -> bool:
+        return self._run("check-ref-format", ref, codes=(0, 1)).returncode == 0
 
 
 def apply_changes(flat: _FLAT, path: str, entry: tuple[str, str, str] | None) -> None:
@@ -275,12 +576,21 @@ class GitHubEmulator(ThreadedServer):
         self.base_branch = base_branch
         self.requests: list[tuple[str, str]] = []
         self.authorized_requests = 0  # requests that carried an Authorization header
-        self.writes: Counter[str] = Counter()  # merges, commits, trees, ref_updates made through the API
+        self.writes: Counter[str] = Counter()  # what was written through the API (see the module docstring)
         self.deliveries: list[Delivery] = []
         self._webhooks = list(webhooks or [])
         self._lock = threading.RLock()
         self._pulls: dict[int, _Pull] = {}
         self._mergeability: dict[tuple[str, str], tuple[bool, str | None]] = {}
+        self._rebaseability: dict[tuple[str, str], bool] = {}
+        self._settings = RepoSettings()
+        self._protections: dict[str, Protection] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._signed: set[str] = set()  # commits GitHub itself made (or posted with a signature): verified
+        self._deployments: dict[int, _Deployment] = {}
+        self._comments: dict[int, _Comment] = {}
+        self._statuses: dict[str, list[_Status]] = {}  # sha -> its statuses, oldest first
+        self._ids = Counter[str]()
         self._dir = tempfile.mkdtemp(prefix="github-emulator-")
         self.git = GitRepo(os.path.join(self._dir, f"{self.name}.git"), base_branch)
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
@@ -321,12 +631,80 @@ class GitHubEmulator(ThreadedServer):
         with self._lock:
             self._webhooks.remove(url)
 
+    def settings(self, **changes: Any) -> RepoSettings:
+        """Change repository settings (the fields of `RepoSettings`); returns them as they now are."""
+        with self._lock:
+            self._settings = dataclasses.replace(self._settings, **changes)
+            return self._settings
+
+    def protect_branch(self, branch: str | None = None, **rules: Any) -> Protection:
+        """Protect a branch (the base by default) with the rules of `Protection`, replacing any before."""
+        rules = {key: tuple(value) if key in ("contexts", "bypass") else value for key, value in rules.items()}
+        with self._lock:
+            protection = self._protections[branch or self.base_branch] = Protection(**rules)
+            return protection
+
+    def unprotect_branch(self, branch: str | None = None) -> None:
+        with self._lock:
+            self._protections.pop(branch or self.base_branch, None)
+
+    def add_token(self, token: str, *, login: str = API_USER, scopes: Iterable[str] = ("repo", "workflow"),
+                  admin: bool = False, maintain: bool = False, push: bool = True, triage: bool | None = None,
+                  pull: bool = True, workflows: bool = True, kind: str | None = None) -> None:
+        """Make `token` known with what it may do; each permission implies the ones below it
+        (admin > maintain > push > triage > pull). `kind` defaults from the prefix (see `_token_kind`)."""
+        maintain = maintain or admin
+        push = push or maintain
+        triage = push if triage is None else (triage or push)
+        pull = pull or triage
+        with self._lock:
+            self._tokens[token] = _Token(login, kind or _token_kind(token), tuple(scopes), admin, maintain, push,
+                                         triage, pull, workflows)
+
+    def revoke_token(self, token: str) -> None:
+        """From now on `token` gets 401 Bad credentials."""
+        with self._lock:
+            grant = self._tokens.get(token) or _full_access(_token_kind(token))
+            self._tokens[token] = dataclasses.replace(grant, revoked=True)
+
+    def approve_pr(self, number: int, reviewer: str = "carol") -> None:
+        with self._lock:
+            self._pull(number).approvals.add(reviewer)
+
+    def set_status(self, sha: str, context: str, state: str, *, target_url: str | None = None,
+                   description: str | None = None, creator: str = "jenkins") -> None:
+        """A commit status on `sha` (a branch name is resolved), as CI would post it."""
+        with self._lock:
+            self._add_status(self._commit_of(sha), state, context, description, target_url, creator)
+
+    def statuses(self, sha: str) -> dict[str, str]:
+        """Context -> latest state of the statuses of a commit (or branch)."""
+        with self._lock:
+            return {s.context: s.state for s in self._latest_statuses(self._commit_of(sha))}
+
+    def deployments(self) -> list[DeploymentView]:
+        """Every deployment, oldest first, with its statuses."""
+        with self._lock:
+            return [self._deployment_view(d) for d in sorted(self._deployments.values(), key=lambda d: d.id)]
+
+    def comments(self, number: int) -> list[CommentView]:
+        """The comments on pull request `number`, oldest first."""
+        with self._lock:
+            return [CommentView(c.id, c.issue, c.body, c.user, c.created_at, c.updated_at)
+                    for c in sorted(self._comments.values(), key=lambda c: c.id) if c.issue == number]
+
+    def pull_request(self, number: int) -> PullView:
+        with self._lock:
+            p = self._pull(number)
+            return PullView(p.number, p.title, p.body, p.author, p.branch, p.base, p.head_sha, p.state,
+                            p.merged_at is not None, p.merge_commit_sha, p.merged_by)
+
     def create_pr(self, title: str, files: dict[str, str | None], *, author: str = "alice",
                   branch: str | None = None, base: str | None = None, from_fork: bool = False,
                   body: str = "") -> int:
         """Open a pull request whose one commit applies `files` (None deletes) on the base's head."""
         with self._lock:
-            number = max(self._pulls, default=0) + 1
+            number = self._next_number()
             base = base or self.base_branch
             start = self.git.resolve(f"refs/heads/{base}")
             if start is None:  # a new base branch, cut from the default one
@@ -357,14 +735,17 @@ class GitHubEmulator(ThreadedServer):
             return sha
 
     def push(self, files: dict[str, str | None], message: str = "Direct commit", author: str = "bob",
-             branch: str | None = None) -> str:
-        """Someone else's commit landing directly on a branch (the base by default); returns its sha."""
+             branch: str | None = None, *, signed: bool = False) -> str:
+        """Someone else's commit landing directly on a branch (the base by default, protection or
+        not, as an admin can); returns its sha. `signed`: a verified signature."""
         with self._lock:
             ref = f"refs/heads/{branch or self.base_branch}"
             parent = self.git.resolve(ref)
             if parent is None:
                 raise ValueError(f"no branch {ref}")
             sha = self._commit_files(parent, files, message, author)
+            if signed:
+                self._signed.add(sha)
             self._set_ref(ref, sha, parent, pusher=author)
             return sha
 
@@ -406,6 +787,13 @@ class GitHubEmulator(ThreadedServer):
         if self._outbox is not None:
             self.run(asyncio.wait_for(self._outbox.join(), timeout))
 
+    def _next_number(self) -> int:
+        return max(self._pulls, default=0) + 1
+
+    def _next_id(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
     def _commit_of(self, ref: str) -> str:
         sha = self.git.resolve(f"refs/heads/{ref}") or self.git.resolve(ref)
         if sha is None:
@@ -419,8 +807,10 @@ class GitHubEmulator(ThreadedServer):
         return self.git.commit_tree(self.git.write_tree(flat), [parent], message,
                                     author=(author, _email(author), None))
 
-    def _set_ref(self, ref: str, new: str, old: str, *, pusher: str) -> None:
-        """Move a branch, and tell whoever listens: pushes to the base, pull request heads."""
+    def _set_ref(self, ref: str, new: str, old: str, *, pusher: str, merging: _Pull | None = None) -> None:
+        """Move a branch, and tell whoever listens: pushes to the base, pull request heads; a pull
+        request whose head the branch now contains is merged by that push (except `merging`, which
+        the caller is merging itself)."""
         self.git.update_ref(ref, new, old)
         if ref == f"refs/heads/{self.base_branch}":
             self._emit_push(ref, old, new, pusher)
@@ -428,17 +818,113 @@ class GitHubEmulator(ThreadedServer):
             if pull.state == "open" and pull.head_ref == ref:
                 pull.head_sha, pull.updated_at = new, _now()
                 self._emit_pull("synchronize", pull, before=old, after=new)
+        into = [p for p in self._pulls.values()
+                if p is not merging and p.state == "open" and f"refs/heads/{p.base}" == ref]
+        if into and old != ZERO_SHA:
+            # A head that was reachable before would have been merged then: only the commits new on
+            # the branch can merge a pull request now (one git call, however many are open).
+            arrived = {sha for sha, _ in self.git.rev_list(new, exclude=old)}
+            for pull in into:
+                if pull.head_sha in arrived:
+                    self._mark_merged(pull, new, old, pusher)
+                    self._emit_pull("closed", pull, sender=pusher)
+
+    def _delete_branch(self, branch: str, sha: str, sender: str) -> None:
+        """Delete a branch; the open pull requests from or into it close, as on GitHub."""
+        ref = f"refs/heads/{branch}"
+        self.git.delete_ref(ref, sha)
+        for pull in self._pulls.values():
+            if pull.state == "open" and (pull.head_ref == ref or pull.base == branch):
+                self._close(pull)
+                self._emit_pull("closed", pull, sender=sender)
 
     def _close(self, pull: _Pull, base_sha: str | None = None) -> None:
         pull.base_sha = base_sha or self.git.resolve(f"refs/heads/{pull.base}") or pull.base_sha
         pull.state, pull.closed_at = "closed", _now()
         pull.updated_at = pull.closed_at
 
+    def _mark_merged(self, pull: _Pull, merge_sha: str, base_sha: str, by: str) -> None:
+        self._close(pull, base_sha)
+        pull.merged_at, pull.merge_commit_sha, pull.merged_by = pull.closed_at, merge_sha, by
+
     def _pull(self, number: int) -> _Pull:
         try:
             return self._pulls[number]
         except KeyError:
             raise ApiError(404, "Not Found") from None
+
+    # -- statuses, deployments, comments -------------------------------------------------------
+    def _add_status(self, sha: str, state: str, context: str, description: str | None, target_url: str | None,
+                    creator: str) -> _Status:
+        now = _now()
+        status = _Status(self._next_id("status"), sha, state, context, description, target_url, creator, now, now)
+        self._statuses.setdefault(sha, []).append(status)
+        self._emit("status", {"id": status.id, "sha": sha, "name": self.repo, "target_url": target_url,
+                              "context": context, "description": description, "state": state,
+                              "commit": self._commit_json(self.git.commit(sha)), "branches": [],
+                              "created_at": _iso(now), "updated_at": _iso(now), "repository": self._repo_json(),
+                              "sender": self._user(creator)})
+        return status
+
+    def _latest_statuses(self, sha: str) -> list[_Status]:
+        latest: dict[str, _Status] = {}
+        for status in self._statuses.get(sha, []):
+            latest[status.context] = status
+        return sorted(latest.values(), key=lambda s: s.id, reverse=True)
+
+    def _status_state(self, sha: str, context: str) -> str | None:
+        return next((s.state for s in self._latest_statuses(sha) if s.context == context), None)
+
+    def _deployment_view(self, d: _Deployment) -> DeploymentView:
+        return DeploymentView(d.id, d.ref, d.sha, d.task, d.environment, d.original_environment, d.description,
+                              d.payload, d.transient_environment, d.production_environment, d.creator,
+                              d.created_at, tuple(d.statuses))
+
+    # -- rules: protection, workflows ----------------------------------------------------------
+    @staticmethod
+    def _bypasses(protection: Protection, actor: _Token) -> bool:
+        return actor.admin and not protection.enforce_admins
+
+    def _unmet(self, protection: Protection, pull: _Pull, base_sha: str) -> str | None:
+        """What keeps a pull request from merging into its protected base, if anything."""
+        if protection.strict and not self.git.is_ancestor(base_sha, pull.head_sha):
+            return "Head branch is not up to date with the base branch"
+        for context in protection.contexts:
+            state = self._status_state(pull.head_sha, context)
+            if state != "success":
+                verdict = "failing" if state in ("error", "failure") else "expected"
+                return f'Required status check "{context}" is {verdict}.'
+        needed = protection.required_approving_review_count if protection.required_pull_request_reviews else 0
+        if len(pull.approvals) < needed:
+            return (f"At least {needed} approving review{' is' if needed == 1 else 's are'} required by reviewers "
+                    f"with write access.")
+        return None
+
+    def _check_push(self, actor: _Token, branch: str, old: str, new: str, *, status: int) -> None:
+        """Refuse to move a protected branch from `old` to `new` the way a push would."""
+        protection = self._protections.get(branch)
+        if protection is None or self._bypasses(protection, actor):
+            return
+        if old != ZERO_SHA and not self.git.is_ancestor(old, new) and not protection.allow_force_pushes:
+            raise ApiError(status, "Cannot force-push to this branch")
+        if protection.required_pull_request_reviews and actor.login not in protection.bypass:
+            raise ApiError(status, "Changes must be made through a pull request.")
+        commits = self.git.rev_list(new, exclude=old)
+        if protection.required_linear_history and any(len(parents) > 1 for _, parents in commits):
+            raise ApiError(status, "This branch must not contain merge commits.")
+        if protection.required_signatures and any(sha not in self._signed for sha, _ in commits):
+            raise ApiError(status, "Commits must have verified signatures.")
+        for context in protection.contexts:
+            if self._status_state(new, context) != "success":
+                raise ApiError(status, f'Required status check "{context}" is expected.')
+
+    def _check_workflows(self, actor: _Token, old: str, new: str, *, status: int) -> None:
+        """Refuse a change to `.github/workflows/` (between two tree-ishes) the token may not make."""
+        if actor.may_change_workflows:
+            return
+        changed = self.git.changed_paths(old, new, WORKFLOWS)
+        if changed:
+            raise ApiError(status, actor.workflow_refusal(changed[0]))
 
     # -- webhooks ------------------------------------------------------------------------------
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
@@ -460,10 +946,10 @@ class GitHubEmulator(ThreadedServer):
             "sender": self._user(pusher),
         })
 
-    def _emit_pull(self, action: str, pull: _Pull, **extra: str) -> None:
+    def _emit_pull(self, action: str, pull: _Pull, *, sender: str | None = None, **extra: Any) -> None:
         self._emit("pull_request", {"action": action, "number": pull.number, **extra,
                                     "pull_request": self._pull_json(pull, full=True),
-                                    "repository": self._repo_json(), "sender": self._user(pull.author)})
+                                    "repository": self._repo_json(), "sender": self._user(sender or pull.author)})
 
     def _push_commit(self, commit: Commit) -> dict[str, Any]:
         def person(who: tuple[str, str, int]) -> dict[str, str]:
@@ -529,25 +1015,64 @@ class GitHubEmulator(ThreadedServer):
         app = web.Application(middlewares=[self._api_middleware])
         repo = API_PREFIX + "/repos/{owner}/{name}"
         number = r"/pulls/{number:\d+}"
+        issue = r"/issues/{number:\d+}"
+        comment = r"/issues/comments/{id:\d+}"
+        deployment = r"/deployments/{id:\d+}"
         routes = [
             ("GET", "", self._get_repo),
             ("GET", "/pulls", self._list_pulls),
+            ("POST", "/pulls", self._create_pull),
             ("GET", number, self._get_pull),
+            ("PATCH", number, self._edit_pull),
             ("GET", number + "/merge", self._get_merged),
             ("PUT", number + "/merge", self._merge),
+            ("PUT", number + "/update-branch", self._update_branch),
+            ("GET", "/branches/{branch:.+}/protection", self._get_protection),
+            ("GET", "/branches/{branch:.+}/protection/{part:[a-z_]+}", self._get_protection_part),
             ("GET", "/branches/{branch:.+}", self._get_branch),
             ("GET", "/git/ref/{ref:.+}", self._get_ref),
             ("GET", "/git/refs/{ref:.+}", self._get_ref),
+            ("POST", "/git/refs", self._create_ref),
             ("PATCH", "/git/refs/{ref:.+}", self._update_ref),
+            ("DELETE", "/git/refs/{ref:.+}", self._delete_ref),
             ("GET", "/git/commits/{sha}", self._get_git_commit),
             ("POST", "/git/commits", self._create_git_commit),
             ("GET", "/git/trees/{sha}", self._get_tree),
             ("POST", "/git/trees", self._create_tree),
             ("GET", "/commits", self._list_commits),
+            ("GET", "/commits/{ref:.+}/status", self._get_combined_status),
+            ("GET", "/commits/{ref:.+}/statuses", self._list_statuses),
+            ("GET", "/commits/{ref:.+}", self._get_commit),
+            ("POST", "/statuses/{sha}", self._create_status),
+            ("POST", "/merges", self._merge_branches),
+            ("GET", "/deployments", self._list_deployments),
+            ("POST", "/deployments", self._create_deployment),
+            ("GET", deployment, self._get_deployment),
+            ("GET", deployment + "/statuses", self._list_deployment_statuses),
+            ("POST", deployment + "/statuses", self._create_deployment_status),
+            ("GET", deployment + r"/statuses/{status_id:\d+}", self._get_deployment_status),
+            ("GET", issue, self._get_issue),
+            ("GET", issue + "/comments", self._list_comments),
+            ("POST", issue + "/comments", self._create_comment),
+            ("GET", comment, self._get_comment),
+            ("PATCH", comment, self._edit_comment),
+            ("DELETE", comment, self._delete_comment),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, repo + path, handler)
+        app.router.add_route("GET", API_PREFIX + "/user", self._get_user)
         return app
+
+    def _token_of(self, request: web.Request) -> _Token:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if not value.strip():
+            return _full_access("anonymous")
+        token = value.strip()
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError):
+                token = base64.b64decode(token).decode().partition(":")[2]
+        return self._tokens.get(token) or _full_access(_token_kind(token))
 
     @web.middleware
     async def _api_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -555,20 +1080,39 @@ class GitHubEmulator(ThreadedServer):
             self.requests.append((request.method, self._path(request)))
             if request.headers.get("Authorization"):
                 self.authorized_requests += 1
+            token = self._token_of(request)
+        request[_TOKEN] = token
+        owner, name = request.match_info.get("owner"), request.match_info.get("name")
+        response: web.StreamResponse
         try:
-            owner, name = request.match_info.get("owner"), request.match_info.get("name")
-            if owner is not None and f"{owner}/{name}".lower() != self.repo.lower():
-                raise ApiError(404, "Not Found")
-            return await handler(request)
+            if token.revoked:
+                raise ApiError(401, "Bad credentials")
+            if owner is not None:
+                if f"{owner}/{name}".lower() != self.repo.lower() or not token.sees_repo:
+                    raise ApiError(404, "Not Found")
+                # Anyone who can read a repository may comment on its pull requests.
+                needed = token.pull if "/issues/" in request.path else token.push
+                if request.method not in ("GET", "HEAD") and not needed:
+                    raise ApiError(403, token.denied())
+            response = await handler(request)
         except ApiError as exc:
-            return web.json_response({"message": exc.message, "documentation_url": _DOCS}, status=exc.status)
+            body: dict[str, Any] = {"message": exc.message, "documentation_url": _DOCS}
+            if exc.errors:
+                body["errors"] = exc.errors
+            response = web.json_response(body, status=exc.status)
         except web.HTTPException as exc:
             if exc.status not in (404, 405):
                 raise
-            return web.json_response({"message": "Not Found", "documentation_url": _DOCS}, status=404)
+            response = web.json_response({"message": "Not Found", "documentation_url": _DOCS}, status=404)
+        if token.classic and not token.revoked:
+            response.headers["X-OAuth-Scopes"] = ", ".join(token.scopes)
+            response.headers["X-Accepted-OAuth-Scopes"] = "repo" if owner is not None else ""
+        return response
 
     @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any]:
+    async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+        if optional and not (await request.read()).strip():
+            return {}
         try:
             body = await request.json()
         except ValueError:
@@ -601,6 +1145,10 @@ class GitHubEmulator(ThreadedServer):
             links += [link(1, "first"), link(min(page - 1, last), "prev")]
         return (page - 1) * per_page, per_page, {"Link": ", ".join(links)} if links else {}
 
+    def _paged(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+        offset, per_page, headers = self._page(request, len(items))
+        return web.json_response(items[offset:offset + per_page], headers=headers)
+
     def _sha_param(self, value: str, kind: str) -> str:
         """A full sha or a branch name as `kind` (commit/tree), or a GitHub-shaped 404."""
         sha = self.git.resolve(value, kind) if _HEX_SHA.match(value) else None
@@ -609,10 +1157,25 @@ class GitHubEmulator(ThreadedServer):
             raise ApiError(404, "Not Found")
         return sha
 
+    def _commitish(self, value: str) -> str | None:
+        """The commit a branch name or a (possibly short) sha names, or None."""
+        sha = self.git.resolve(f"refs/heads/{value}")
+        if sha is None and _HEX_PREFIX.match(value):
+            sha = self.git.resolve(value)
+        return sha
+
+    # -- repository, user ----------------------------------------------------------------------
     async def _get_repo(self, request: web.Request) -> web.Response:
         with self._lock:
-            return web.json_response(self._repo_json())
+            return web.json_response(self._repo_json(permissions=request[_TOKEN].permissions()))
 
+    async def _get_user(self, request: web.Request) -> web.Response:
+        token: _Token = request[_TOKEN]
+        if token.kind == "anonymous":
+            raise ApiError(401, "Requires authentication")
+        return web.json_response(self._user(token.login) | {"name": token.login, "email": None})
+
+    # -- pull requests -------------------------------------------------------------------------
     async def _list_pulls(self, request: web.Request) -> web.Response:
         state = request.query.get("state", "open")
         if state not in ("open", "closed", "all"):
@@ -624,7 +1187,9 @@ class GitHubEmulator(ThreadedServer):
             if "base" in request.query:
                 pulls = [p for p in pulls if p.base == request.query["base"]]
             if "head" in request.query:
-                pulls = [p for p in pulls if self._head_label(p) == request.query["head"]]
+                owner, _, branch = request.query["head"].rpartition(":")
+                pulls = [p for p in pulls if p.branch == branch and (not owner or owner.lower()
+                                                                     == self._head_label(p).split(":")[0].lower())]
             pulls.sort(key=lambda p: (p.updated_at if sort == "updated" else p.created_at, p.number),
                        reverse=direction == "desc")
             offset, per_page, headers = self._page(request, len(pulls))
@@ -636,6 +1201,70 @@ class GitHubEmulator(ThreadedServer):
         with self._lock:
             return web.json_response(self._pull_json(self._pull(number), full=True))
 
+    async def _create_pull(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        title, head, base = body.get("title"), body.get("head"), body.get("base")
+        if not isinstance(title, str) or not title.strip():
+            raise _invalid("title", code="missing_field")
+        if not isinstance(base, str):
+            raise _invalid("base", code="missing_field")
+        if not isinstance(head, str):
+            raise _invalid("head", code="missing_field")
+        owner, _, branch = head.rpartition(":")
+        with self._lock:
+            base_sha = self.git.resolve(f"refs/heads/{base}")
+            if base_sha is None:
+                raise _invalid("base")
+            head_sha = self.git.resolve(f"refs/heads/{branch}")
+            if (owner and owner.lower() != self.owner.lower()) or head_sha is None:
+                raise _invalid("head")
+            if any(p.state == "open" and p.head_ref == f"refs/heads/{branch}" and p.base == base
+                   for p in self._pulls.values()):
+                raise _custom(f"A pull request already exists for {self.owner}:{branch}.")
+            if self.git.is_ancestor(head_sha, base_sha):
+                raise _custom(f"No commits between {base} and {branch}")
+            now = _now()
+            pull = _Pull(self._next_number(), title, body.get("body") or "", actor.login, branch, base,
+                         f"refs/heads/{branch}", head_sha, base_sha, False, now, now,
+                         draft=bool(body.get("draft", False)))
+            self._pulls[pull.number] = pull
+            self.writes["pulls"] += 1
+            self._emit_pull("opened", pull)
+            return web.json_response(self._pull_json(pull, full=True), status=201)
+
+    async def _edit_pull(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        with self._lock:
+            pull = self._pull(int(request.match_info["number"]))
+            if "base" in body:
+                if not isinstance(body["base"], str) or self.git.resolve(f"refs/heads/{body['base']}") is None:
+                    raise _invalid("base")
+                if pull.state != "open":
+                    raise _custom("Cannot change the base branch of a closed pull request.")
+                pull.base = body["base"]
+            for key in ("title", "body"):
+                if isinstance(body.get(key), str):
+                    setattr(pull, key, body[key])
+            state = body.get("state")
+            if state not in (None, "open", "closed"):
+                raise _invalid("state")
+            pull.updated_at = _now()
+            if state == "closed" and pull.state == "open":
+                self._close(pull)
+                self._emit_pull("closed", pull, sender=actor.login)
+            elif state == "open" and pull.state == "closed":
+                head = self.git.resolve(pull.head_ref)
+                if pull.merged_at is not None or head is None:
+                    raise _custom("state cannot be changed. The head branch has been deleted."
+                                  if head is None else "state cannot be changed. The pull request is merged.")
+                pull.state, pull.closed_at, pull.head_sha = "open", None, head
+                self._emit_pull("reopened", pull, sender=actor.login)
+            else:
+                self._emit_pull("edited", pull, sender=actor.login)
+            return web.json_response(self._pull_json(pull, full=True))
+
     async def _get_merged(self, request: web.Request) -> web.Response:
         with self._lock:
             if self._pull(int(request.match_info["number"])).merged_at is None:
@@ -643,53 +1272,200 @@ class GitHubEmulator(ThreadedServer):
         return web.Response(status=204)
 
     async def _merge(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._body(request, optional=True)
         with self._lock:
-            return web.json_response(self._merge_pull(int(request.match_info["number"]), body))
+            return web.json_response(self._merge_pull(int(request.match_info["number"]), body, request[_TOKEN]))
 
-    def _merge_pull(self, number: int, body: dict[str, Any]) -> dict[str, Any]:
+    def _merge_pull(self, number: int, body: dict[str, Any], actor: _Token) -> dict[str, Any]:
         pull = self._pull(number)
         method = body.get("merge_method", "merge")
-        if method not in ("merge", "squash", "rebase"):
+        if method not in MERGE_METHODS:
             raise ApiError(422, "Validation Failed")
         if pull.state != "open":
             raise ApiError(405, "Pull Request is not mergeable")
-        if method != "merge":
-            raise ApiError(405, f"{method.capitalize()} merges are not allowed on this repository.")
+        if not getattr(self._settings, _METHOD_SETTING[method]):
+            raise ApiError(405, _METHOD_REFUSED[method])
         if body.get("sha") is not None and body["sha"] != pull.head_sha:
             raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+        if pull.draft:
+            raise ApiError(405, "Pull Request is still a draft")
         base_ref = f"refs/heads/{pull.base}"
         base_sha = self.git.resolve(base_ref)
         assert base_sha is not None
         clean, tree = self.git.merge_tree(base_sha, pull.head_sha)
         if not clean:
             raise ApiError(405, "Pull Request is not mergeable")
-        head_owner = pull.author if pull.from_fork else self.owner
-        title = body.get("commit_title") or f"Merge pull request #{number} from {head_owner}/{pull.branch}"
-        message = body.get("commit_message") or pull.title
-        merge = self.git.commit_tree(tree, [base_sha, pull.head_sha], f"{title}\n\n{message}",
-                                     author=(API_USER, _email(API_USER), None),
-                                     committer=("GitHub", "noreply@github.com"))
+        protection = self._protections.get(pull.base)
+        if protection is not None and not self._bypasses(protection, actor):
+            if protection.required_linear_history and method == "merge":
+                raise ApiError(405, "This branch must not contain merge commits.")
+            problem = self._unmet(protection, pull, base_sha)
+            if problem:
+                raise ApiError(405, problem)
+        replayed = self._replay(base_sha, pull.head_sha) if method == "rebase" else []
+        if replayed is None:
+            raise ApiError(405, "This branch can't be rebased")
+        if method == "rebase":
+            tree = replayed[-1][1] if replayed else self.git.commit(base_sha).tree
+        self._check_workflows(actor, base_sha, tree, status=403)
+        merger = (actor.login, _email(actor.login), None)
+        if method == "merge":
+            head_owner = pull.author if pull.from_fork else self.owner
+            title = body.get("commit_title") or f"Merge pull request #{number} from {head_owner}/{pull.branch}"
+            message = body.get("commit_message") or pull.title
+            new = self.git.commit_tree(tree, [base_sha, pull.head_sha], f"{title}\n\n{message}", author=merger,
+                                       committer=GITHUB_COMMITTER)
+            self._signed.add(new)
+        elif method == "squash":
+            new = self.git.commit_tree(tree, [base_sha], self._squash_message(pull, base_sha, body),
+                                       author=(pull.author, _email(pull.author), None), committer=GITHUB_COMMITTER)
+            self._signed.add(new)
+        else:
+            new = base_sha
+            for commit, replay_tree in replayed:
+                new = self.git.commit_tree(replay_tree, [new], commit.message, author=commit.author,
+                                           committer=GITHUB_COMMITTER)
+                self._signed.add(new)
         self.writes["merges"] += 1
-        self._set_ref(base_ref, merge, base_sha, pusher=API_USER)
-        self._close(pull, base_sha)
-        pull.merged_at, pull.merge_commit_sha, pull.merged_by = pull.closed_at, merge, API_USER
-        self._emit_pull("closed", pull)
-        return {"sha": merge, "merged": True, "message": "Pull Request successfully merged"}
+        if new != base_sha:
+            self._set_ref(base_ref, new, base_sha, pusher=actor.login, merging=pull)
+        self._mark_merged(pull, new, base_sha, actor.login)
+        self._emit_pull("closed", pull, sender=actor.login)
+        head = self.git.resolve(pull.head_ref)
+        if self._settings.delete_branch_on_merge and not pull.from_fork and head is not None \
+                and pull.branch != self.base_branch and pull.branch not in self._protections:
+            self._delete_branch(pull.branch, head, actor.login)
+        return {"sha": new, "merged": True, "message": "Pull Request successfully merged"}
 
+    def _squash_message(self, pull: _Pull, base_sha: str, body: dict[str, Any]) -> str:
+        """GitHub's defaults: the commit's title and body for one commit, the pull request's title and
+        the commits' messages as a list for several; commit_title/commit_message replace them."""
+        commits = [self.git.commit(sha) for sha, parents in self.git.rev_list(pull.head_sha, exclude=base_sha,
+                                                                              oldest_first=True) if len(parents) == 1]
+        if len(commits) == 1:
+            default_title, _, default_message = commits[0].message.partition("\n")
+            default_message = default_message.strip()
+        else:
+            default_title = pull.title
+            default_message = "\n\n".join(f"* {c.message}" for c in commits)
+        title = body.get("commit_title") or f"{default_title} (#{pull.number})"
+        message = body["commit_message"] if isinstance(body.get("commit_message"), str) else default_message
+        return f"{title}\n\n{message}" if message else title
+
+    def _replay(self, onto: str, head: str) -> list[tuple[Commit, str]] | None:
+        """The pull request's commits (not its merge commits) replayed one by one on `onto`, as
+        (commit, new tree) with the ones that become empty dropped; None when one does not apply."""
+        current = self.git.commit(onto).tree
+        replayed = []
+        for sha, parents in self.git.rev_list(head, exclude=onto, oldest_first=True):
+            if len(parents) != 1:
+                continue
+            commit = self.git.commit(sha)
+            parent_tree = self.git.commit(parents[0]).tree
+            if parent_tree == current:
+                tree = commit.tree
+            else:
+                # A cherry-pick: merge the commit into `current` with its parent as the merge base,
+                # which scratch commits give `merge-tree` (git 2.39 has no --merge-base).
+                base = self.git.scratch_commit(parent_tree)
+                clean, tree = self.git.merge_tree(self.git.scratch_commit(current, [base]),
+                                                  self.git.scratch_commit(commit.tree, [base]))
+                if not clean:
+                    return None
+            if tree != current:
+                replayed.append((commit, tree))
+                current = tree
+        return replayed
+
+    async def _update_branch(self, request: web.Request) -> web.Response:
+        body = await self._body(request, optional=True)
+        actor: _Token = request[_TOKEN]
+        number = int(request.match_info["number"])
+        with self._lock:
+            pull = self._pull(number)
+            if pull.state != "open":
+                raise ApiError(422, "Pull request is closed.")
+            expected = body.get("expected_head_sha")
+            if expected is not None and expected != pull.head_sha:
+                raise ApiError(422, "expected head sha didn't match current head ref.")
+            base_sha = self.git.resolve(f"refs/heads/{pull.base}")
+            assert base_sha is not None
+            if self.git.is_ancestor(base_sha, pull.head_sha):
+                raise ApiError(422, "There are no new commits on the base branch.")
+            clean, tree = self.git.merge_tree(pull.head_sha, base_sha)
+            if not clean:
+                raise ApiError(422, "merge conflict between base and head")
+            self._check_workflows(actor, pull.head_sha, tree, status=403)
+            old = pull.head_sha
+            new = self.git.commit_tree(tree, [old, base_sha], f"Merge branch '{pull.base}' into {pull.branch}",
+                                       author=(actor.login, _email(actor.login), None), committer=GITHUB_COMMITTER)
+            self._signed.add(new)
+            if pull.head_ref.startswith("refs/heads/"):
+                self._check_push(actor, pull.branch, old, new, status=422)
+            delay = self._settings.update_branch_delay
+            if delay > 0 and self.loop is not None:
+                self.loop.call_later(delay, self._finish_update_branch, pull, old, new, actor.login)
+            else:
+                self._finish_update_branch(pull, old, new, actor.login)
+        return web.json_response({"message": "Updating pull request branch.",
+                                  "url": f"{self.root_url}/repos/{self.repo}/pulls/{number}"}, status=202)
+
+    def _finish_update_branch(self, pull: _Pull, old: str, new: str, pusher: str) -> None:
+        with self._lock:
+            # In the background, like GitHub: a push meanwhile wins, and the update is dropped.
+            if pull.state == "open" and pull.head_sha == old and self.git.resolve(pull.head_ref) == old:
+                self.writes["branch_updates"] += 1
+                self._set_ref(pull.head_ref, new, old, pusher=pusher)
+
+    # -- branches and protection ---------------------------------------------------------------
     async def _get_branch(self, request: web.Request) -> web.Response:
         branch = request.match_info["branch"]
         with self._lock:
             sha = self.git.resolve(f"refs/heads/{branch}")
             if sha is None:
                 raise ApiError(404, "Branch not found")
+            protection = self._protections.get(branch)
+            summary: dict[str, Any] = {"enabled": protection is not None}
+            if protection is not None:
+                summary["required_status_checks"] = {
+                    "enforcement_level": ("everyone" if protection.enforce_admins else "non_admins")
+                    if protection.strict or protection.contexts else "off",
+                    "contexts": list(protection.contexts),
+                    "checks": [{"context": c, "app_id": None} for c in protection.contexts]}
             return web.json_response({
                 "name": branch, "commit": self._commit_json(self.git.commit(sha)),
                 "_links": {"self": f"{self._api}/branches/{branch}", "html": f"{self._html}/tree/{branch}"},
-                "protected": False, "protection": {"enabled": False},
+                "protected": protection is not None, "protection": summary,
                 "protection_url": f"{self._api}/branches/{branch}/protection",
             })
 
+    def _protection_for(self, request: web.Request) -> tuple[str, Protection]:
+        token: _Token = request[_TOKEN]
+        if not token.admin:
+            raise ApiError(403, "Must have admin rights to Repository." if token.classic else token.denied())
+        branch = request.match_info["branch"]
+        if self.git.resolve(f"refs/heads/{branch}") is None:
+            raise ApiError(404, "Branch not found")
+        protection = self._protections.get(branch)
+        if protection is None:
+            raise ApiError(404, "Branch not protected")
+        return branch, protection
+
+    async def _get_protection(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(self._protection_json(*self._protection_for(request)))
+
+    async def _get_protection_part(self, request: web.Request) -> web.Response:
+        part = request.match_info["part"]
+        with self._lock:
+            data = self._protection_json(*self._protection_for(request))
+            if part not in data:
+                raise ApiError(404, {"required_status_checks": "Required status checks not enabled",
+                                     "required_pull_request_reviews": "Required pull request reviews not enabled",
+                                     "restrictions": "Push restrictions not enabled"}.get(part, "Not Found"))
+            return web.json_response(data[part])
+
+    # -- git refs ------------------------------------------------------------------------------
     async def _get_ref(self, request: web.Request) -> web.Response:
         ref = f"refs/{request.match_info['ref']}"
         with self._lock:
@@ -698,12 +1474,37 @@ class GitHubEmulator(ThreadedServer):
                 raise ApiError(404, "Not Found")
             return web.json_response(self._ref_json(ref, sha))
 
+    async def _create_ref(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        ref, sha = body.get("ref"), body.get("sha")
+        if not isinstance(ref, str):
+            raise _missing("ref")
+        if not isinstance(sha, str):
+            raise _missing("sha")
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            raise ApiError(422, "Reference name must start with 'refs/' and have at least two slashes.")
+        if not ref.startswith("refs/heads/") or not self.git.valid_ref_name(ref):
+            raise ApiError(422, f"{ref} is not a valid ref name.")
+        with self._lock:
+            if not _HEX_SHA.match(sha) or self.git.object_type(sha) != "commit":
+                raise ApiError(422, "Object does not exist")
+            if self.git.resolve(ref) is not None:
+                raise ApiError(422, "Reference already exists")
+            # What the new branch brings that the default branch has not: its changes since they parted.
+            since = self.git.merge_base(self.branch_head(), sha) or EMPTY_TREE
+            self._check_workflows(actor, since, sha, status=422)
+            self.writes["refs_created"] += 1
+            self._set_ref(ref, sha, ZERO_SHA, pusher=actor.login)
+            return web.json_response(self._ref_json(ref, sha), status=201)
+
     async def _update_ref(self, request: web.Request) -> web.Response:
         ref = f"refs/{request.match_info['ref']}"
         body = await self._body(request)
+        actor: _Token = request[_TOKEN]
         sha = body.get("sha")
         if not isinstance(sha, str):
-            raise ApiError(422, 'Invalid request.\n\n"sha" wasn\'t supplied.')
+            raise _missing("sha")
         with self._lock:
             current = self.git.resolve(ref) if ref.startswith("refs/heads/") else None
             if current is None:
@@ -712,10 +1513,30 @@ class GitHubEmulator(ThreadedServer):
                 raise ApiError(422, "Object does not exist")
             if not body.get("force") and not self.git.is_ancestor(current, sha):
                 raise ApiError(422, "Update is not a fast forward")
+            self._check_push(actor, ref.removeprefix("refs/heads/"), current, sha, status=422)
+            self._check_workflows(actor, current, sha, status=422)
             self.writes["ref_updates"] += 1
-            self._set_ref(ref, sha, current, pusher=API_USER)
+            self._set_ref(ref, sha, current, pusher=actor.login)
             return web.json_response(self._ref_json(ref, sha))
 
+    async def _delete_ref(self, request: web.Request) -> web.Response:
+        ref = f"refs/{request.match_info['ref']}"
+        actor: _Token = request[_TOKEN]
+        with self._lock:
+            current = self.git.resolve(ref) if ref.startswith("refs/heads/") else None
+            if current is None:
+                raise ApiError(422, "Reference does not exist")
+            branch = ref.removeprefix("refs/heads/")
+            if branch == self.base_branch:
+                raise ApiError(422, "Cannot delete the default branch")
+            protection = self._protections.get(branch)
+            if protection is not None and not protection.allow_deletions and not self._bypasses(protection, actor):
+                raise ApiError(422, "Cannot delete this protected branch")
+            self.writes["refs_deleted"] += 1
+            self._delete_branch(branch, current, actor.login)
+        return web.Response(status=204)
+
+    # -- git objects ---------------------------------------------------------------------------
     async def _get_git_commit(self, request: web.Request) -> web.Response:
         sha = request.match_info["sha"]
         with self._lock:
@@ -728,7 +1549,8 @@ class GitHubEmulator(ThreadedServer):
         message, tree, parents = body.get("message"), body.get("tree"), body.get("parents", [])
         if not isinstance(message, str) or not isinstance(tree, str) or not isinstance(parents, list):
             raise ApiError(422, "Invalid request.")
-        author = body.get("author") or {"name": API_USER, "email": _email(API_USER)}
+        login = request[_TOKEN].login
+        author = body.get("author") or {"name": login, "email": _email(login)}
         committer = body.get("committer") or author
         with self._lock:
             if not _HEX_SHA.match(tree) or self.git.object_type(tree) != "tree":
@@ -740,6 +1562,8 @@ class GitHubEmulator(ThreadedServer):
             when = int(datetime.fromisoformat(author["date"]).timestamp()) if author.get("date") else None
             sha = self.git.commit_tree(tree, parents, message, author=(author["name"], author["email"], when),
                                        committer=(committer["name"], committer["email"]))
+            if isinstance(body.get("signature"), str) and body["signature"].strip():
+                self._signed.add(sha)
             self.writes["commits"] += 1
             return web.json_response(self._git_commit_json(self.git.commit(sha)), status=201)
 
@@ -753,7 +1577,7 @@ class GitHubEmulator(ThreadedServer):
         body = await self._body(request)
         entries, base = body.get("tree"), body.get("base_tree")
         if not isinstance(entries, list):
-            raise ApiError(422, 'Invalid request.\n\n"tree" wasn\'t supplied.')
+            raise _missing("tree")
         with self._lock:
             if base is not None and (not isinstance(base, str) or not _HEX_SHA.match(base)
                                      or self.git.object_type(base) != "tree"):
@@ -788,6 +1612,7 @@ class GitHubEmulator(ThreadedServer):
             else:
                 apply_changes(flat, path, (mode, kind, sha))
 
+    # -- commits and statuses ------------------------------------------------------------------
     async def _list_commits(self, request: web.Request) -> web.Response:
         with self._lock:
             head = self.git.resolve(f"refs/heads/{self.base_branch}")
@@ -798,15 +1623,269 @@ class GitHubEmulator(ThreadedServer):
             commits = self.git.log(head, skip=offset, count=per_page)
             return web.json_response([self._commit_json(c) for c in commits], headers=headers)
 
+    def _commit_param(self, request: web.Request) -> str:
+        sha = self._commitish(request.match_info["ref"])
+        if sha is None:
+            raise ApiError(422, f"No commit found for SHA: {request.match_info['ref']}")
+        return sha
+
+    async def _get_commit(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(self._commit_json(self.git.commit(self._commit_param(request))))
+
+    async def _get_combined_status(self, request: web.Request) -> web.Response:
+        with self._lock:
+            sha = self._commit_param(request)
+            statuses = self._latest_statuses(sha)
+            states = {s.state for s in statuses}
+            state = "failure" if states & {"error", "failure"} else \
+                "pending" if not statuses or "pending" in states else "success"
+            return web.json_response({
+                "state": state, "statuses": [self._status_json(s) for s in statuses], "sha": sha,
+                "total_count": len(statuses), "repository": self._repo_json(),
+                "commit_url": f"{self._api}/commits/{sha}", "url": f"{self._api}/commits/{sha}/status"})
+
+    async def _list_statuses(self, request: web.Request) -> web.Response:
+        with self._lock:
+            statuses = self._statuses.get(self._commit_param(request), [])
+            return self._paged(request, [self._status_json(s) for s in reversed(statuses)])
+
+    async def _create_status(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        sha = request.match_info["sha"]
+        state = body.get("state")
+        if state not in STATUS_STATES:
+            raise _invalid("state", resource="Status")
+        with self._lock:
+            if not _HEX_SHA.match(sha) or self.git.object_type(sha) != "commit":
+                raise ApiError(422, f"No commit found for SHA: {sha}")
+            status = self._add_status(sha, state, body.get("context") or "default", body.get("description"),
+                                      body.get("target_url"), request[_TOKEN].login)
+            self.writes["statuses"] += 1
+            return web.json_response(self._status_json(status), status=201)
+
+    async def _merge_branches(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        base, head, message = body.get("base"), body.get("head"), body.get("commit_message")
+        if not isinstance(base, str):
+            raise _missing("base")
+        if not isinstance(head, str):
+            raise _missing("head")
+        with self._lock:
+            base_sha = self.git.resolve(f"refs/heads/{base}")
+            if base_sha is None:
+                raise ApiError(404, "Base does not exist")
+            head_sha = self._commitish(head)
+            if head_sha is None:
+                raise ApiError(404, "Head does not exist")
+            if self.git.is_ancestor(head_sha, base_sha):
+                return web.Response(status=204)
+            clean, tree = self.git.merge_tree(base_sha, head_sha)
+            if not clean:
+                raise ApiError(409, "Merge conflict")
+            self._check_workflows(actor, base_sha, tree, status=403)
+            merge = self.git.commit_tree(tree, [base_sha, head_sha], message or f"Merge {head} into {base}",
+                                         author=(actor.login, _email(actor.login), None), committer=GITHUB_COMMITTER)
+            self._signed.add(merge)
+            self._check_push(actor, base, base_sha, merge, status=409)
+            self.writes["branch_merges"] += 1
+            self._set_ref(f"refs/heads/{base}", merge, base_sha, pusher=actor.login)
+            return web.json_response(self._commit_json(self.git.commit(merge)), status=201)
+
+    # -- deployments ---------------------------------------------------------------------------
+    def _deployment(self, request: web.Request) -> _Deployment:
+        deployment = self._deployments.get(int(request.match_info["id"]))
+        if deployment is None:
+            raise ApiError(404, "Not Found")
+        return deployment
+
+    async def _list_deployments(self, request: web.Request) -> web.Response:
+        with self._lock:
+            found = sorted(self._deployments.values(), key=lambda d: d.id, reverse=True)
+            for key in ("sha", "ref", "task", "environment"):
+                if key in request.query:
+                    found = [d for d in found if getattr(d, key) == request.query[key]]
+            return self._paged(request, [self._deployment_json(d) for d in found])
+
+    async def _get_deployment(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(self._deployment_json(self._deployment(request)))
+
+    async def _create_deployment(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        ref = body.get("ref")
+        if not isinstance(ref, str):
+            raise _missing("ref")
+        environment = body.get("environment") or "production"
+        with self._lock:
+            sha = self._commitish(ref)
+            if sha is None:
+                raise ApiError(422, f"No ref found for: {ref}")
+            default_sha = self.branch_head()
+            is_branch = self.git.resolve(f"refs/heads/{ref}") is not None
+            if body.get("auto_merge", True) and is_branch and not self.git.is_ancestor(default_sha, sha):
+                return self._auto_merge(ref, sha, default_sha, actor)
+            self._check_contexts(ref, sha, body.get("required_contexts"))
+            payload = body.get("payload", {})
+            if isinstance(payload, str):
+                with contextlib.suppress(ValueError):
+                    payload = json.loads(payload)
+            now = _now()
+            deployment = _Deployment(
+                self._next_id("deployment"), ref, sha, body.get("task") or "deploy", environment, environment,
+                body.get("description") or "", payload, bool(body.get("transient_environment", False)),
+                bool(body.get("production_environment", environment == "production")), actor.login, now, now)
+            self._deployments[deployment.id] = deployment
+            self.writes["deployments"] += 1
+            self._emit("deployment", {"action": "created", "deployment": self._deployment_json(deployment),
+                                      "repository": self._repo_json(), "sender": self._user(actor.login)})
+            return web.json_response(self._deployment_json(deployment), status=201)
+
+    def _auto_merge(self, ref: str, sha: str, default_sha: str, actor: _Token) -> web.Response:
+        """Deploying a branch behind the default one merges the default branch into it instead."""
+        clean, tree = self.git.merge_tree(sha, default_sha)
+        if not clean:
+            raise ApiError(409, f"Conflict merging {self.base_branch} into {ref}.")
+        merge = self.git.commit_tree(tree, [sha, default_sha], f"Merge {self.base_branch} into {ref}",
+                                     author=(actor.login, _email(actor.login), None), committer=GITHUB_COMMITTER)
+        self._signed.add(merge)
+        self._set_ref(f"refs/heads/{ref}", merge, sha, pusher=actor.login)
+        return web.json_response({"message": f"Auto-merged {self.base_branch} into {ref} on deployment."},
+                                 status=202)
+
+    def _check_contexts(self, ref: str, sha: str, required: Any) -> None:
+        """Every required context (all the commit's contexts when not given) must be green."""
+        latest = {s.context: s.state for s in self._latest_statuses(sha)}
+        contexts = list(latest) if required is None else required
+        if not isinstance(contexts, list):
+            raise _invalid("required_contexts", resource="Deployment")
+        failing = [{"context": c, "state": latest.get(c, "missing")} for c in contexts if latest.get(c) != "success"]
+        if failing:
+            raise ApiError(409, f"Conflict: Commit status checks failed for {ref}.",
+                           [{"contexts": failing, "resource": "Deployment", "field": "required_contexts",
+                             "code": "invalid"}])
+
+    async def _list_deployment_statuses(self, request: web.Request) -> web.Response:
+        with self._lock:
+            deployment = self._deployment(request)
+            return self._paged(request, [self._deployment_status_json(deployment, s)
+                                         for s in reversed(deployment.statuses)])
+
+    async def _get_deployment_status(self, request: web.Request) -> web.Response:
+        with self._lock:
+            deployment = self._deployment(request)
+            wanted = int(request.match_info["status_id"])
+            status = next((s for s in deployment.statuses if s.id == wanted), None)
+            if status is None:
+                raise ApiError(404, "Not Found")
+            return web.json_response(self._deployment_status_json(deployment, status))
+
+    async def _create_deployment_status(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        state = body.get("state")
+        if state not in DEPLOYMENT_STATES:
+            raise _invalid("state", resource="DeploymentStatus")
+        with self._lock:
+            deployment = self._deployment(request)
+            if isinstance(body.get("environment"), str) and body["environment"]:
+                deployment.environment = body["environment"]
+            status = self._add_deployment_status(deployment, state, actor.login, body)
+            if state == "success" and body.get("auto_inactive", True):
+                for other in self._deployments.values():
+                    if other is not deployment and other.environment == deployment.environment \
+                            and not other.transient_environment and other.statuses \
+                            and other.statuses[-1].state == "success":
+                        self._add_deployment_status(other, "inactive", actor.login, {})
+            return web.json_response(self._deployment_status_json(deployment, status), status=201)
+
+    def _add_deployment_status(self, deployment: _Deployment, state: str, creator: str,
+                               body: dict[str, Any]) -> DeploymentStatusView:
+        # log_url replaced target_url; GitHub keeps both, the same.
+        log_url = body.get("log_url") or body.get("target_url") or ""
+        status = DeploymentStatusView(self._next_id("deployment_status"), state, body.get("description") or "",
+                                      log_url, body.get("environment_url") or "", deployment.environment,
+                                      creator, _now())
+        deployment.statuses.append(status)
+        deployment.updated_at = status.created_at
+        self.writes["deployment_statuses"] += 1
+        self._emit("deployment_status", {
+            "action": "created", "deployment_status": self._deployment_status_json(deployment, status),
+            "deployment": self._deployment_json(deployment), "repository": self._repo_json(),
+            "sender": self._user(creator)})
+        return status
+
+    # -- issues and comments -------------------------------------------------------------------
+    def _comment(self, request: web.Request) -> _Comment:
+        comment = self._comments.get(int(request.match_info["id"]))
+        if comment is None:
+            raise ApiError(404, "Not Found")
+        return comment
+
+    async def _get_issue(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(self._issue_json(self._pull(int(request.match_info["number"]))))
+
+    async def _list_comments(self, request: web.Request) -> web.Response:
+        with self._lock:
+            number = self._pull(int(request.match_info["number"])).number
+            return self._paged(request, [self._comment_json(c) for c in sorted(self._comments.values(),
+                                                                               key=lambda c: c.id)
+                                         if c.issue == number])
+
+    async def _create_comment(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        actor: _Token = request[_TOKEN]
+        if not isinstance(body.get("body"), str) or not body["body"]:
+            raise _invalid("body", resource="IssueComment", code="missing_field")
+        with self._lock:
+            pull = self._pull(int(request.match_info["number"]))
+            now = _now()
+            comment = _Comment(self._next_id("comment"), pull.number, body["body"], actor.login, now, now)
+            self._comments[comment.id] = comment
+            self.writes["comments"] += 1
+            self._emit_comment("created", comment)
+            return web.json_response(self._comment_json(comment), status=201)
+
+    async def _get_comment(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(self._comment_json(self._comment(request)))
+
+    async def _edit_comment(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not isinstance(body.get("body"), str) or not body["body"]:
+            raise _invalid("body", resource="IssueComment", code="missing_field")
+        with self._lock:
+            comment = self._comment(request)
+            before, comment.body, comment.updated_at = comment.body, body["body"], _now()
+            self.writes["comments"] += 1
+            self._emit_comment("edited", comment, changes={"body": {"from": before}})
+            return web.json_response(self._comment_json(comment))
+
+    async def _delete_comment(self, request: web.Request) -> web.Response:
+        with self._lock:
+            comment = self._comment(request)
+            del self._comments[comment.id]
+            self._emit_comment("deleted", comment)
+        return web.Response(status=204)
+
+    def _emit_comment(self, action: str, comment: _Comment, **extra: Any) -> None:
+        self._emit("issue_comment", {"action": action, **extra, "issue": self._issue_json(self._pulls[comment.issue]),
+                                     "comment": self._comment_json(comment), "repository": self._repo_json(),
+                                     "sender": self._user(comment.user)})
+
     # -- JSON shapes ---------------------------------------------------------------------------
     def _user(self, login: str) -> dict[str, Any]:
         return {"login": login, "id": _stable_id(login), "node_id": f"U_{login}", "avatar_url": "",
                 "url": f"{self.url}/users/{login}", "html_url": f"{self.root_url}/{login}",
                 "type": "Organization" if login == self.owner else "User", "site_admin": False}
 
-    def _repo_json(self, owner: str | None = None) -> dict[str, Any]:
+    def _repo_json(self, owner: str | None = None, permissions: dict[str, bool] | None = None) -> dict[str, Any]:
         owner = owner or self.owner
         full = f"{owner}/{self.name}"
+        s = self._settings
         return {
             "id": _stable_id(full), "node_id": f"R_{full}", "name": self.name, "full_name": full,
             "private": True, "owner": self._user(owner), "html_url": f"{self.root_url}/{full}",
@@ -814,8 +1893,13 @@ class GitHubEmulator(ThreadedServer):
             "clone_url": f"{self.root_url}/{full}.git", "git_url": f"git://127.0.0.1/{full}.git",
             "ssh_url": f"git@127.0.0.1:{full}.git", "default_branch": self.base_branch,
             "visibility": "private", "archived": False, "disabled": False,
-            "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
-            "allow_merge_commit": True, "allow_squash_merge": False, "allow_rebase_merge": False,
+            "permissions": permissions or {"admin": True, "maintain": True, "push": True, "triage": True,
+                                           "pull": True},
+            "allow_merge_commit": s.allow_merge_commit, "allow_squash_merge": s.allow_squash_merge,
+            "allow_rebase_merge": s.allow_rebase_merge, "allow_auto_merge": False, "allow_update_branch": True,
+            "delete_branch_on_merge": s.delete_branch_on_merge,
+            "squash_merge_commit_title": "COMMIT_OR_PR_TITLE", "squash_merge_commit_message": "COMMIT_MESSAGES",
+            "merge_commit_title": "MERGE_MESSAGE", "merge_commit_message": "PR_TITLE",
         }
 
     def _head_label(self, pull: _Pull) -> str:
@@ -834,12 +1918,38 @@ class GitHubEmulator(ThreadedServer):
             self._mergeability[key] = (clean, test_merge)
         return self._mergeability[key]
 
+    def _rebaseable(self, pull: _Pull, base_sha: str) -> bool:
+        key = (base_sha, pull.head_sha)
+        if key not in self._rebaseability:
+            self._rebaseability[key] = self._replay(base_sha, pull.head_sha) is not None
+        return self._rebaseability[key]
+
+    def _merge_state(self, pull: _Pull, base_sha: str, clean: bool) -> str:
+        """GitHub's mergeable_state of an open pull request."""
+        if not clean:
+            return "dirty"
+        if pull.draft:
+            return "draft"
+        protection = self._protections.get(pull.base)
+        if protection is not None:
+            if protection.strict and not self.git.is_ancestor(base_sha, pull.head_sha):
+                return "behind"
+            if self._unmet(protection, pull, base_sha):
+                return "blocked"
+            if protection.required_linear_history and not (self._settings.allow_squash_merge
+                                                           or self._settings.allow_rebase_merge):
+                return "blocked"
+        if any(s.state in ("error", "failure") for s in self._latest_statuses(pull.head_sha)):
+            return "unstable"
+        return "clean"
+
     def _pull_json(self, pull: _Pull, *, full: bool) -> dict[str, Any]:
         """A pull request as GET /pulls/N answers (`full`) or as one item of GET /pulls."""
         url = f"{self._api}/pulls/{pull.number}"
         is_open = pull.state == "open"
         clean, test_merge = self._mergeable(pull) if is_open else (None, None)
         base_sha = self.git.resolve(f"refs/heads/{pull.base}") if is_open else pull.base_sha
+        assert base_sha is not None
         head_owner = self._head_label(pull).split(":", 1)[0]
         data: dict[str, Any] = {
             "url": url, "id": 1000 + pull.number, "node_id": f"PR_{pull.number}",
@@ -847,6 +1957,7 @@ class GitHubEmulator(ThreadedServer):
             "diff_url": f"{self._html}/pull/{pull.number}.diff",
             "patch_url": f"{self._html}/pull/{pull.number}.patch",
             "issue_url": f"{self._api}/issues/{pull.number}", "commits_url": f"{url}/commits",
+            "comments_url": f"{self._api}/issues/{pull.number}/comments",
             "statuses_url": f"{self._api}/statuses/{pull.head_sha}",
             "number": pull.number, "state": pull.state, "locked": False, "title": pull.title,
             "user": self._user(pull.author), "body": pull.body, "labels": [], "milestone": None,
@@ -854,7 +1965,7 @@ class GitHubEmulator(ThreadedServer):
             "closed_at": _iso(pull.closed_at), "merged_at": _iso(pull.merged_at),
             # Like GitHub: an open pull request's merge_commit_sha is its test merge, not a real merge.
             "merge_commit_sha": pull.merge_commit_sha or test_merge,
-            "assignee": None, "assignees": [], "requested_reviewers": [], "draft": False,
+            "assignee": None, "assignees": [], "requested_reviewers": [], "draft": pull.draft,
             "head": {"label": self._head_label(pull), "ref": pull.branch, "sha": pull.head_sha,
                      "user": self._user(head_owner), "repo": self._repo_json(head_owner)},
             "base": {"label": f"{self.owner}:{pull.base}", "ref": pull.base, "sha": base_sha,
@@ -863,11 +1974,93 @@ class GitHubEmulator(ThreadedServer):
         }
         if full:
             data.update({
-                "merged": pull.merged_at is not None, "mergeable": clean, "rebaseable": clean,
-                "mergeable_state": "unknown" if clean is None else ("clean" if clean else "dirty"),
+                "merged": pull.merged_at is not None, "mergeable": clean,
+                "rebaseable": None if clean is None else clean and self._rebaseable(pull, base_sha),
+                "mergeable_state": "unknown" if clean is None else self._merge_state(pull, base_sha, clean),
                 "merged_by": self._user(pull.merged_by) if pull.merged_by else None,
-                "comments": 0, "review_comments": 0, "maintainer_can_modify": False,
+                "comments": sum(c.issue == pull.number for c in self._comments.values()),
+                "review_comments": 0, "maintainer_can_modify": False,
             })
+        return data
+
+    def _issue_json(self, pull: _Pull) -> dict[str, Any]:
+        """The issue side of a pull request, as GET /issues/N answers."""
+        url = f"{self._api}/issues/{pull.number}"
+        return {
+            "url": url, "repository_url": self._api, "comments_url": f"{url}/comments",
+            "html_url": f"{self._html}/pull/{pull.number}", "id": 2000 + pull.number, "node_id": f"I_{pull.number}",
+            "number": pull.number, "title": pull.title, "user": self._user(pull.author), "labels": [],
+            "state": pull.state, "locked": False, "assignee": None, "assignees": [], "milestone": None,
+            "comments": sum(c.issue == pull.number for c in self._comments.values()),
+            "created_at": _iso(pull.created_at), "updated_at": _iso(pull.updated_at),
+            "closed_at": _iso(pull.closed_at), "author_association": "MEMBER", "body": pull.body,
+            "pull_request": {"url": f"{self._api}/pulls/{pull.number}", "html_url": f"{self._html}/pull/{pull.number}",
+                             "diff_url": f"{self._html}/pull/{pull.number}.diff",
+                             "patch_url": f"{self._html}/pull/{pull.number}.patch",
+                             "merged_at": _iso(pull.merged_at)},
+        }
+
+    def _comment_json(self, comment: _Comment) -> dict[str, Any]:
+        return {
+            "id": comment.id, "node_id": f"IC_{comment.id}", "url": f"{self._api}/issues/comments/{comment.id}",
+            "html_url": f"{self._html}/pull/{comment.issue}#issuecomment-{comment.id}", "body": comment.body,
+            "user": self._user(comment.user), "created_at": _iso(comment.created_at),
+            "updated_at": _iso(comment.updated_at), "issue_url": f"{self._api}/issues/{comment.issue}",
+            "author_association": "MEMBER", "performed_via_github_app": None,
+        }
+
+    def _deployment_json(self, d: _Deployment) -> dict[str, Any]:
+        url = f"{self._api}/deployments/{d.id}"
+        return {
+            "url": url, "id": d.id, "node_id": f"DE_{d.id}", "sha": d.sha, "ref": d.ref, "task": d.task,
+            "payload": d.payload, "original_environment": d.original_environment, "environment": d.environment,
+            "description": d.description, "creator": self._user(d.creator), "created_at": _iso(d.created_at),
+            "updated_at": _iso(d.updated_at), "statuses_url": f"{url}/statuses", "repository_url": self._api,
+            "transient_environment": d.transient_environment, "production_environment": d.production_environment,
+            "performed_via_github_app": None,
+        }
+
+    def _deployment_status_json(self, d: _Deployment, s: DeploymentStatusView) -> dict[str, Any]:
+        url = f"{self._api}/deployments/{d.id}"
+        return {
+            "url": f"{url}/statuses/{s.id}", "id": s.id, "node_id": f"DES_{s.id}", "state": s.state,
+            "creator": self._user(s.creator), "description": s.description, "environment": s.environment,
+            "target_url": s.log_url, "log_url": s.log_url, "environment_url": s.environment_url,
+            "created_at": _iso(s.created_at), "updated_at": _iso(s.created_at), "deployment_url": url,
+            "repository_url": self._api, "performed_via_github_app": None,
+        }
+
+    def _status_json(self, s: _Status) -> dict[str, Any]:
+        return {"url": f"{self._api}/statuses/{s.sha}", "avatar_url": None, "id": s.id, "node_id": f"SC_{s.id}",
+                "state": s.state, "description": s.description, "target_url": s.target_url, "context": s.context,
+                "created_at": _iso(s.created_at), "updated_at": _iso(s.updated_at), "creator": self._user(s.creator)}
+
+    def _protection_json(self, branch: str, p: Protection) -> dict[str, Any]:
+        url = f"{self._api}/branches/{branch}/protection"
+        data: dict[str, Any] = {
+            "url": url,
+            "required_signatures": {"url": f"{url}/required_signatures", "enabled": p.required_signatures},
+            "enforce_admins": {"url": f"{url}/enforce_admins", "enabled": p.enforce_admins},
+            "required_linear_history": {"enabled": p.required_linear_history},
+            "allow_force_pushes": {"enabled": p.allow_force_pushes},
+            "allow_deletions": {"enabled": p.allow_deletions},
+            "block_creations": {"enabled": False},
+            "required_conversation_resolution": {"enabled": False},
+            "lock_branch": {"enabled": False},
+            "allow_fork_syncing": {"enabled": False},
+        }
+        if p.strict or p.contexts:
+            data["required_status_checks"] = {
+                "url": f"{url}/required_status_checks", "strict": p.strict, "contexts": list(p.contexts),
+                "contexts_url": f"{url}/required_status_checks/contexts",
+                "checks": [{"context": c, "app_id": None} for c in p.contexts]}
+        if p.required_pull_request_reviews:
+            data["required_pull_request_reviews"] = {
+                "url": f"{url}/required_pull_request_reviews", "dismiss_stale_reviews": False,
+                "require_code_owner_reviews": False, "require_last_push_approval": False,
+                "required_approving_review_count": p.required_approving_review_count,
+                "bypass_pull_request_allowances": {"users": [self._user(u) for u in p.bypass], "teams": [],
+                                                   "apps": []}}
         return data
 
     def _ref_json(self, ref: str, sha: str) -> dict[str, Any]:
@@ -882,6 +2075,12 @@ class GitHubEmulator(ThreadedServer):
     def _person(who: tuple[str, str, int]) -> dict[str, Any]:
         return {"name": who[0], "email": who[1], "date": _iso(who[2])}
 
+    def _verification(self, commit: Commit) -> dict[str, Any]:
+        if commit.sha in self._signed:
+            return {"verified": True, "reason": "valid", "signature": _SIGNATURE,
+                    "payload": f"tree {commit.tree}\n", "verified_at": _iso(commit.committer[2])}
+        return {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None}
+
     def _git_commit_json(self, commit: Commit) -> dict[str, Any]:
         return {
             "sha": commit.sha, "node_id": f"C_{commit.sha}", "url": f"{self._api}/git/commits/{commit.sha}",
@@ -890,7 +2089,7 @@ class GitHubEmulator(ThreadedServer):
             "tree": {"sha": commit.tree, "url": f"{self._api}/git/trees/{commit.tree}"},
             "message": commit.message,
             "parents": self._parents_json(commit, "git/commits"),
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+            "verification": self._verification(commit),
         }
 
     def _commit_json(self, commit: Commit) -> dict[str, Any]:
@@ -910,12 +2109,19 @@ class GitHubEmulator(ThreadedServer):
         }
 
     def _tree_json(self, sha: str, *, recursive: bool) -> dict[str, Any]:
-        entries = []
-        for mode, kind, item, size, path in self.git.ls_tree(sha, recursive=recursive):
+        # GitHub cuts recursive listings past its limits and says so; a client then walks the
+        # subtrees itself, one non-recursive listing each (those are never cut here).
+        entries, size, truncated = [], 0, False
+        for mode, kind, item, blob_size, path in self.git.ls_tree(sha, recursive=recursive):
             entry: dict[str, Any] = {"path": path, "mode": mode, "type": kind, "sha": item}
             if kind == "blob":
-                entry |= {"size": size, "url": f"{self._api}/git/blobs/{item}"}
+                entry |= {"size": blob_size, "url": f"{self._api}/git/blobs/{item}"}
             elif kind == "tree":
                 entry["url"] = f"{self._api}/git/trees/{item}"
+            if recursive:
+                size += len(json.dumps(entry)) + 1
+                if len(entries) >= self._settings.tree_entries_limit or size > self._settings.tree_bytes_limit:
+                    truncated = True
+                    break
             entries.append(entry)
-        return {"sha": sha, "url": f"{self._api}/git/trees/{sha}", "tree": entries, "truncated": False}
+        return {"sha": sha, "url": f"{self._api}/git/trees/{sha}", "tree": entries, "truncated": truncated}
