@@ -40,8 +40,13 @@ Python-side controls (any thread):
   Job/Discover, Job/Read, Job/Build, Job/Cancel) are enforced: 401 for a wrong token, 403 naming
   the missing permission, 404 for a job one may not even discover. Anyone else (and anonymous,
   see `anonymous_permissions`) keeps full access unless `require_known_users` is set.
+- Reading back: `started` ((job, number, sha) as builds start), `builds(job)`, `build_count(job,
+  sha)`, `job_names()`, `users`; `start_build(job, sha)` starts a build at once; `scm_url` is the
+  remote the builds say they checked out.
 
 POSTs need the crumb from `/crumbIssuer/api/json` (the GitHub webhook is exempt, as in Jenkins).
+Known gaps: a multibranch project cannot be scanned (`POST /job/<project>/build` is not found),
+and the Notification plugin's notes, test summary and log lines are never sent.
 """
 
 from __future__ import annotations
@@ -813,19 +818,20 @@ class JenkinsEmulator(ThreadedServer):
     async def _deliver(self, endpoint: _Endpoint, build: _Build, phase: str, body: dict[str, Any]) -> None:
         assert self._session is not None
         parts = urlsplit(endpoint.url)
-        auth = aiohttp.BasicAuth(parts.username or "", parts.password or "") if parts.username else None
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        url = urlunsplit(parts._replace(netloc=netloc))
+        headers = {"Content-Type": "application/json;charset=UTF-8"}
+        url = endpoint.url
+        if "@" in parts.netloc:
+            # the plugin sends the URL's user info, as written, as Basic auth
+            userinfo, host = parts.netloc.rsplit("@", 1)
+            headers["Authorization"] = f"Basic {base64.b64encode(userinfo.encode()).decode()}"
+            url = urlunsplit(parts._replace(netloc=host))
         data = json.dumps(body).encode()
         attempt = 0
         while True:
             record = Notification(endpoint.url, build.job, build.number, phase, body, None)
             try:
-                async with self._session.post(
-                        url, data=data, auth=auth, timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
-                        headers={"Content-Type": "application/json;charset=UTF-8"}) as response:
+                async with self._session.post(url, data=data, headers=headers,
+                                              timeout=aiohttp.ClientTimeout(total=endpoint.timeout)) as response:
                     record.status, record.response = response.status, await response.text()
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 record.error = f"{type(exc).__name__}: {exc}"
