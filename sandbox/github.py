@@ -44,12 +44,16 @@ Webhooks are posted in order, asynchronously, delivery failures ignored: `push` 
 branch moves (merge, API ref update, POST /merges, `push()`), `pull_request`
 opened/synchronize/closed/reopened/edited, `issue_comment`, `deployment`, `deployment_status`,
 `status`. A pull request whose head becomes reachable from its base branch by a push or a ref update
-is marked merged by that commit, as GitHub does.
+is marked merged by that commit, as GitHub does. `mergeable_state` is `dirty` (conflicts), `draft`,
+`behind` (only when the base's protection is `strict`, as on GitHub), `blocked` (required checks or
+approvals missing), `unstable` (a failing status) or `clean`.
 
 Deviations from GitHub, on purpose: a token never added has full access (so nothing needs set-up);
 commits posted with a `signature` count as verified whatever it holds; `push` webhooks are only sent
 for the base branch; a deployment's `auto_merge` only merges into branch refs (never into a SHA);
-update-branch moves the branch before answering unless `update_branch_delay` is set.
+update-branch moves the branch before answering unless `update_branch_delay` is set. Where GitHub's
+words are not documented (a 403 for a classic token without push access, refused workflow changes,
+an invalid ref name, deleting the default or a protected branch) they are a close guess.
 """
 
 from __future__ import annotations

@@ -111,6 +111,16 @@ def test_opening_a_pr_is_refused_as_github_refuses_it(github_emulator):
                                                         "code": "invalid"}])
 
 
+def test_a_draft_pr_does_not_merge(github_emulator):
+    repo = gh(github_emulator)
+    repo.create_git_ref("refs/heads/wip", direct_commit(repo, {"wip.py": "1\n"}))
+
+    pull = repo.create_pull(base="master", head="wip", title="WIP", draft=True)
+
+    assert (pull.draft, repo.get_pull(pull.number).mergeable_state) == (True, "draft")
+    assert refused(pull.merge) == (405, "Pull Request is still a draft")
+
+
 def test_a_pr_is_closed_and_reopened_through_the_api(github_emulator):
     number = github_emulator.create_pr("A", {"a.py": "1\n"})
     pull = gh(github_emulator).get_pull(number)
