@@ -10,6 +10,13 @@ task definition, running count and `rolloutState` (the circuit breaker marks it 
 canary behind a load balancer counts as up once its tasks' IP addresses are healthy targets
 in every target group (awsvpc networking, which Fargate always uses; tasks without an IP count
 as soon as they run).
+
+A rolling update may be watched by CloudWatch alarms (`deploymentConfiguration.alarms`): ECS then
+fails the rollout, and with rollback on starts a deployment back to the last completed one, when
+one of them goes into ALARM; `Progress.by_alarm` and `Progress.alarms` say so. Task definition
+revisions can carry a tag naming the deploy that registered them, so that a resumed step finds
+the revision instead of registering a second one (`register_once`); a service's own
+deploymentConfiguration can be read before a rollout and put back after it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import copy
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,6 +57,9 @@ _ECR_IMAGE = re.compile(
     r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+# what UpdateService is given to switch deployment alarms off (it keeps what it is not given)
+NO_ALARMS = {"alarmNames": [], "enable": False, "rollback": False}
+_ALARM_NAMES = re.compile(r"\balarms? (.+?) in ALARM\b")
 # what a canary copies from its main service, besides launch type or capacity providers
 _CANARY_COPIES = ("networkConfiguration", "loadBalancers", "platformVersion", "healthCheckGracePeriodSeconds",
                   "placementConstraints", "placementStrategy", "propagateTags", "enableECSManagedTags",
@@ -84,6 +94,7 @@ class ServiceState:
     load_balancers: tuple[dict, ...]
     deployments: tuple[Deployment, ...]
     events: tuple[str, ...]  # newest first
+    deployment_configuration: dict[str, Any] | None = None  # as described (None where moto keeps none)
 
     @property
     def primary(self) -> Deployment | None:
@@ -105,6 +116,53 @@ class Progress:
     reason: str | None
     running: int
     desired: int
+    by_alarm: bool = False  # ECS failed (or rolled back) the rollout because a deployment alarm went off
+    alarms: tuple[str, ...] = ()  # the alarms ECS's words name (none once they are gone: see `reason`)
+
+
+def family_of(task_definition: str) -> str:
+    """`app-web` of `arn:aws:ecs:...:task-definition/app-web:7` (or of `app-web:7`)."""
+    return task_definition.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def revision_of(task_definition: str) -> int | None:
+    """7 of `...:task-definition/app-web:7`; None for a bare family (its latest revision)."""
+    _, _, revision = task_definition.rsplit("/", 1)[-1].partition(":")
+    return int(revision) if revision.isdigit() else None
+
+
+def _alarm_list(names: Sequence[str]) -> str:
+    return f"alarm {names[0]}" if len(names) == 1 else f"alarms {', '.join(names)}"
+
+
+def _alarm_failure(state: ServiceState, task_definition: str) -> tuple[tuple[str, ...], str, str] | None:
+    """When ECS stopped the move to `task_definition` because a deployment alarm went off: the alarms its
+    words name (maybe none), what to say of them, and ECS's words; None otherwise."""
+    primary = state.primary
+    moved = primary is not None and primary.task_definition != task_definition
+    texts = [d.rollout_reason or "" for d in state.deployments
+             if d.task_definition == task_definition and d.rollout_state == "FAILED"]
+    if moved:
+        texts.append(primary.rollout_reason or "")  # the rollback ECS started says why
+    texts = [t for t in texts if "alarm" in t.lower()]
+    if not texts and moved:
+        # once the failed deployment has drained, only the events say why ECS rolled back
+        latest = next((e for e in state.events if "deployment failed" in e), None)
+        texts = [latest] if latest is not None and "alarm" in latest.lower() else []
+    if not texts:
+        return None
+    configured = ((state.deployment_configuration or {}).get("alarms") or {}).get("alarmNames") or []
+    named = tuple(n for n in configured if any(n in t for t in texts))
+    if not named:
+        words = next((m[1] for t in texts if (m := _ALARM_NAMES.search(t))), None)
+        named = tuple(n.strip() for n in words.split(",")) if words else ()
+    if named:
+        said = f"{_alarm_list(named)} in ALARM"
+    elif configured:
+        said = f"one of the deployment {_alarm_list(configured)} went into ALARM"
+    else:
+        said = "a deployment alarm went into ALARM"
+    return named, said, texts[0]
 
 
 def _deployment(data: dict[str, Any]) -> Deployment:
@@ -134,6 +192,7 @@ def _state(cluster: str, data: dict[str, Any]) -> ServiceState:
         load_balancers=tuple(data.get("loadBalancers") or ()),
         deployments=tuple(_deployment(d) for d in data.get("deployments") or ()),
         events=tuple(e["message"] for e in data.get("events") or ()),
+        deployment_configuration=copy.deepcopy(data.get("deploymentConfiguration")),
     )
 
 
@@ -255,17 +314,67 @@ class Ecs:
         definition, _ = await self._task_definition(task_definition)
         return self._container(definition, container)["image"]
 
-    async def register_with_image(self, task_definition: str, container: str, image: str) -> str:
-        """A new revision of the same family with `container`'s image replaced and all else copied; its ARN."""
-        definition, tags = await self._task_definition(task_definition)
+    async def register_with_image(self, task_definition: str, container: str, image: str, *,
+                                  tags: Mapping[str, str] | None = None) -> str:
+        """A new revision of the same family with `container`'s image replaced and all else copied; its ARN.
+        It carries the old revision's tags, and `tags` on top (replacing the values of keys it shares)."""
+        definition, old_tags = await self._task_definition(task_definition)
         self._container(definition, container)["image"] = image
         # what DescribeTaskDefinition adds (ARN, revision, status, registeredAt...) is not accepted back
         params = {k: copy.deepcopy(v) for k, v in definition.items() if k in self._register_fields}
-        if tags:
-            params["tags"] = tags
+        merged = {t["key"]: t.get("value", "") for t in old_tags}
+        merged.update(tags or {})
+        if merged:
+            params["tags"] = [{"key": k, "value": v} for k, v in merged.items()]
         answer = await self._call(f"register task definition {definition['family']}",
                                   self._ecs.register_task_definition, **params)
         return answer["taskDefinition"]["taskDefinitionArn"]
+
+    async def find_revision(self, family: str, key: str, value: str, *, newest: int = 25,
+                            after: int | None = None) -> str | None:
+        """The newest ACTIVE revision of `family` tagged `key=value`, or None. Only the family's `newest`
+        revisions are looked at, and none numbered `after` or below: a deploy's revision is among the
+        latest, newer than the one it was copied from, and each revision looked at costs a call."""
+        arns: list[str] = []
+        token: str | None = None
+        while len(arns) < newest:
+            extra = {"nextToken": token} if token else {}
+            answer = await self._call(f"list task definitions of {family}", self._ecs.list_task_definitions,
+                                      familyPrefix=family, status="ACTIVE", sort="DESC",
+                                      maxResults=min(100, newest - len(arns)), **extra)
+            page = answer.get("taskDefinitionArns") or []
+            fresh = [a for a in page if after is None or (revision_of(a) or 0) > after]
+            arns += fresh
+            token = answer.get("nextToken")
+            if not token or len(fresh) < len(page):  # newest first: what follows is older still
+                break
+        for arn in arns[:newest]:
+            _, tags = await self._task_definition(arn)
+            if any(t.get("key") == key and t.get("value") == value for t in tags):
+                return arn
+        return None
+
+    async def register_once(self, task_definition: str, container: str, image: str, *, key: str, value: str,
+                            tags: Mapping[str, str] | None = None) -> str:
+        """`register_with_image` tagged `key=value` (e.g. the deploy's id), unless a revision of the family
+        already carries that tag: then that one, so that a step resumed after a crash registers nothing."""
+        found = await self.find_revision(family_of(task_definition), key, value,
+                                         after=revision_of(task_definition))
+        if found is not None:
+            return found
+        return await self.register_with_image(task_definition, container, image, tags={**(tags or {}), key: value})
+
+    async def deregister_task_definition(self, task_definition: str) -> None:
+        """Mark a revision INACTIVE (services already on it keep running); one already INACTIVE is left."""
+        definition, _ = await self._task_definition(task_definition)
+        if definition.get("status") != "ACTIVE":
+            return
+        await self._call(f"deregister task definition {task_definition}", self._ecs.deregister_task_definition,
+                         taskDefinition=task_definition)
+
+    async def task_definition_tags(self, task_definition: str) -> dict[str, str]:
+        _, tags = await self._task_definition(task_definition)
+        return {t["key"]: t.get("value", "") for t in tags}
 
     # -- canaries ------------------------------------------------------------------------------
     async def create_canary(self, cluster: str, service: str, canary: str, task_definition: str, count: int) -> None:
@@ -393,13 +502,20 @@ class Ecs:
             return
 
     # -- rolling updates -----------------------------------------------------------------------
-    async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int) -> None:
-        """Move the service to `task_definition` a batch at a time (the circuit breaker on, no ECS rollback)."""
+    async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int, *,
+                             alarms: Sequence[str] = (), alarm_rollback: bool = True) -> None:
+        """Move the service to `task_definition` a batch at a time (the circuit breaker on, no ECS rollback).
+        With `alarms`, ECS watches those CloudWatch alarms too and stops the rollout when one goes into ALARM
+        (rolling back by itself unless `alarm_rollback` is False)."""
         state = await self._existing(cluster, service)
         if state.on(task_definition):
             return
-        config = {"maximumPercent": max_percent(state.desired, batch_percent), "minimumHealthyPercent": 100,
-                  "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+        config: dict[str, Any] = {
+            "maximumPercent": max_percent(state.desired, batch_percent), "minimumHealthyPercent": 100,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+        if alarms:
+            config["alarms"] = {"alarmNames": list(dict.fromkeys(alarms)), "enable": True,
+                                "rollback": alarm_rollback}
         await self._call(f"update service {service}", self._ecs.update_service, cluster=cluster, service=service,
                          taskDefinition=task_definition, deploymentConfiguration=config)
 
@@ -422,11 +538,36 @@ class Ecs:
         desired = primary.desired if primary is not None else state.desired
         failure = await self._failure(cluster, state, task_definition)
         if failure is not None:
-            return Progress(done=False, failed=True, reason=failure, running=running, desired=desired)
+            by_alarm = _alarm_failure(state, task_definition)
+            if by_alarm is None:
+                return Progress(done=False, failed=True, reason=failure, running=running, desired=desired)
+            names, said, words = by_alarm
+            return Progress(done=False, failed=True, reason=f"{said}; ECS: {words}", running=running,
+                            desired=desired, by_alarm=True, alarms=names)
         assert primary is not None  # _failure reports a service without one
         done = primary.rollout_state == "COMPLETED" or (
             primary.rollout_state is None and len(state.deployments) == 1 and running == desired)
         return Progress(done=done, failed=False, reason=None, running=running, desired=desired)
+
+    async def deployment_configuration(self, cluster: str, service: str) -> dict[str, Any]:
+        """The service's own deploymentConfiguration as ECS describes it: what to keep before a rollout
+        changes it, and to give `restore_deployment_configuration` after."""
+        state = await self._existing(cluster, service)
+        return copy.deepcopy(state.deployment_configuration or {})
+
+    async def restore_deployment_configuration(self, cluster: str, service: str, config: Mapping[str, Any]) -> None:
+        """Put back a deploymentConfiguration read with `deployment_configuration` (starts no deployment);
+        nothing is sent when the service has it already. UpdateService keeps what it is not given, so
+        deployment alarms the saved configuration lacks are switched off explicitly."""
+        wanted = copy.deepcopy(dict(config))
+        wanted.setdefault("alarms", copy.deepcopy(NO_ALARMS))
+        state = await self._existing(cluster, service)
+        current = copy.deepcopy(state.deployment_configuration or {})
+        current.setdefault("alarms", copy.deepcopy(NO_ALARMS))
+        if current == wanted:
+            return
+        await self._call(f"restore deployment configuration of {service}", self._ecs.update_service,
+                         cluster=cluster, service=service, deploymentConfiguration=wanted)
 
     async def restore(self, cluster: str, service: str, task_definition: str) -> None:
         """Put the service back on exactly `task_definition` (an ARN it ran before)."""

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from integrations.ecs import CANARY_TAG, Ecs, Progress, max_percent
+from integrations.ecs import CANARY_TAG, NO_ALARMS, Ecs, Progress, family_of, max_percent, revision_of
 from integrations.outside import NotFound, PermanentError, RetriesExhausted, RetryPolicy
 from sandbox.aws import AwsEmulator
 from tests.fixtures.aws import CLUSTER, NEW_SHA, OLD_SHA, SIDECAR_IMAGE, WEB, WEB_TARGET_GROUP, WORKER, image
@@ -408,3 +408,160 @@ async def test_endpoint_from_the_environment_is_honoured(aws_emulator: AwsEmulat
     state = await Ecs().describe_service(CLUSTER, WORKER)
 
     assert state is not None and state.desired == 2
+
+
+# -- task definitions registered once, tagged, deregistered ----------------------------------------
+DEPLOY_TAG = "fatcontroller:deploy"
+
+
+async def test_register_with_image_adds_our_tags_to_the_old_ones(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WEB)
+
+    new = await ecs.register_with_image(old, "app", image(NEW_SHA), tags={DEPLOY_TAG: "12", "team": "web"})
+
+    assert described(aws_emulator, new)[1] == [{"key": "team", "value": "web"}, {"key": DEPLOY_TAG, "value": "12"}]
+    assert await ecs.task_definition_tags(old) == {"team": "checkout"}  # the old revision is left as it was
+    assert family_of(new) == WEB and family_of(f"{WEB}:3") == WEB
+
+
+async def test_register_once_finds_what_an_earlier_attempt_registered(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WEB)
+
+    first = await ecs.register_once(old, "app", image(NEW_SHA), key=DEPLOY_TAG, value="7")
+    again = await ecs.register_once(old, "app", image(NEW_SHA), key=DEPLOY_TAG, value="7")  # resumed
+    other = await ecs.register_once(old, "app", image(NEW_SHA), key=DEPLOY_TAG, value="8")
+
+    assert again == first and other != first
+    assert aws_emulator.calls.count("ecs:RegisterTaskDefinition") == 2
+    # revisions no newer than the one copied from are not looked at: a first attempt costs one list
+    assert aws_emulator.calls.count("ecs:ListTaskDefinitions") == 3
+    assert aws_emulator.calls.count("ecs:DescribeTaskDefinition") == 4  # 2 sources copied, revision 2 read twice
+    assert await ecs.task_definition_tags(first) == {"team": "checkout", DEPLOY_TAG: "7"}
+    assert await ecs.find_revision(WEB, DEPLOY_TAG, "8") == other
+    assert await ecs.find_revision(WEB, DEPLOY_TAG, "9") is None
+    assert await ecs.find_revision("app-nope", DEPLOY_TAG, "7") is None
+
+
+async def test_find_revision_looks_only_among_the_newest_active_revisions(aws_emulator: AwsEmulator,
+                                                                          ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WORKER)
+    tagged = await ecs.register_with_image(old, "app", image(NEW_SHA), tags={DEPLOY_TAG: "3"})
+    for _ in range(3):
+        await ecs.register_with_image(old, "app", image(NEW_SHA))
+
+    assert await ecs.find_revision(WORKER, DEPLOY_TAG, "3", newest=4) == tagged
+    assert await ecs.find_revision(WORKER, DEPLOY_TAG, "3", newest=3) is None
+    assert await ecs.find_revision(WORKER, DEPLOY_TAG, "3", after=revision_of(tagged)) is None
+    assert await ecs.find_revision(WORKER, DEPLOY_TAG, "3", after=revision_of(old)) == tagged
+    await ecs.deregister_task_definition(tagged)
+    assert await ecs.find_revision(WORKER, DEPLOY_TAG, "3") is None  # a rolled-back deploy's revision is not reused
+
+
+async def test_a_deregistered_revision_is_inactive_and_keeps_its_service_running(aws_emulator: AwsEmulator,
+                                                                                 ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WORKER)
+    new = await ecs.register_with_image(old, "app", image(NEW_SHA))
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=50)
+    assert (await finished(ecs, WORKER, new)).done
+
+    await ecs.deregister_task_definition(new)
+    await ecs.deregister_task_definition(new)  # resumed after a crash: nothing more
+
+    assert described(aws_emulator, new)[0]["status"] == "INACTIVE"
+    assert aws_emulator.calls.count("ecs:DeregisterTaskDefinition") == 1
+    assert (await ecs.rollout_progress(CLUSTER, WORKER, new)).done
+    assert aws_emulator.running_images(CLUSTER, WORKER) == [image(NEW_SHA)] * 2
+    with pytest.raises(PermanentError, match="inactive"):
+        await ecs.point_service(CLUSTER, WORKER, new, 3)
+
+
+# -- the service's own deployment configuration ----------------------------------------------------
+async def test_the_deployment_configuration_is_read_and_restored_after_a_rollout(aws_emulator: AwsEmulator,
+                                                                                 ecs: Ecs) -> None:
+    aws_emulator.create_alarm("worker-errors")
+    own = await ecs.deployment_configuration(CLUSTER, WORKER)
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=50, alarms=["worker-errors"])
+    assert (await finished(ecs, WORKER, new)).done
+    assert aws_emulator.service(CLUSTER, WORKER)["deploymentConfiguration"]["alarms"] == {
+        "alarmNames": ["worker-errors"], "enable": True, "rollback": True}
+    deployments = len(aws_emulator.service(CLUSTER, WORKER)["deployments"])
+    await ecs.restore_deployment_configuration(CLUSTER, WORKER, own)
+
+    assert own == {"deploymentCircuitBreaker": {"enable": False, "rollback": False}, "maximumPercent": 200,
+                   "minimumHealthyPercent": 100}
+    assert aws_emulator.service(CLUSTER, WORKER)["deploymentConfiguration"] == {**own, "alarms": NO_ALARMS}
+    assert len(aws_emulator.service(CLUSTER, WORKER)["deployments"]) == deployments  # nothing was redeployed
+    updates = aws_emulator.calls.count("ecs:UpdateService")
+    await ecs.restore_deployment_configuration(CLUSTER, WORKER, own)  # resumed after a crash
+    assert aws_emulator.calls.count("ecs:UpdateService") == updates
+
+
+async def test_a_service_with_its_own_alarms_gets_them_back(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    own = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 150,
+           "minimumHealthyPercent": 50, "alarms": {"alarmNames": ["team-alarm"], "enable": True, "rollback": True}}
+    boto3.client("ecs", endpoint_url=aws_emulator.url, region_name="eu-west-1").update_service(
+        cluster=CLUSTER, service=WEB, deploymentConfiguration=own)
+    saved = await ecs.deployment_configuration(CLUSTER, WEB)
+
+    await ecs.rolling_update(CLUSTER, WEB, await ecs.register_with_image(
+        task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA)), batch_percent=25, alarms=["web-5xx"])
+    await ecs.restore_deployment_configuration(CLUSTER, WEB, saved)
+
+    assert saved == own
+    assert aws_emulator.service(CLUSTER, WEB)["deploymentConfiguration"] == own
+
+
+# -- deployment alarms -----------------------------------------------------------------------------
+async def test_an_alarm_stops_the_rollout_and_progress_names_it(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    aws_emulator.create_alarm("worker-errors")
+    aws_emulator.create_alarm("worker-latency")
+    old = task_definition_of(aws_emulator, WORKER)
+    new = await ecs.register_with_image(old, "app", image(NEW_SHA))
+
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=50, alarms=["worker-latency", "worker-errors"])
+    aws_emulator.set_alarm("worker-errors", "ALARM", "Threshold Crossed: 14 errors")
+    progress = await finished(ecs, WORKER, new)
+
+    assert progress.failed and progress.by_alarm and progress.alarms == ("worker-errors",)
+    assert progress.reason is not None and progress.reason.startswith("alarm worker-errors in ALARM; ECS: ")
+    # ECS rolls back by itself; once the failed deployment is gone, its events still say an alarm did it
+    await eventually(lambda: _back_on(ecs, WORKER, old), within=10.0, what="ECS's rollback")
+    later = await ecs.rollout_progress(CLUSTER, WORKER, new)
+    assert later.failed and later.by_alarm and later.alarms == ()
+    assert later.reason is not None and later.reason.startswith(
+        "one of the deployment alarms worker-latency, worker-errors went into ALARM; ECS: ")
+    assert aws_emulator.running_images(CLUSTER, WORKER) == [image(OLD_SHA)] * 2
+
+
+async def test_an_alarm_without_ecs_rollback_leaves_the_failed_deployment(aws_emulator: AwsEmulator,
+                                                                         ecs: Ecs) -> None:
+    aws_emulator.create_alarm("web-5xx")
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WEB), "app", image(NEW_SHA))
+
+    await ecs.rolling_update(CLUSTER, WEB, new, batch_percent=25, alarms=["web-5xx"], alarm_rollback=False)
+    aws_emulator.set_alarm("web-5xx", "ALARM")
+    progress = await finished(ecs, WEB, new)
+
+    assert progress.by_alarm and progress.alarms == ("web-5xx",) and "web-5xx in ALARM state" in progress.reason
+    assert aws_emulator.service(CLUSTER, WEB)["deployments"][0]["taskDefinition"] == new
+
+
+async def test_a_rollout_stopped_by_the_circuit_breaker_is_not_put_on_an_alarm(aws_emulator: AwsEmulator,
+                                                                              ecs: Ecs) -> None:
+    aws_emulator.unhealthy_images.add(aws_emulator.push_image("app", BAD_SHA))
+    aws_emulator.create_alarm("worker-errors")
+    bad = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(BAD_SHA))
+
+    await ecs.rolling_update(CLUSTER, WORKER, bad, batch_percent=50, alarms=["worker-errors"])
+    progress = await finished(ecs, WORKER, bad)
+
+    assert progress.failed and not progress.by_alarm and progress.alarms == ()
+    assert "circuit breaker" in progress.reason
+
+
+async def _back_on(ecs: Ecs, service: str, task_definition: str) -> bool:
+    state = await ecs.describe_service(CLUSTER, service)
+    return (state is not None and state.on(task_definition) and len(state.deployments) == 1
+            and state.deployments[0].rollout_state == "COMPLETED")

@@ -122,3 +122,33 @@ async def test_image_exists_on_moto_ecr(moto: MotoAccount) -> None:
     assert await moto.facade.image_exists(f"{REPOSITORY}:new")
     assert not await moto.facade.image_exists(f"{REPOSITORY}:never-built")
     assert not await moto.facade.image_exists("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:new")
+
+
+async def test_register_once_and_deregister_on_moto(moto: MotoAccount) -> None:
+    first = await moto.facade.register_once(moto.task_definition, "app", f"{REPOSITORY}:new",
+                                            key="fatcontroller:deploy", value="7")
+    again = await moto.facade.register_once(moto.task_definition, "app", f"{REPOSITORY}:new",
+                                            key="fatcontroller:deploy", value="7")
+
+    assert again == first and first.endswith("task-definition/app-web:2")
+    assert moto.ecs.list_task_definitions(familyPrefix="app-web")["taskDefinitionArns"] == [moto.task_definition,
+                                                                                          first]
+    tags = moto.ecs.describe_task_definition(taskDefinition=first, include=["TAGS"])["tags"]
+    assert sorted((t["key"], t["value"]) for t in tags) == [("fatcontroller:deploy", "7"), ("team", "checkout")]
+
+    await moto.facade.deregister_task_definition(first)
+    await moto.facade.deregister_task_definition(first)
+    assert moto.ecs.describe_task_definition(taskDefinition=first)["taskDefinition"]["status"] == "INACTIVE"
+    assert await moto.facade.find_revision("app-web", "fatcontroller:deploy", "7") is None
+
+
+async def test_rolling_update_with_alarms_and_restoring_the_configuration_on_moto(moto: MotoAccount) -> None:
+    own = await moto.facade.deployment_configuration("production", "app-web")
+    new = await moto.facade.register_with_image(moto.task_definition, "app", f"{REPOSITORY}:new")
+
+    await moto.facade.rolling_update("production", "app-web", new, batch_percent=25, alarms=["app-5xx"])
+    await moto.facade.restore_deployment_configuration("production", "app-web", own)
+
+    assert service(moto, "app-web")["taskDefinition"] == new
+    progress = await moto.facade.rollout_progress("production", "app-web", new)
+    assert not progress.by_alarm
