@@ -278,3 +278,9 @@ def test_on_the_sandbox_a_pr_build_of_the_merge_ref_merges_the_base_into_the_hea
     assert ("app", merge) in registry.pushed
     assert git_data(rebuilt)["remoteUrls"] == [f"{github.root_url}/acme/app.git"]
 
+
+    github.push_pr(number, {"app/buttons.css": "button { color: rebeccapurple }\n"})
+    updated = wait_for(lambda: built(github.pr_head(number)))  # a push to the PR: its new head merged
+    files = github.files_at(git_data(updated)["lastBuiltRevision"]["SHA1"])
+    assert (files["README.md"], files["app/buttons.css"]) == ("# app, now with a changelog\n",
+                                                              "button { color: rebeccapurple }\n")
