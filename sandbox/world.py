@@ -35,7 +35,6 @@ class SandboxSpec:
     pea_cluster: str = "peas"
     pea_services: tuple[str, ...] = ()
     alarms: tuple[str, ...] = ()  # CloudWatch alarms, created OK (set them with `aws.set_alarm`)
-    alarms: tuple[str, ...] = ()  # CloudWatch alarms, created OK (set them with `aws.set_alarm`)
     channel: str = "C0DEPLOYS"
     users: Mapping[str, str] = field(default_factory=lambda: {
         "U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol", "U0ADMIN": "admin", "U0EMERGENCY": "emergency"})
@@ -108,8 +107,6 @@ class Sandbox:
         self.aws.create_cluster(s.cluster)
         for name, desired in s.services.items():
             self._service(s.cluster, name, head, desired, load_balanced=name in s.load_balanced)
-        for alarm in s.alarms:
-            self.aws.create_alarm(alarm)
         for alarm in s.alarms:
             self.aws.create_alarm(alarm)
         if s.pea_services:
