@@ -11,8 +11,9 @@ call `advance()` themselves.
 
 Control API for tests and the demo (thread-safe): `create_cluster`, `register_task_definition`,
 `create_service` (starts steady), `push_image` (what a CI job does), `service`, `running_images`,
-`history`, `advance`, `create_alarm`, `set_alarm`, `alarm`, `describe_alarms_calls`, and AWS-shaped
-faults `throttle` and `server_error` (CBOR and query clients get them in their own shape); knobs
+`history`, `advance`, `create_alarm`, `set_alarm`, `alarm`, `describe_alarms_calls`, the read-only listings
+`clusters`, `services`, `task_definition` and `alarms`, and AWS-shaped faults `throttle` and
+`server_error` (CBOR and query clients get them in their own shape); knobs
 `unhealthy_images`, `require_pushed_images`, `failure_threshold`, `alarm_bake_steps`, `step_interval`.
 `calls` lists every request's operation (`ecs:UpdateService`, `cloudwatch:DescribeAlarms`, ...) in
 order, faulted ones included; `call_log` has an `AwsCall` for every request that reached a service
@@ -39,7 +40,7 @@ from aiohttp import web
 from sandbox import cloudwatch
 from sandbox.cloudwatch import CloudWatchBackend
 from sandbox.ecr import ACCOUNT_ID, DEFAULT_REGION, AwsError, Registry
-from sandbox.ecs import RUNNING, EcsBackend
+from sandbox.ecs import INACTIVE, RUNNING, EcsBackend
 from sandbox.server import Fault, ThreadedServer
 
 log = logging.getLogger(__name__)
@@ -412,6 +413,27 @@ class AwsEmulator(ThreadedServer):
         """The service as DescribeServices (with tags) would return it."""
         with self._lock:
             return self.ecs.service(self.ecs.cluster(cluster), name, active=False).describe(include_tags=True)
+
+    def clusters(self) -> list[str]:
+        """The names of the clusters, in the order they were created."""
+        with self._lock:
+            return list(self.ecs.clusters)
+
+    def services(self, cluster: str) -> list[dict[str, Any]]:
+        """The cluster's services not yet deleted (ACTIVE or DRAINING), as `service` describes them."""
+        with self._lock:
+            return [s.describe(include_tags=True) for s in self.ecs.cluster(cluster).services.values()
+                    if s.status != INACTIVE]
+
+    def task_definition(self, identifier: str) -> dict[str, Any]:
+        """A task definition (`family`, `family:revision` or ARN) as DescribeTaskDefinition returns it."""
+        with self._lock:
+            return self.ecs.task_definition(identifier).describe()
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Every alarm as `alarm` describes it, in the order they were created."""
+        with self._lock:
+            return [a.describe() for a in self.cloudwatch.alarms.values()]
 
     def running_images(self, cluster: str, name: str, container: str | None = None) -> list[str]:
         """Images of the service's RUNNING tasks, for `container` (default: each task's first container)."""

@@ -20,8 +20,8 @@ commits and combined commit statuses; POST /merges; deployments and their status
 on pull requests; GET /user.
 
 Python controls, besides the commits and pull requests tests make (`create_pr`, `push_pr`, `push`,
-`close_pr`) and what they read back (`branch_head`, `pr_head`, `files_at`, `tree_of`, `log`,
-`pull_request(n)`):
+`close_pr`) and what they read back (`branch_head`, `pr_head`, `files_at`, `tree_of`, `log`, `commits`,
+`branches`, `pull_request(n)`, `pull_requests`):
 - `settings(allow_merge_commit=..., allow_squash_merge=..., allow_rebase_merge=...,
   delete_branch_on_merge=..., tree_entries_limit=..., tree_bytes_limit=..., update_branch_delay=...)`
   changes the repository's settings (all three merge methods allowed by default, as on GitHub) and
@@ -467,6 +467,11 @@ class GitRepo:
     def count(self, rev: str) -> int:
         return int(self._out("rev-list", "--count", rev))
 
+    def branches(self) -> dict[str, str]:
+        """Branch name -> head sha, of every branch."""
+        out = self._out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
+        return {ref.removeprefix("refs/heads/"): sha for ref, sha in (line.split() for line in out.splitlines())}
+
     def ls_tree(self, tree: str, *, recursive: bool) -> list[tuple[str, str, str, int | None, str]]:
         """(mode, type, sha, size, path) of a tree's entries; recursive listings include subtrees."""
         args = ["ls-tree", "-z", "-l", *(["-r", "-t"] if recursive else []), tree]
@@ -785,6 +790,22 @@ class GitHubEmulator(ThreadedServer):
         with self._lock:
             return [(c.sha, c.message, c.parents)
                     for c in self.git.log(self._commit_of(ref or self.base_branch), count=n)]
+
+    def commits(self, ref: str | None = None, n: int = 20, *, exclude: str | None = None) -> list[Commit]:
+        """The newest `n` commits reachable from a branch or sha (the base by default) and not from `exclude`."""
+        with self._lock:
+            return self.git.log(self._commit_of(ref or self.base_branch), count=n,
+                                exclude=self._commit_of(exclude) if exclude else None)
+
+    def branches(self) -> dict[str, str]:
+        """Branch name -> head sha, of every branch of the repository."""
+        with self._lock:
+            return self.git.branches()
+
+    def pull_requests(self) -> list[PullView]:
+        """Every pull request, open or not, oldest first."""
+        with self._lock:
+            return [self.pull_request(n) for n in sorted(self._pulls)]
 
     def flush_webhooks(self, timeout: float = 5.0) -> None:
         """Wait until every webhook emitted so far has been delivered (or has failed)."""

@@ -2,12 +2,14 @@
 
 The real slack-bolt app runs against it unmodified: `AsyncWebClient(token=..., base_url=emulator.api_url)`
 and `AsyncSocketModeHandler(app, app_token)`; `apps.connections.open` hands out this server's websocket.
-People act through coroutines (`command`, `click`, `submit_view`, `suggest`, `open_home`) that deliver an
-envelope and wait for the app's ack; everything the app does is recorded and inspectable (`messages`,
-`dms`, `ephemerals`, `home`, `current_view`, `acks`, `api_calls`).
+People act through coroutines (`command`, `click`, `submit_view`, `close_view`, `suggest`, `open_home`) that
+deliver an envelope and wait for the app's ack; everything the app does is recorded and inspectable
+(`messages`, `dms`, `ephemerals`, `home`, `current_view`, `acks`, `late_acks`, `api_calls`). With `commands`
+set (the app's manifest), Slack itself answers any other slash command at once, as Slackbot, and the app never
+hears of it. `sandbox.browser` serves all of this as a web page.
 
-Calling style: every method that talks to the app or waits (`command`, `click`, `submit_view`, `suggest`,
-`open_home`, `send_disconnect`, `drop_socket`, `wait_connected`, `wait_for`, `Interaction.ephemeral`) is a
+Calling style: every method that talks to the app or waits (`command`, `click`, `submit_view`, `close_view`,
+`suggest`, `open_home`, `send_disconnect`, `drop_socket`, `wait_connected`, `wait_for`, `Interaction.ephemeral`) is a
 coroutine whose work runs in the emulator's own loop, so awaiting it never blocks the caller's loop; sync
 code (the demo) runs them with `asyncio.run(...)`. Inspection methods are plain, thread-safe functions.
 
@@ -25,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -43,6 +45,8 @@ _MAX_MESSAGE_BLOCKS, _MAX_VIEW_BLOCKS = 50, 100
 _MAX_TITLE, _MAX_BUTTON_TEXT, _MAX_BUTTON_VALUE = 24, 75, 2000
 _MAX_SECTION_TEXT, _MAX_HEADER_TEXT, _MAX_METADATA = 3000, 150, 3000
 _MAX_VIEW_STACK = 3
+ACK_DEADLINE_MS = 3000.0  # Slack gives up on an envelope not acknowledged within 3 s and tells the person
+SLACKBOT = "USLACKBOT"  # who Slack's own answers (an unknown command) appear from
 
 
 class Edit(NamedTuple):
@@ -398,6 +402,7 @@ class SlackEmulator(ThreadedServer):
         bot_name: str = "fatcontroller",
         trigger_ttl: float = 3.0,
         ack_timeout: float = 10.0,
+        commands: Iterable[str] | None = None,
         port: int = 0,
     ) -> None:
         super().__init__("slack", port)
@@ -410,6 +415,9 @@ class SlackEmulator(ThreadedServer):
         self.trigger_ttl = trigger_ttl  # Slack's trigger_ids expire after 3 s
         self.ack_timeout = ack_timeout  # how long a person waits for an ack before the helper fails
         self.verification_token = "sandbox-verification-token"
+        # the app's slash commands (its manifest's): Slack itself answers any other one at once, and the app
+        # never hears of it; None: every command reaches the app
+        self.commands: set[str] | None = set(commands) if commands is not None else None
 
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -554,9 +562,9 @@ class SlackEmulator(ThreadedServer):
         return blocks
 
     def _post(self, channel: str, text: str, blocks: list[dict], *, via: str, thread_ts: str | None = None,
-              ephemeral_to: str | None = None) -> Message:
+              ephemeral_to: str | None = None, sender: str | None = None) -> Message:
         message = Message(channel=channel, ts=self._next_ts(), text=text, blocks=self._normalize(blocks),
-                          user=self.bot_user_id, thread_ts=thread_ts, ephemeral_to=ephemeral_to, via=via,
+                          user=sender or self.bot_user_id, thread_ts=thread_ts, ephemeral_to=ephemeral_to, via=via,
                           seq=next(self._seq))
         if ephemeral_to:
             self._ephemerals.setdefault(ephemeral_to, []).append(message)
@@ -962,6 +970,8 @@ class SlackEmulator(ThreadedServer):
             channel = channel or next(iter(self.channels))
             if channel not in self.channels and not self._dm_user(channel):
                 raise AssertionError(f"unknown channel {channel!r}; channels: {self.channels}")
+            if self.commands is not None and command not in self.commands:
+                return self._not_a_command(user, command, channel)
             trigger_id = self._issue_trigger(user)
             payload = {
                 "token": self.verification_token, "team_id": self.team_id, "team_domain": self.team_domain,
@@ -978,6 +988,15 @@ class SlackEmulator(ThreadedServer):
         seen = self._ephemeral_count(user)
         result = await self._deliver(SLASH_COMMANDS, payload, True, reply)
         return self._interaction("slash_commands", user, seen, trigger_id, result)
+
+    def _not_a_command(self, user: str, command: str, channel: str) -> Interaction:
+        """What Slack answers, without asking the app, when a person types a command the app does not have."""
+        seen = len(self._ephemerals.get(user, []))
+        self._post(channel, f"{command} is not a valid command. In Slack, all messages that start with the "
+                            "\"/\" character are interpreted as commands.\n\nIf you are trying to send a message "
+                            "and not run a command, try preceding the \"/\" with an empty space.",
+                   [], via="slack", ephemeral_to=user, sender=SLACKBOT)
+        return Interaction("slash_commands", user, None, 0.0, None, self, seen, answered_by_slack=True)
 
     async def submit_view(self, user: str, values: dict[str, dict[str, Any]] | None = None, *,
                           view: dict | None = None) -> Interaction:
@@ -1061,21 +1080,28 @@ class SlackEmulator(ThreadedServer):
 
     async def click(self, user: str, label: str, *, message: Message | None = None, channel: str | None = None,
                     ts: str | None = None, in_dm: bool = False, in_home: bool = False,
-                    forge: dict[str, Any] | None = None) -> Interaction:
+                    forge: dict[str, Any] | None = None, in_modal: bool = False, block_id: str | None = None,
+                    action_id: str | None = None, values: dict[str, dict[str, Any]] | None = None) -> Interaction:
         """Press the button labelled `label` on the latest message or view the user can see that has one.
 
-        Narrow the search with `message`, `channel` (and `ts`), `in_dm` or `in_home`; the candidates are
-        the channels, the user's DM, ephemeral messages to the user, the App Home and the open modal.
+        Narrow the search with `message`, `channel` (and `ts`), `in_dm`, `in_home` or `in_modal`; the
+        candidates are the channels, the user's DM, ephemeral messages to the user, the App Home and the open
+        modal. `block_id` and `action_id` pick one button among several with the same label. `values`
+        (as for `submit_view`) are what the person has filled in the view so far, sent as its state.
         `forge` overrides keys of the action sent (`value`, `action_id`): a crafted or replayed payload.
         """
         return await self._call(self._click(self.user_id(user), label, message, channel, ts, in_dm, in_home,
-                                            forge or {}))
+                                            forge or {}, in_modal=in_modal, block_id=block_id,
+                                            action_id=action_id, values=values or {}))
 
     def _surfaces(self, user: str, message: Message | None, channel: str | None, ts: str | None,
-                  in_dm: bool, in_home: bool) -> list[tuple[int, Message | dict]]:
+                  in_dm: bool, in_home: bool, in_modal: bool = False) -> list[tuple[int, Message | dict]]:
         """(seq, message or view) the user can see, within the asked-for scope."""
         if message is not None:
             return [(message.seq, message)]
+        if in_modal:
+            top = self._modals.get(user, [])[-1:]
+            return [(self._view_seq[v["id"]], v) for v in top]
         if in_home:
             home = self._homes.get(user)
             return [(self._view_seq[home["id"]], home)] if home else []
@@ -1093,15 +1119,22 @@ class SlackEmulator(ThreadedServer):
         return found
 
     async def _click(self, user: str, label: str, message: Message | None, channel: str | None, ts: str | None,
-                     in_dm: bool, in_home: bool, forge: dict[str, Any]) -> Interaction:
+                     in_dm: bool, in_home: bool, forge: dict[str, Any], *, in_modal: bool = False,
+                     block_id: str | None = None, action_id: str | None = None,
+                     values: dict[str, dict[str, Any]] | None = None) -> Interaction:
+        def matching(surface: Message | dict) -> list[tuple[dict, dict]]:
+            return [(b, el) for b, el in _buttons(_blocks_of(surface)) if _text(el.get("text")) == label
+                    and block_id in (None, b.get("block_id")) and action_id in (None, el.get("action_id"))]
+
         with self._lock:
-            surfaces = sorted(self._surfaces(user, message, channel, ts, in_dm, in_home), key=lambda s: s[0])
-            target = next((s for _, s in reversed(surfaces) if label in button_labels(s)), None)
+            surfaces = sorted(self._surfaces(user, message, channel, ts, in_dm, in_home, in_modal),
+                              key=lambda s: s[0])
+            target = next((s for _, s in reversed(surfaces) if matching(s)), None)
             if target is None:
                 present = [(render(s).partition("\n")[0], button_labels(s)) for _, s in surfaces if button_labels(s)]
                 raise AssertionError(f"no button {label!r} for {self.users[user]}; buttons present "
                                      f"(first line: labels): {present or 'none'}")
-            block, button = next((b, el) for b, el in _buttons(_blocks_of(target)) if _text(el.get("text")) == label)
+            block, button = matching(target)[0]
             action = {"action_id": button["action_id"], "block_id": block["block_id"], "text": button["text"],
                       "type": "button", "action_ts": f"{time.time():.6f}"}
             for key in ("value", "style"):
@@ -1125,13 +1158,40 @@ class SlackEmulator(ThreadedServer):
                 payload["response_url"] = self._issue_response_url(user, target.channel, target)
             else:
                 view = copy.deepcopy(target)
-                view["state"] = {"values": _state_values(view, {})}
+                view["state"] = {"values": _state_values(view, values or {})}
                 payload["state"] = view["state"]
                 payload["container"] = {"type": "view", "view_id": view["id"]}
                 payload["view"] = view
         seen = self._ephemeral_count(user)
         result = await self._deliver(INTERACTIVE, payload, False)
         return self._interaction("block_actions", user, seen, trigger_id, result)
+
+    async def close_view(self, user: str, *, all_views: bool = False) -> Interaction | None:
+        """Press Close on the user's modal (or its X, `all_views`): a pushed view goes back to the one under
+        it, the X (or a view with `clear_on_close`) closes the whole stack. The app hears of it, as a
+        `view_closed`, only when the view closed asked for `notify_on_close`; None when it did not."""
+        return await self._call(self._close_view(self.user_id(user), all_views))
+
+    async def _close_view(self, user: str, all_views: bool) -> Interaction | None:
+        with self._lock:
+            view = copy.deepcopy(self._open_modal(user))
+            stack = self._modals[user]
+            cleared = all_views or view["clear_on_close"] or len(stack) == 1
+            if cleared:
+                self._modals[user] = []
+            else:
+                stack.pop()
+            if not view["notify_on_close"]:
+                return None
+            view["state"] = {"values": _state_values(view, {})}
+            payload = {
+                "type": "view_closed", "team": self._team(), "user": self._person(user), "api_app_id": self.app_id,
+                "token": self.verification_token, "view": view, "is_cleared": cleared,
+                "is_enterprise_install": False, "enterprise": None,
+            }
+        seen = self._ephemeral_count(user)
+        result = await self._deliver(INTERACTIVE, payload, False)
+        return self._interaction("view_closed", user, seen, None, result)
 
     async def open_home(self, user: str) -> Interaction:
         """Open the app's Home tab: an `app_home_opened` event."""
@@ -1178,6 +1238,11 @@ class SlackEmulator(ThreadedServer):
         with self._lock:
             return self._homes.get(self.user_id(user))
 
+    def views(self, user: str) -> list[dict]:
+        """The user's stack of open modals, the one on top last."""
+        with self._lock:
+            return list(self._modals.get(self.user_id(user), []))
+
     def current_view(self, user: str) -> dict | None:
         """The modal on top of the user's screen, if any."""
         with self._lock:
@@ -1188,6 +1253,10 @@ class SlackEmulator(ThreadedServer):
     def acks(self) -> list[Ack]:
         with self._lock:
             return list(self._acks)
+
+    def late_acks(self) -> list[Ack]:
+        """Acks that came after Slack's 3 s: a real person would have seen an error instead."""
+        return [a for a in self.acks if a.latency_ms > ACK_DEADLINE_MS]
 
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
         """Every Web API call received (faulted ones are answered before they are recorded)."""
@@ -1214,13 +1283,19 @@ class SlackEmulator(ThreadedServer):
 class Interaction:
     """One thing a person did (an envelope), the app's ack, and a way to wait for what follows."""
 
-    type: str  # slash_commands, view_submission, block_actions or app_home_opened
+    type: str  # slash_commands, view_submission, view_closed, block_actions or app_home_opened
     user: str
     ack: dict | None  # the ack's payload, where Slack reads one
     latency_ms: float
     trigger_id: str | None
     emulator: SlackEmulator = field(repr=False)
     _next_ephemeral: int = field(repr=False)
+    answered_by_slack: bool = False  # an unknown command: Slack answered it, the app never heard of it
+
+    @property
+    def late(self) -> bool:
+        """Whether the ack broke Slack's 3-second rule."""
+        return self.latency_ms > ACK_DEADLINE_MS
 
     @property
     def errors(self) -> dict[str, str] | None:

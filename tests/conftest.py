@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.bot",
     "tests.fixtures.peas",
     "tests.fixtures.bot_process",
+    "tests.fixtures.browser",
 ]
 
 
