@@ -192,7 +192,7 @@ class BrowserView(ThreadedServer):
             self._end(entry, status="ok", detail="nothing sent to the app")
             return {"latency_ms": None, "late": False, "answered_by_slack": False, "errors": None}
         if interaction.answered_by_slack:
-            self._end(entry, status="slack", latency_ms=0.0, detail="answered by Slack: the app has no such command")
+            self._end(entry, status="slack", latency_ms=0.0, detail="the app has no such command: it never heard of it")
         elif interaction.late:
             notice = _LATE_NOTICE.get(kind, "an error").format(what=what.split(" ", 1)[0])
             self._end(entry, status="late", latency_ms=interaction.latency_ms,
@@ -360,6 +360,7 @@ class BrowserView(ThreadedServer):
                     for cid in s.channels}
         acks = s.acks
         return {
+            "app_connected": s.connected,
             "dm_channel": dm,
             "channels": channels,
             "dm": self._conversation([*s.dms(user), *(m for m in ephemerals if m.channel == dm)]),

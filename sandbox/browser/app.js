@@ -135,6 +135,9 @@
     const stats = $("ack-stats");
     stats.textContent = "acks " + acks.count + " · over 3 s: " + acks.late + " · slowest " + Math.round(acks.slowest_ms) + " ms";
     stats.classList.toggle("late", acks.late > 0);
+    const app = $("app-connection");
+    app.textContent = state.slack.app_connected ? "the app is connected" : "the app is not connected: actions wait for it";
+    app.classList.toggle("down", !state.slack.app_connected);
   }
 
   function renderSidebar() {

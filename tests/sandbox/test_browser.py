@@ -263,6 +263,7 @@ def send(page: Any, line: str) -> None:
 
 def test_a_command_posts_a_card_whose_button_reaches_the_app_and_the_edit_shows(world, page) -> None:
     _, _, app = world
+    expect(page.locator("#app-connection")).to_have_text("the app is connected")
     send(page, "/hello card one")
     card = message(page, "Hello @alice: card one")
     expect(card.locator(".bk-b")).to_have_text("card one")
@@ -447,6 +448,28 @@ def test_every_block_type_renders_and_mrkdwn_reads_as_in_slack(world, page) -> N
     unsupported = page.evaluate("([a, b]) => BlockKit.unsupportedIn(a).concat(BlockKit.unsupportedIn(b))",
                                 [EVERY_BLOCK, EVERY_INPUT])
     assert unsupported == []
+
+
+MRKDWN_CASES = [
+    ("snake_case_name and 2*3*4", "snake_case_name and 2*3*4"),
+    ("*bold _both_*", "<b class=\"bk-b\">bold <i class=\"bk-i\">both</i></b>"),
+    ("`*not bold*`", "<code class=\"bk-code\">*not bold*</code>"),
+    ("<https://a.example/c?x=1&amp;y=2|Q&amp;A>",
+     "<a class=\"bk-link\" href=\"https://a.example/c?x=1&amp;y=2\" target=\"_blank\" rel=\"noopener\">Q&amp;A</a>"),
+    ("<javascript:alert(1)|click>", "<span class=\"bk-link\">click</span>"),
+    ("<@U0NOBODY|someone> <!channel> <!subteam^S1|@oncall>",
+     "<span class=\"bk-mention\">@someone</span> <span class=\"bk-broadcast\">@channel</span> "
+     "<span class=\"bk-mention\">@oncall</span>"),
+    ("a &amp;lt; b &lt;script&gt;", "a &amp;lt; b &lt;script&gt;"),
+    ("see https://example.org/page.", "see <a class=\"bk-link\" href=\"https://example.org/page\" "
+                                      "target=\"_blank\" rel=\"noopener\">https://example.org/page</a>."),
+]
+
+
+def test_mrkdwn_edge_cases_render_as_slack_does(page) -> None:
+    html = page.evaluate("cases => cases.map(t => BlockKit.renderMrkdwn(t, {}).firstChild.innerHTML)",
+                         [text for text, _ in MRKDWN_CASES])
+    assert html == [expected for _, expected in MRKDWN_CASES]
 
 
 def test_an_unknown_block_or_element_type_is_marked_unsupported(world, page) -> None:
