@@ -3,7 +3,8 @@
 `BrowserView(sandbox).start()` serves, on 127.0.0.1, one page (`sandbox/browser/index.html`, plain
 HTML, CSS and JavaScript with no build step) and a small JSON API behind it:
 
-    GET  /                      the page (`?user=alice` picks who you are; `#dm`, `#home` open those)
+    GET  /                      the page: `?user=alice` picks who you are (or the picker at the top),
+                                `#channel/C0DEPLOYS`, `#dm` (your DM with the app) or `#home` what you see
     GET  /static/<file>         its scripts and style: `blocks.js` (the Block Kit renderer), `app.js`
     GET  /api/state?user=U..    everything the page shows, for that person (see below); `&since=<version>`
                                 answers `{"version": v, "unchanged": true}` when nothing changed
@@ -27,16 +28,22 @@ at once. The world's buttons call the emulators' controls (`aws.set_alarm`, `jen
 
 The page polls `/api/state` (every 300 ms) and re-renders only the parts whose JSON changed, so a
 modal being filled in is not disturbed. The state holds the workspace (people, channels, the app's
-commands), for the person asked about their channels' messages (thread replies nested under their
-parent, edits in place), their DM with the app, their ephemeral messages, App Home and modal stack,
-the activity log, and the outside world: the repository's branches and pull requests, Jenkins jobs
-and builds, ECS clusters and services (with deployments and images), CloudWatch alarms and the peas.
+commands); what the person asked about sees: the channels' messages with their own ephemeral ones
+among them (thread replies nested under their parent, edits in place), their DM with the app, their
+App Home and modal stack; the activity log; and the outside world: the repository's branches and
+pull requests, Jenkins jobs and builds, ECS clusters and services (with deployments and images),
+CloudWatch alarms and the peas.
 The world is read from the emulators' Python state at most every `world_ttl` seconds, off the
 server's loop, so many open pages cost no more than one.
 
 Block Kit is rendered by the page itself (`blocks.js`, `window.BlockKit`): an element or block type
 it does not know shows a visible "unsupported: <type>" marker (class `bk-unsupported`), which a
-test can look for. Nothing here imports the product.
+test can look for in the page, or ask for directly: `page.evaluate("b => BlockKit.unsupportedIn(b)",
+blocks)` lists the unsupported types in any list of blocks. Nothing here imports the product.
+
+Use (the demo's `--keep`): set `sandbox.slack.commands` to the app's slash commands (so that Slack
+answers a mistyped one), then `view = serve_browser(sandbox)`, print `view.url`, `view.stop()` at the
+end; the page needs only the sandbox and a bot connected to its Slack emulator.
 """
 
 from __future__ import annotations
