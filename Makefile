@@ -17,10 +17,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -29,4 +33,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 flowchart: $(STAMP)
-	$(BIN)/python -m flows.deploy.machine README.md
+	$(BIN)/python -m flows.flowchart README.md

@@ -21,7 +21,6 @@ from typing import Any
 
 from bench.common import config_for, people, quiet, spread, start_bot_on, start_sandbox, write_json
 from bot.metrics import Metrics
-from flows.deploy.stats import count_by_state
 from sandbox.slack import Ack, Message
 from sandbox.world import Sandbox, SandboxSpec
 
@@ -122,8 +121,8 @@ async def main(people_count: int, rounds: int, latency: float, seed: int) -> dic
         presses = await pressing
         took = time.monotonic() - started
         measured_inside = inside_the_bot(bot.metrics)
-        in_flight = [d.deploy for d in await bot.flows.queue() if d.position == 0]
-        finished = await count_by_state(bot.engine.sessions)
+        in_flight = [d.deploy for d in (await bot.deploys.queue()).entries if d.position == 0]
+        finished = await bot.deploys.counts()
     finally:
         await bot.stop()
         sandbox.stop()

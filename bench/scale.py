@@ -29,23 +29,22 @@ import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.common import config_for, quiet, write_json
-from bot.app import build_outside, settle_memory
-from bot.commands import history_text, queue_text, stats_text
+from bot.app import settle_memory
+from bot.deploy.answers import history_text, queue_text, stats_text
 from bot.home import HomePublisher
 from bot.metrics import Metrics
-from bot.peas import home_section, list_text
-from bot.surface import Surface
+from bot.pea.cards import list_text
+from bot.wiring import build_outside
 from flows.config import AppConfig, Settings
 from flows.deploy.machine import State
 from flows.deploy.service import TRAIN
-from flows.deploy.stats import train_stats
 from flows.engine import Engine
-from flows.notify import NullNotifier
 from sandbox.world import Sandbox, SandboxSpec
 from storage.clock import utcnow
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
 from storage.models import AuditEvent, Deploy, Pea, Train
+from storage.slack import SlackStore
 
 REPEATS = 20
 DAYS = 28  # the finished deploys fall inside `/deploy stats`' window: the worst case for it
@@ -59,11 +58,15 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
     created = now - timedelta(days=DAYS) + timedelta(seconds=n * DAYS * 86400 / 10_000)
     started = created + timedelta(minutes=rng.uniform(0, 30))
     times, at = {}, started
+    entered = {}
     for leg in LEG:
         times[leg] = at.isoformat()
+        entered[leg] = at
         at += timedelta(minutes=rng.uniform(0.5, 4))
+    rolling_back_at = None
     if state is State.ROLLED_BACK:
         times["rolling_back"] = at.isoformat()
+        rolling_back_at = at
         at += timedelta(minutes=2)
     times[state.value] = at.isoformat()
     sha = f"{rng.getrandbits(160):040x}"
@@ -73,7 +76,8 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
             "processes": ["web", "worker"], "queue_seq": float(n), "merge_sha": sha,
             "build_url": f"https://jenkins/job/app-master/{n}/", "image": f"app:{sha}",
             "created_at": created, "updated_at": at, "state_entered_at": at, "started_at": started,
-            "finished_at": at, "state_times": times,
+            "finished_at": at, "state_times": times, "rolling_back_at": rolling_back_at,
+            "in_production_at": entered.get(State.AWAITING_CONFIRMATION.value),
             "targets": {p: {"service": f"app-{p}", "old_td": f"arn:td/app-{p}:{n}", "new_td": f"arn:td/app-{p}:{n + 1}"}
                         for p in ("web", "worker")}}
 
@@ -101,7 +105,7 @@ async def seed(sessions: Any, finished: int, queued: int, peas: list[str]) -> No
         await session.execute(sa.update(Train).where(Train.id == TRAIN).values(in_flight_id=finished + 1))
         held = [{"name": name, "state": "up", "holder": USERS[i % len(USERS)], "pr_number": 500 + i,
                  "pr_title": f"Preview {i}", "head_sha": f"{i:040x}", "url": f"https://{name}.dev.acme.com",
-                 "claimed_at": now - timedelta(hours=1), "lease_expires_at": now + timedelta(hours=7),
+                 "claimed_at": now - timedelta(hours=1), "claim_expires_at": now + timedelta(hours=7),
                  "state_entered_at": now - timedelta(hours=1), "checked_at": now,
                  "task_definitions": {"web": f"arn:td/pea-{name}-web:1"},
                  "due_at": now + timedelta(minutes=5 + i % 60)} for i, name in enumerate(peas) if i % 2 == 0]
@@ -155,10 +159,9 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     database = make_engine(url)
     sessions = make_sessionmaker(database)
     settings = Settings(**sandbox.env(), DATABASE_URL=url, FATCONTROLLER_HTTP_PORT=0)
-    engine = Engine(config, sessions, build_outside(config, settings, Metrics()), NullNotifier())
-    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), config, sessions)
-    home.peas = home_section(engine.peas)
-    surface = Surface(config, engine.flows, sessions, engine.outside.github, home)
+    engine = Engine(config, sessions, build_outside(config, settings, Metrics()))
+    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), engine.deploys, engine.peas,
+                         SlackStore(sessions))
     viewer = USERS[0]  # holds peas, has a queued deploy and a history
     figures: dict[str, Any] = {"finished": finished, "queued": queued, "peas": peas_count,
                                "seed_seconds": seeded}
@@ -172,9 +175,9 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
             await asyncio.sleep(0.01)
         figures["tick"] = await timed(engine.tick)
         figures["pea pass"] = await timed(engine.pea_worker.pass_once)
-        figures["/deploy queue"] = await timed(lambda: queue_text(surface))
-        figures["/deploy history"] = await timed(lambda: history_text(surface))
-        figures["/deploy stats"] = await timed(lambda: _stats(sessions))
+        figures["/deploy queue"] = await timed(lambda: queue_text(engine.deploys))
+        figures["/deploy history"] = await timed(lambda: history_text(engine.deploys))
+        figures["/deploy stats"] = await timed(lambda: _stats(engine))
         figures["/pea"] = await timed(lambda: _peas(engine))
         figures["App Home"] = await timed(lambda: _home(home, viewer))
         figures["steps run"] = engine.steps_run
@@ -186,16 +189,16 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     return figures
 
 
-async def _stats(sessions: Any) -> str:
-    return stats_text(await train_stats(sessions))
+async def _stats(engine: Engine) -> str:
+    return stats_text(await engine.deploys.stats())
 
 
 async def _peas(engine: Engine) -> str:
-    return list_text(await engine.peas.list())
+    return list_text(await engine.peas.all())
 
 
 async def _home(home: HomePublisher, user: str) -> list[dict[str, Any]]:
-    return await home.render(user, await home.train())
+    return await home.render(user, await home.deploys.queue())
 
 
 def report(figures: dict[str, Any]) -> str:

@@ -15,11 +15,9 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
-import sqlalchemy as sa
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 # The same two calls AsyncSocketModeHandler.handle makes, timed around (the ack is sent in the second).
@@ -30,24 +28,16 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import actions, commands, home, modals, peas, picker
+from bot import listeners
+from bot.delivery import CARD_INTERVAL, SlackSink
 from bot.home import HomePublisher
 from bot.metrics import HttpServer, Metrics
-from bot.notifier import CARD_INTERVAL, SlackNotifier
 from bot.surface import Surface
-from flows.config import AppConfig, Settings
+from bot.wiring import Wired, WiringError, redact, wire
+from flows.config import AppConfig, Settings, revealed
 from flows.deploy.flows import DeployFlows
-from flows.deploy.steps import Outside
 from flows.engine import Engine
-from flows.pea.flows import PeaFlows
-from integrations.ecs import Ecs
-from integrations.github import GitHub
-from integrations.jenkins import Jenkins
-from integrations.outside import redact
-from storage.db import StorageError, make_engine, make_sessionmaker
-from storage.migrate import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -86,56 +76,33 @@ class Bot:
     app: AsyncApp
     client: AsyncWebClient
     handler: MeasuredSocketModeHandler
-    engine: Engine
-    notifier: SlackNotifier
+    wired: Wired
+    sink: SlackSink
     home: HomePublisher
     metrics: Metrics
-    database: AsyncEngine
     http: HttpServer | None
 
     @property
-    def flows(self) -> DeployFlows:
-        return self.engine.flows
+    def engine(self) -> Engine:
+        return self.wired.engine
+
+    @property
+    def deploys(self) -> DeployFlows:
+        return self.wired.engine.deploys
 
     async def healthy(self) -> dict[str, bool]:
         """What `/healthz` reports: Slack connected, database answering."""
-        try:
-            async with self.database.connect() as connection:
-                await connection.execute(sa.text("SELECT 1"))
-            database = True
-        except Exception:
-            database = False
-        return {"slack": await self.handler.client.is_connected(), "database": database}
+        return {"slack": await self.handler.client.is_connected(), "database": await self.wired.database_answers()}
 
     async def stop(self) -> None:
-        """Stop taking requests, stop the job loop, deliver what is pending, close the database."""
+        """Stop taking requests, stop the job loop, deliver what is due, close the database."""
         await self.handler.close_async()
+        self.sink.card_interval = 0  # what is held back goes out now
         await self.engine.stop()
-        await self.notifier.close()
         await self.home.close()
         if self.http is not None:
             await self.http.stop()
-        await self.database.dispose()
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def build_outside(config: AppConfig, settings: Settings, metrics: Metrics) -> Outside:
-    if not settings.jenkins_url:
-        raise StartupError("JENKINS_URL is not set: the train needs Jenkins to follow builds")
-    outside = Outside(
-        github=GitHub(config.github.repo, config.github.base_branch, token=_secret(settings.github_token),
-                      api_url=settings.github_api_url),
-        jenkins=Jenkins(settings.jenkins_url, settings.jenkins_user, _secret(settings.jenkins_token),
-                        sha_parameter=config.jenkins.sha_parameter),
-        ecs=Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url),
-    )
-    # The facades do not take the hook in their constructors (yet): count every failed outside call.
-    for facade in (outside.github, outside.jenkins, outside.ecs):
-        facade._caller.on_error = metrics.outside_error
-    return outside
+        await self.wired.close()
 
 
 async def _check_slack(call: Any, variable: str, api_url: str) -> None:
@@ -152,35 +119,15 @@ async def _check_slack(call: Any, variable: str, api_url: str) -> None:
                            "check SLACK_API_URL and the network") from None
 
 
-async def _open_database(settings: Settings) -> AsyncEngine:
-    url = settings.database_url.get_secret_value()
-    try:
-        database = make_engine(url)
-    except StorageError as exc:
-        raise StartupError(str(exc)) from None
-    try:
-        await ensure_schema(database)
-    except StorageError as exc:  # SchemaOutdated says to run `fatcontroller db upgrade`
-        await database.dispose()
-        raise StartupError(str(exc)) from None
-    return database
-
-
-def build_app(client: AsyncWebClient, surface: Surface, pea_flows: PeaFlows, notifier: SlackNotifier) -> AsyncApp:
-    """The Bolt app with every listener registered (the peas' DMs and Home section plugged in too)."""
+def build_app(client: AsyncWebClient, surface: Surface) -> AsyncApp:
+    """The Bolt app with every listener registered."""
     app = AsyncApp(client=client, process_before_response=False)
 
     @app.error
     async def handle_error(error: Exception, body: dict[str, Any]) -> None:
         log.error("slack listener failed on %s: %s", body.get("type") or body.get("command"), error, exc_info=error)
 
-    commands.register(app, surface)
-    modals.register(app, surface)
-    actions.register(app, surface)
-    picker.register(app, surface.github)
-    home.register(app, surface.home)
-    peas.register(app, pea_flows, surface.config, notifier=notifier, home=surface.home)
-    actions.register_fallbacks(app)
+    listeners.register(app, surface)
     return app
 
 
@@ -194,30 +141,31 @@ def settle_memory() -> None:
 async def start_bot(config: AppConfig, settings: Settings, *, card_interval: float = CARD_INTERVAL,
                     home_debounce: float = 1.0) -> Bot:
     """Check, connect and start everything; StartupError if something is missing, wrong or unreachable."""
-    bot_token, app_token = _secret(settings.slack_bot_token), _secret(settings.slack_app_token)
+    bot_token, app_token = revealed(settings.slack_bot_token), revealed(settings.slack_app_token)
     if not bot_token or not app_token:
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot_token), ("SLACK_APP_TOKEN", app_token))
                    if not value]
         raise StartupError(f"{' and '.join(missing)} not set: see manifest.yaml and the README to create the app")
     metrics = Metrics()
-    outside = build_outside(config, settings, metrics)
     client = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
     await _check_slack(client.auth_test(), "SLACK_BOT_TOKEN", settings.slack_api_url)
     await _check_slack(AsyncWebClient(base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
                        .apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN", settings.slack_api_url)
 
-    database = await _open_database(settings)
-    sessions = make_sessionmaker(database)
-    home_publisher = HomePublisher(client, config, sessions, debounce=home_debounce)
-    notifier = SlackNotifier(client, config, sessions, home=home_publisher, metrics=metrics,
-                             card_interval=card_interval)
-    engine = Engine(config, sessions, outside, notifier, owner=settings.instance,
-                    lease_ttl=timedelta(seconds=settings.lease_seconds))
-    surface = Surface(config, engine.flows, sessions, outside.github, home_publisher)
-    app = build_app(client, surface, engine.peas, notifier)
+    try:
+        wired = await wire(config, settings, metrics)
+    except WiringError as exc:
+        raise StartupError(str(exc)) from None
+    engine = wired.engine
+    home = HomePublisher(client, engine.deploys, engine.peas, wired.store, debounce=home_debounce)
+    # The outbox honours Slack's rate limits itself (Retry-After reschedules the stream): no retries in the client.
+    delivering = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
+    sink = SlackSink(delivering, config, engine.deploys, engine.peas, wired.store, home=home, metrics=metrics,
+                     card_interval=card_interval)
+    app = build_app(client, Surface(config, engine.deploys, engine.peas, home))
     handler = MeasuredSocketModeHandler(app, app_token, metrics, ping_interval=PING_INTERVAL)
-    bot = Bot(config, app, client, handler, engine, notifier, home_publisher, metrics, database, None)
+    bot = Bot(config, app, client, handler, wired, sink, home, metrics, None)
     try:
         try:
             await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
@@ -225,15 +173,14 @@ async def start_bot(config: AppConfig, settings: Settings, *, card_interval: flo
             raise StartupError(f"cannot open the Socket Mode connection to Slack within {CONNECT_TIMEOUT:.0f}s "
                                f"({type(exc).__name__}): check SLACK_APP_TOKEN and the network") from None
         if settings.http_port:
-            bot.http = HttpServer(metrics, sessions, bot.healthy)
+            bot.http = HttpServer(metrics, engine.deploys.counts, bot.healthy)
             try:
                 await bot.http.start(settings.http_port)
             except OSError as exc:
                 bot.http = None
                 raise StartupError(f"cannot serve /healthz and /metrics on port {settings.http_port} ({exc}): "
                                    "set FATCONTROLLER_HTTP_PORT to a free port, or 0 for none") from None
-        engine.start()
-        await notifier.resync_cards()
+        engine.start([sink])
     except BaseException:
         await bot.stop()
         raise

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flows.config import AppConfig, ConfigError, Settings, load_config
 
@@ -45,13 +45,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from storage.db import StorageError
-    from storage.migrate import upgrade
+    from bot.wiring import WiringError, upgrade_database
 
-    settings = Settings()
     try:
-        asyncio.run(upgrade(settings.database_url.get_secret_value()))
-    except StorageError as exc:
+        asyncio.run(upgrade_database(Settings()))
+    except WiringError as exc:
         print(f"db upgrade failed: {exc}", file=sys.stderr)
         return 1
     print("database schema is up to date")
@@ -73,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if not args.verbose:  # the demo's screen says what happens; importing the product would log its set-up
         logging.disable(logging.INFO)
-    from bot.demo import demo
+    from demo.scenario import demo
 
     return asyncio.run(demo(keep=args.keep))
 
@@ -110,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # APScheduler logs every tick at INFO: the job loop's own log says what matters.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    return args.handler(args)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

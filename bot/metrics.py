@@ -12,10 +12,6 @@ from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from flows.deploy.stats import count_by_state
-from integrations.outside import OutsideError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +36,23 @@ class Metrics:
                                      "From a Slack envelope's arrival to its acknowledgement.", ["type"],
                                      buckets=_ACK_BUCKETS, registry=self.registry)
         self.slack_errors = Counter("fatcontroller_slack_delivery_errors",
-                                    "Slack Web API calls that failed (messages not delivered).", ["method"],
-                                    registry=self.registry)
+                                    "Slack Web API calls that failed (retried through the outbox if they may pass).",
+                                    ["method"], registry=self.registry)
+        self.outbox_failures = Counter("fatcontroller_outbox_delivery_failures",
+                                       "Deliveries of the outbox that failed and wait to be tried again.", ["sink"],
+                                       registry=self.registry)
 
-    def outside_error(self, what: str, error: OutsideError) -> None:
-        """`OutsideCaller.on_error`: count every failed attempt by system and kind."""
-        kind = "transient" if isinstance(error, TransientError) else "permanent"
-        self.outside_errors.labels(error.system, kind).inc()
+    def outside_error(self, system: str, transient: bool) -> None:
+        """Count a failed call to an outside system, by system and kind."""
+        self.outside_errors.labels(system, "transient" if transient else "permanent").inc()
+
+    def outbox_failed(self, sink: str, _error: str) -> None:
+        self.outbox_failures.labels(sink).inc()
 
     def step_ended(self, state: str, entered: datetime, left: datetime) -> None:
         self.step_seconds.labels(state).observe(max(0.0, (left - entered).total_seconds()))
 
-    async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        counts = await count_by_state(sessions)
+    def refresh(self, counts: dict[str, int]) -> None:
         for state, count in counts.items():
             self.deploys.labels(state).set(count)
         self.queue_length.set(counts.get("queued", 0))
@@ -64,10 +64,10 @@ class Metrics:
 class HttpServer:
     """`/healthz` (200 when Slack is connected, 503 otherwise) and `/metrics`, on 0.0.0.0:`port`."""
 
-    def __init__(self, metrics: Metrics, sessions: async_sessionmaker[AsyncSession],
+    def __init__(self, metrics: Metrics, counts: Callable[[], Awaitable[dict[str, int]]],
                  healthy: Callable[[], Awaitable[dict[str, bool]]]) -> None:
         self.metrics = metrics
-        self.sessions = sessions
+        self.counts = counts
         self.healthy = healthy
         self._runner: web.AppRunner | None = None
 
@@ -91,7 +91,7 @@ class HttpServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         try:
-            await self.metrics.refresh(self.sessions)
+            self.metrics.refresh(await self.counts())
         except Exception:
             log.exception("metrics: cannot read the deploys from the database")
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
-from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-
+from bot.grammar import pr_number
 from bot.text import plain
-from integrations.github import GitHub, PullRequest
-from integrations.outside import OutsideError
+from flows.deploy.flows import DeployFlows
+from flows.errors import Refused
+from flows.views import PullRequestOption
 
 log = logging.getLogger(__name__)
 
 ACTION_ID = "pr_pick"
 SUGGESTIONS = 25
 BUDGET = 2.5  # seconds: Slack gives options 3 s, after which the person sees an error
-_NUMBER = re.compile(r"#?([0-9]{1,9})")
 
 
 def element(placeholder: str = "Search open pull requests") -> dict[str, Any]:
@@ -28,7 +25,7 @@ def element(placeholder: str = "Search open pull requests") -> dict[str, Any]:
             "placeholder": plain(placeholder, 150)}
 
 
-def option(pr: PullRequest) -> dict[str, Any]:
+def option(pr: PullRequestOption) -> dict[str, Any]:
     # Slack cuts option text at 75 characters: the number and author first, the title last.
     return {"text": plain(f"#{pr.number} {pr.author}: {pr.title}", 75), "value": str(pr.number)}
 
@@ -40,22 +37,15 @@ def picked(values: dict[str, Any], block_id: str) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-async def suggestions(github: GitHub, query: str) -> list[dict[str, Any]]:
+async def suggestions(deploys: DeployFlows, query: str) -> list[dict[str, Any]]:
     """Open pull requests matching `query`; when GitHub is slow or down, a typed number is still offered."""
     try:
-        prs = await asyncio.wait_for(github.search_open_prs(query, SUGGESTIONS), BUDGET)
+        prs = await asyncio.wait_for(deploys.search_prs(query, SUGGESTIONS), BUDGET)
         options = [option(pr) for pr in prs]
-    except (OutsideError, TimeoutError) as exc:
+    except (Refused, TimeoutError) as exc:
         log.warning("pull request search for %r failed: %s", query, exc)
         options = []
-    number = _NUMBER.fullmatch(query.strip())
-    if not options and number:
-        options = [{"text": plain(f"#{number.group(1)}", 75), "value": number.group(1)}]
+    number = pr_number(query.strip())
+    if not options and number is not None:
+        options = [{"text": plain(f"#{number}", 75), "value": str(number)}]
     return options
-
-
-def register(app: AsyncApp, github: GitHub) -> None:
-    @app.options(ACTION_ID)
-    async def handle_pr_suggestion(ack: AsyncAck, payload: dict[str, Any]) -> None:
-        # Options are the ack itself, so the search runs first, within its budget.
-        await ack(options=await suggestions(github, str(payload.get("value") or "")))

@@ -1,4 +1,4 @@
-"""What the Slack listeners work with: the train's operations and what they read."""
+"""What the Slack listeners work with: the domain's public API, the config, the App Home, and answering people."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.home import HomePublisher
-from flows.config import AppConfig
+from flows.config import AppConfig, CommandsConfig
 from flows.deploy.flows import DeployFlows
-from integrations.github import GitHub
+from flows.pea.flows import PeaFlows
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +20,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Surface:
     config: AppConfig
-    flows: DeployFlows
-    sessions: async_sessionmaker[AsyncSession]
-    github: GitHub
+    deploys: DeployFlows
+    peas: PeaFlows
     home: HomePublisher
+
+    @property
+    def commands(self) -> CommandsConfig:
+        return self.config.slack.commands
 
 
 async def tell(client: AsyncWebClient, user_id: str, text: str, *, respond: AsyncRespond | None = None,
@@ -47,4 +49,3 @@ async def tell(client: AsyncWebClient, user_id: str, text: str, *, respond: Asyn
             log.warning("cannot answer %s in %s: %s", user_id, where or "their DM", exc.response.get("error"))
         except Exception as exc:
             log.warning("cannot answer %s in %s: %s", user_id, where or "their DM", exc)
-

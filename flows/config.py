@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -46,8 +47,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CommandsConfig(_Section):
+    deploy: str = Field("/deploy", description="The train's slash command, as named in the Slack manifest.")
+    pea: str = Field("/pea", description="The peas' slash command, as named in the Slack manifest.")
+
+    @field_validator("deploy", "pea")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        if not re.fullmatch(r"/[a-z0-9_-]{1,31}", value):
+            raise ValueError("must be a slash command like /deploy (lowercase, at most 32 characters)")
+        return value
+
+
 class SlackConfig(_Section):
     channel: str = Field(description="Channel id for queue announcements and deploy cards.")
+    commands: CommandsConfig = Field(default_factory=CommandsConfig,
+                                     description="The slash commands' names; they must match the manifest.")
 
 
 class GitHubConfig(_Section):
@@ -205,7 +220,7 @@ class ConfigError(Exception):
 _MESSAGES = {"missing": "field required", "extra_forbidden": "unknown key"}
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = _MESSAGES.get(error["type"], error["msg"])
     message = message.removeprefix("Value error, ")
@@ -229,6 +244,11 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(path, [_describe(e) for e in exc.errors()]) from None
+
+
+def revealed(secret: SecretStr | None) -> str | None:
+    """A secret's value, for the client that needs it (never for a log or a message)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 class Settings(BaseSettings):

@@ -1,9 +1,14 @@
-"""The job loop: advances every deploy that is due, under a work lease, on each tick or wake-up.
+"""The job loop: advances every deploy and pea that is due, under a work lease, on each tick or wake-up,
+and delivers the outbox.
 
 APScheduler's `AsyncIOScheduler` runs `tick` every `deploy.tick` in the same event loop as the
 Slack app; `wake()` makes it run at once, so a click never waits for the next tick. Each due
 deploy is claimed with a lease (owner, expiry) renewed while its step runs, so two running
 copies never act on the same deploy, and a copy that dies hands its work over when the lease ends.
+The outbox's delivery loop (`flows.outbox`) runs beside it, so a slow sink never holds a step up.
+
+The engine is also where a process gets the domain's public API: `engine.deploys` (the train) and
+`engine.peas` (the pool), both reporting through the outbox.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,10 +28,11 @@ from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import Event, State
-from flows.deploy.steps import POLL, STEPS, Outside, RollbackStuck, StepContext, StepResult
+from flows.deploy.steps import POLL, STEPS, RollbackStuck, StepContext, StepResult
 from flows.errors import Superseded
-from flows.leased import LeasedWork
-from flows.notify import Notifier
+from flows.leased import LeasedWork, save_held
+from flows.outbox import Outbox, Sink
+from flows.outside import Outside
 from flows.pea.flows import PeaFlows
 from flows.pea.worker import PeaWorker
 from integrations.outside import OutsideError
@@ -34,7 +41,8 @@ from storage.models import Deploy
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL = timedelta(seconds=30)
+LEASE_TTL = timedelta(seconds=30)  # how long a copy holds work it is doing (FATCONTROLLER_LEASE_SECONDS)
+SLACK = "slack"
 
 
 def default_owner() -> str:
@@ -43,41 +51,43 @@ def default_owner() -> str:
 
 
 class Engine:
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
-                 notifier: Notifier, *, owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
+    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside, *,
+                 sinks: Sequence[str] = (SLACK,), owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
                  poll: timedelta | None = None) -> None:
         self.config = config
         self.sessions = sessions
         self.outside = outside
-        self.notifier = notifier
         self.owner = owner or default_owner()
         self.lease_ttl = lease_ttl
-        self.flows = DeployFlows(config, sessions, outside.github, notifier, self.wake)
-        self.peas = PeaFlows(config, sessions, outside, notifier, self.wake)
-        self.deploys = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
+        self.outbox = Outbox(sessions, sinks, owner=self.owner, lease_ttl=lease_ttl)
+        self.deploys = DeployFlows(config, sessions, outside.github, self.outbox, self.wake)
+        self.peas = PeaFlows(config, sessions, outside, self.outbox, self.wake)
+        self.work = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
         poll = poll or min(config.deploy.tick, POLL)
-        self.context = StepContext(config, outside, sessions, notifier.notify, poll=poll)
-        self.pea_worker = PeaWorker(config, sessions, outside, notifier, owner=self.owner, lease_ttl=lease_ttl,
+        self.context = StepContext(config, outside, sessions, self.outbox, poll=poll)
+        self.pea_worker = PeaWorker(config, sessions, outside, self.outbox, owner=self.owner, lease_ttl=lease_ttl,
                                     poll=poll, wake=self.wake)
         self._scheduler: AsyncIOScheduler | None = None
         self._running = False
         self._again = False
-        self._tick_task: asyncio.Task | None = None
+        self._tick_task: asyncio.Task[object] | None = None
         self.steps_run = 0  # by this copy, since it started
         self._stopped = False
-        self._peas_task: asyncio.Task | None = None
+        self._peas_task: asyncio.Task[int] | None = None
 
     # -- the loop -------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start ticking in the running event loop."""
+    def start(self, sinks: Sequence[Sink] = ()) -> None:
+        """Start ticking in the running event loop, and delivering the outbox to `sinks`."""
         self._stopped = False
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self.tick, "interval", seconds=self.config.deploy.tick.total_seconds(),
                                 id="tick", max_instances=1, coalesce=True, next_run_time=datetime.now())
         self._scheduler.start()
+        self.outbox.start(sinks)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop ticking, letting a step under way finish for up to `grace` seconds (default: the lease).
+        """Stop ticking, letting a step under way finish for up to `grace` seconds (default: the lease), then
+        deliver what the outbox holds for a few seconds more.
 
         Only a step that outlives the grace is cancelled: cancelling one in the middle of a database
         call would leave its connection half-closed. A cancelled step resumes on the next start.
@@ -93,6 +103,7 @@ class Engine:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.outbox.stop()
 
     def wake(self) -> None:
         """Run a tick now (or right after the one under way) instead of waiting for the interval."""
@@ -126,7 +137,7 @@ class Engine:
         second is not kept waiting for a long `deploy.tick`."""
         if self._scheduler is None or (job := self._scheduler.get_job("tick")) is None:
             return
-        due = min((d for d in (await self.deploys.next_due(), await self.pea_worker.next_due()) if d), default=None)
+        due = min((d for d in (await self.work.next_due(), await self.pea_worker.next_due()) if d), default=None)
         if due is None or job.next_run_time is None:
             return
         due_local = due.replace(tzinfo=UTC).astimezone(job.next_run_time.tzinfo)
@@ -134,11 +145,9 @@ class Engine:
             job.modify(next_run_time=due_local)
 
     async def _pass(self) -> int:
-        started = await service.start_next(self.sessions)
-        if started is not None:
-            await self.flows.announce(started)
+        started = await service.start_next(self.sessions, self.outbox)
         self._start_peas()
-        return await self.deploys.run_due() + (started is not None)
+        return await self.work.run_due() + (started is not None)
 
     def _start_peas(self) -> None:
         """Peas run beside the train, never holding it up: their pass is a task of its own."""
@@ -174,12 +183,12 @@ class Engine:
             if result.event is None:
                 due = None if result.wait is None else utcnow() + result.wait
                 if due != deploy.due_at:
-                    await service.save(self.sessions, deploy, due_at=due)
+                    await save_held(self.sessions, self.outbox, deploy, {"due_at": due})
                 return
-            applied = await service.apply_event(self.sessions, deploy.id, result.event,
-                                                expected_version=deploy.version, reason=result.reason)
+            await service.apply_event(self.sessions, self.outbox, deploy.id, result.event,
+                                      expected_version=deploy.version, reason=result.reason,
+                                      notices=result.notices)
         except Superseded:
             self.wake()
             return
-        await self.flows.announce(applied)
         self.wake()

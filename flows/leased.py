@@ -3,6 +3,9 @@
 Rows with a `due_at` in the past are claimed with a work lease (see `storage.leases`) and each is
 advanced by its own step; the lease is renewed while the step runs and given back afterwards.
 If another copy takes the lease meanwhile (this one stalled past it), the step is stopped.
+
+A worker persists what it learnt with `save_held`: the row's fields, the audit records and the
+notices of that change, in one transaction.
 """
 
 from __future__ import annotations
@@ -10,48 +13,75 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from flows.errors import Superseded
+from flows.notices import SYSTEM, Notice
+from flows.outbox import Outbox
 from storage import leases
 from storage.clock import utcnow
-from storage.models import Deploy, Pea
+from storage.models import AuditEvent, Deploy, Pea
 
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 20
+Held = TypeVar("Held", Deploy, Pea)  # the rows a worker holds under a work lease
 
 
-async def save_held(sessions: async_sessionmaker[AsyncSession], row: Deploy | Pea, **values: Any) -> None:
-    """Persist fields of a row a worker holds, unless someone changed it since it was read (its version)."""
+@dataclass(frozen=True)
+class Record:
+    """An audit record a worker writes with a change: what it did, and the outside ids involved."""
+
+    action: str
+    detail: str | None = None
+    ids: Mapping[str, Any] = field(default_factory=dict)
+
+
+def audit_row(row: Deploy | Pea, record: Record, actor: str = SYSTEM) -> AuditEvent:
+    """The audit event of `record`, about a deploy or a pea."""
+    about: dict[str, Any] = {"deploy_id": row.id} if isinstance(row, Deploy) else {"pea": row.name}
+    return AuditEvent(actor=actor, action=record.action, detail=record.detail,
+                      outside_ids={k: v for k, v in record.ids.items() if v is not None}, **about)
+
+
+async def save_held(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, row: Held,
+                    values: Mapping[str, Any], *, records: tuple[Record, ...] = (),
+                    notices: tuple[Notice, ...] = ()) -> None:
+    """Persist fields of a row a worker holds, with their audit records and notices, unless someone changed
+    the row since it was read (its version)."""
     model = type(row)
-    key = sa.inspect(row).identity
+    key = row.id if isinstance(row, Deploy) else row.name
     try:
         async with sessions() as session, session.begin():
             current = await session.get(model, key)
             if current is None or current.version != row.version:
-                raise Superseded(f"{model.__tablename__.rstrip('s')} {key[0]} changed")
+                raise Superseded(f"{model.__tablename__.rstrip('s')} {key} changed")
             for name, value in values.items():
                 setattr(current, name, value)
+            session.add_all([audit_row(current, record) for record in records])
+            await outbox.write(session, *notices)
             await session.flush()
             version = current.version
     except StaleDataError as exc:
-        raise Superseded(f"{model.__tablename__.rstrip('s')} {key[0]} changed") from exc
+        raise Superseded(f"{model.__tablename__.rstrip('s')} {key} changed") from exc
     for name, value in values.items():
         setattr(row, name, value)
     row.version = version
+    if notices:
+        outbox.wake()
 
 
-class LeasedWork:
-    def __init__(self, model: type[Deploy] | type[Pea], sessions: async_sessionmaker[AsyncSession], *,
+class LeasedWork(Generic[Held]):
+    def __init__(self, model: type[Held], sessions: async_sessionmaker[AsyncSession], *,
                  owner: str, lease_ttl: timedelta, advance: Callable[[Any], Awaitable[None]]) -> None:
-        self.model = model
+        self.model: type[Held] = model
         self.sessions = sessions
         self.owner = owner
         self.lease_ttl = lease_ttl
@@ -85,7 +115,7 @@ class LeasedWork:
                 async with self.sessions() as session, session.begin():
                     await leases.release(session, self.model, key, self.owner)
 
-    async def _keep_lease(self, key: Any, step: asyncio.Task | None) -> None:
+    async def _keep_lease(self, key: Any, step: asyncio.Task[Any] | None) -> None:
         """Renew the lease while the step runs; if another copy took it, stop the step."""
         while True:
             await asyncio.sleep(self.lease_ttl.total_seconds() / 3)

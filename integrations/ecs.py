@@ -142,7 +142,7 @@ def _alarm_failure(state: ServiceState, task_definition: str) -> tuple[tuple[str
     moved = primary is not None and primary.task_definition != task_definition
     texts = [d.rollout_reason or "" for d in state.deployments
              if d.task_definition == task_definition and d.rollout_state == "FAILED"]
-    if moved:
+    if moved and primary is not None:
         texts.append(primary.rollout_reason or "")  # the rollback ECS started says why
     texts = [t for t in texts if "alarm" in t.lower()]
     if not texts and moved:
@@ -305,14 +305,15 @@ class Ecs:
 
     @staticmethod
     def _container(definition: dict[str, Any], container: str) -> dict[str, Any]:
-        for candidate in definition["containerDefinitions"]:
+        candidates: list[dict[str, Any]] = definition["containerDefinitions"]
+        for candidate in candidates:
             if candidate["name"] == container:
                 return candidate
         raise NotFound(SYSTEM, f"container {container} is not in task definition {definition['taskDefinitionArn']}")
 
     async def image_of(self, task_definition: str, container: str) -> str:
         definition, _ = await self._task_definition(task_definition)
-        return self._container(definition, container)["image"]
+        return str(self._container(definition, container)["image"])
 
     async def register_with_image(self, task_definition: str, container: str, image: str, *,
                                   tags: Mapping[str, str] | None = None) -> str:
@@ -328,7 +329,7 @@ class Ecs:
             params["tags"] = [{"key": k, "value": v} for k, v in merged.items()]
         answer = await self._call(f"register task definition {definition['family']}",
                                   self._ecs.register_task_definition, **params)
-        return answer["taskDefinition"]["taskDefinitionArn"]
+        return str(answer["taskDefinition"]["taskDefinitionArn"])
 
     async def find_revision(self, family: str, key: str, value: str, *, newest: int = 25,
                             after: int | None = None) -> str | None:
@@ -453,7 +454,8 @@ class Ecs:
             return []
         answer = await self._call(f"describe tasks of {service}", self._ecs.describe_tasks, cluster=cluster,
                                   tasks=listed["taskArns"])
-        return answer.get("tasks", [])
+        tasks: list[dict[str, Any]] = answer.get("tasks", [])
+        return tasks
 
     async def _failure(self, cluster: str, state: ServiceState, task_definition: str,
                        threshold: int | None = None) -> str | None:
@@ -544,7 +546,9 @@ class Ecs:
             names, said, words = by_alarm
             return Progress(done=False, failed=True, reason=f"{said}; ECS: {words}", running=running,
                             desired=desired, by_alarm=True, alarms=names)
-        assert primary is not None  # _failure reports a service without one
+        if primary is None:  # _failure reports a service without one; this keeps the type checker informed
+            return Progress(done=False, failed=True, reason="the service has no deployment", running=running,
+                            desired=desired)
         done = primary.rollout_state == "COMPLETED" or (
             primary.rollout_state is None and len(state.deployments) == 1 and running == desired)
         return Progress(done=done, failed=False, reason=None, running=running, desired=desired)
@@ -607,5 +611,6 @@ def _address(task: dict[str, Any]) -> str | None:
     for attachment in task.get("attachments") or []:
         for detail in attachment.get("details") or []:
             if detail.get("name") == "privateIPv4Address":
-                return detail.get("value")
+                value = detail.get("value")
+                return None if value is None else str(value)
     return None

@@ -36,6 +36,9 @@ SCAN_LIMIT = 1000  # open pull requests one search looks through, newest first
 REVERT_ATTEMPTS = 3  # times a revert is recomputed when the base branch moves under it
 
 
+NO_PATHS: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class PullRequest:
     number: int
@@ -74,7 +77,8 @@ class NotMergeable(PermanentError):
     REASONS = ("closed", "conflict", "head moved", "not mergeable", "base mismatch")
 
     def __init__(self, number: int, reason: str, detail: str) -> None:
-        assert reason in self.REASONS, reason
+        if reason not in self.REASONS:
+            raise ValueError(f"not a reason a merge is refused for: {reason!r}")
         self.number = number
         self.reason = reason
         super().__init__(SYSTEM, f"pull request #{number} cannot be merged: {detail}")
@@ -134,7 +138,7 @@ class GitHub:
         return await self._caller.call(f"read branch {self.base_branch}", self._branch_head)
 
     async def revert_merge(self, merge_sha: str, number: int) -> RevertResult:
-        """Undo a merge on the base branch, and only that merge (DESIGN.md section 1)."""
+        """Undo a merge on the base branch, and only that merge: never anyone else's work (see the README)."""
         return await self._caller.call(f"revert the merge of #{number}", self._revert, merge_sha, number)
 
     async def find_revert(self, merge_sha: str, *, depth: int = 100) -> str | None:
@@ -262,7 +266,7 @@ class GitHub:
             ref = repo.get_git_ref(f"heads/{self.base_branch}")
             if ref.object.sha == merge_sha:
                 # Nothing landed since: the tree before the merge is exactly the revert.
-                head, tree, paths = merge, before.tree, ()
+                head, tree, paths = merge, before.tree, NO_PATHS
                 detail = f"{self.base_branch} is back to the tree it had before #{number} was merged"
             else:
                 head = repo.get_git_commit(ref.object.sha)

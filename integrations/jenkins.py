@@ -151,7 +151,8 @@ class Jenkins:
     # -- blocking, run in a thread by OutsideCaller ---------------------------------------
     def _get_json(self, path: str, tree: str) -> dict[str, Any]:
         url = urljoin(self._client.server, f"{path}?tree={quote(tree, safe=',')}")
-        return json.loads(self._client.jenkins_open(requests.Request("GET", url)))
+        answer: dict[str, Any] = json.loads(self._client.jenkins_open(requests.Request("GET", url)))
+        return answer
 
     # -- errors --------------------------------------------------------------------------------
     def _classify(self, exc: BaseException) -> OutsideError | None:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -1266,7 +1266,8 @@ class SlackEmulator(ThreadedServer):
     render = staticmethod(render)
     button_labels = staticmethod(button_labels)
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0,  # noqa: ASYNC109 - see wait_connected
+    async def wait_for(self, predicate: Callable[[], T | Literal[False] | None],
+                       timeout: float = 10.0,  # noqa: ASYNC109 - see wait_connected
                        *, what: str | None = None) -> T:
         """Poll `predicate` until it returns something truthy (and return that) or fail after `timeout` s."""
         deadline = time.monotonic() + timeout

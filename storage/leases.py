@@ -13,7 +13,7 @@ Claims and releases leave `version` alone: a lease is coordination, not content,
 it never invalidates the copy its holder has loaded.
 
 Models opt in by naming their lease columns in a `work_lease` class attribute
-(`Deploy`: lease_owner / lease_expires_at; `Pea`: work_owner / work_expires_at).
+(`work_owner` / `work_expires_at` on deploys, peas and outbox streams).
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.clock import as_naive_utc, utcnow
-from storage.models import Base, Deploy, Pea
+from storage.models import Base, Deploy, OutboxStream, Pea
 
-Leased = TypeVar("Leased", Deploy, Pea)
-Key = Any  # a Deploy's id (int) or a Pea's name (str)
+Leased = TypeVar("Leased", Deploy, Pea, OutboxStream)
+Key = Any  # a Deploy's id (int), a Pea's name (str), an outbox stream's key (str)
 
 
 def _key(model: type[Base]) -> InstrumentedAttribute[Any]:
     (column,) = sa.inspect(model).primary_key
-    return getattr(model, column.key)
+    key: InstrumentedAttribute[Any] = getattr(model, str(column.key))
+    return key
 
 
 def _lease(model: type[Base]) -> tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any]]:
@@ -123,15 +124,3 @@ async def release(session: AsyncSession, model: type[Leased], key: Key, owner: s
         .values({lease_owner.key: None, lease_expires.key: None})
         .execution_options(synchronize_session="fetch")
     )
-
-
-async def update_if(session: AsyncSession, model: type[Leased], key: Key, expected_version: int, **values: Any) -> bool:
-    """Write `values` to one row if its version is still `expected_version`, bumping the version."""
-    statement = (
-        sa.update(model)
-        .where(_key(model) == key, model.version == expected_version)
-        .values(version=model.version + 1, **values)
-        .returning(_key(model))
-        .execution_options(synchronize_session="fetch")
-    )
-    return (await session.execute(statement)).first() is not None

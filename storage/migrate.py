@@ -103,7 +103,7 @@ def _status(connection: Connection, migrations: Path) -> SchemaStatus:
     return "outdated" if revisions <= known else "unknown"
 
 
-def _upgrade(connection: Connection, migrations: Path) -> None:
+def _upgrade(connection: Connection, migrations: Path, revision: str = "head") -> None:
     # Replicas that start together on an empty database queue here: the first migrates, the rest
     # then find it current. Both backends keep the DDL in this transaction, so it is all or nothing.
     if connection.dialect.name == "postgresql":
@@ -112,12 +112,12 @@ def _upgrade(connection: Connection, migrations: Path) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = alembic_config(migrations=migrations)
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
-async def upgrade(target: str | AsyncEngine, *, migrations: Path = MIGRATIONS) -> None:
-    """Migrate the database to the newest revision (creating the schema on an empty one)."""
-    await _run(target, lambda connection: _upgrade(connection, migrations))
+async def upgrade(target: str | AsyncEngine, *, migrations: Path = MIGRATIONS, revision: str = "head") -> None:
+    """Migrate the database to the newest revision, or to `revision` (creating the schema on an empty one)."""
+    await _run(target, lambda connection: _upgrade(connection, migrations, revision))
 
 
 async def current_revision(target: str | AsyncEngine) -> str | None:

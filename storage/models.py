@@ -1,4 +1,5 @@
-"""The persisted state of Fat Controller: trains, deploys and their undo steps, peas, the audit log.
+"""The persisted state of Fat Controller: trains, deploys and their undo steps, peas, the audit log, the
+outbox of what people must be told, and where the Slack surface keeps its messages.
 
 Deploy and Pea rows carry a *work lease* (`storage.leases`) so that exactly one worker, in one
 replica, advances a row at a time, and a `version` that the ORM checks and bumps on every
@@ -66,11 +67,11 @@ class Deploy(Base):
 
     __tablename__ = "deploys"
     # Which columns hold the work lease (see storage.leases).
-    work_lease: ClassVar[tuple[str, str]] = ("lease_owner", "lease_expires_at")
+    work_lease: ClassVar[tuple[str, str]] = ("work_owner", "work_expires_at")
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     train_id: Mapped[str] = mapped_column(sa.ForeignKey("trains.id"))
-    # One of the flowchart's states (DESIGN section 1): queued, merging, ..., completed, cancelled.
+    # One of the flowchart's states (`flows.deploy.machine.State`): queued, merging, ..., completed, cancelled.
     state: Mapped[str] = mapped_column(sa.String(32), index=True, default="queued")
     needs_attention: Mapped[bool] = mapped_column(default=False)
     attention: Mapped[str | None] = mapped_column(sa.Text)  # which system failed, and how
@@ -104,10 +105,6 @@ class Deploy(Base):
     outcome_reason: Mapped[str | None] = mapped_column(sa.Text)  # why it failed or was rolled back
     rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
 
-    slack_channel: Mapped[str | None] = mapped_column(sa.String(64))
-    slack_ts: Mapped[str | None] = mapped_column(sa.String(64))
-    dm_channel: Mapped[str | None] = mapped_column(sa.String(64))
-    dm_ts: Mapped[str | None] = mapped_column(sa.String(64))
     canary_reminded_at: Mapped[datetime | None]
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -116,19 +113,27 @@ class Deploy(Base):
     started_at: Mapped[datetime | None]  # when it left the queue
     finished_at: Mapped[datetime | None]
     state_times: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)  # state -> ISO time
+    # Two of `state_times` again as columns, so that `/deploy stats` computes its medians in SQL: when the
+    # deploy last entered awaiting_confirmation (its change reached production) and rolling_back.
+    in_production_at: Mapped[datetime | None]
+    rolling_back_at: Mapped[datetime | None]
     # Per process: service, canary, old and new task definition ARNs, rollout progress.
     targets: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
 
     # When the engine should next look at it; NULL once finished, so ticks never scan history.
     due_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
-    lease_expires_at: Mapped[datetime | None]
+    work_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    work_expires_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         sa.Index(None, "train_id", "state", "queue_seq"),
         sa.Index(None, "finished_at"),
+        # A train's deploys that finished in a window (`/deploy stats`, `/deploy history`), with every column
+        # the stats read: they come from the index alone, not from the wide rows.
+        sa.Index("ix_deploys_train_id_finished_at_covering", "train_id", "finished_at", "state", "created_at",
+                 "started_at", "pr_created_at", "in_production_at", "rolling_back_at"),
         sa.Index(None, "requester", "created_at"),
         sa.Index(None, "due_at"),
     )
@@ -168,7 +173,7 @@ class AuditEvent(Base):
 
 
 class Pea(Base):
-    """A named preview environment; `lease_expires_at` is the holder's claim, `work_*` the engine's lease."""
+    """A named preview environment; `claim_expires_at` ends the holder's claim, `work_*` is the engine's lease."""
 
     __tablename__ = "peas"
     work_lease: ClassVar[tuple[str, str]] = ("work_owner", "work_expires_at")
@@ -185,7 +190,7 @@ class Pea(Base):
     build_url: Mapped[str | None] = mapped_column(sa.Text)
     url: Mapped[str | None] = mapped_column(sa.Text)
     claimed_at: Mapped[datetime | None]
-    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     reminded_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     task_definitions: Mapped[dict[str, str]] = mapped_column(JSONDict, default=dict)  # process -> ARN
@@ -197,11 +202,6 @@ class Pea(Base):
     stale_reason: Mapped[str | None] = mapped_column(sa.String(16))  # "newer build", "closed" or "merged"
     newer_sha: Mapped[str | None] = mapped_column(sa.String(40))  # the newer green head, with "newer build"
 
-    slack_channel: Mapped[str | None] = mapped_column(sa.String(64))
-    slack_ts: Mapped[str | None] = mapped_column(sa.String(64))
-    dm_channel: Mapped[str | None] = mapped_column(sa.String(64))
-    dm_ts: Mapped[str | None] = mapped_column(sa.String(64))
-
     due_at: Mapped[datetime | None] = mapped_column(index=True)
     work_owner: Mapped[str | None] = mapped_column(sa.String(128))
     work_expires_at: Mapped[datetime | None]
@@ -209,3 +209,62 @@ class Pea(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class OutboxNotice(Base):
+    """One notice waiting for one sink (a surface that tells people: Slack, GitHub); deleted once delivered.
+
+    Written in the same transaction as the change it reports; delivered in `id` order within its stream.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(sa.String(200))  # the OutboxStream it belongs to
+    kind: Mapped[str] = mapped_column(sa.String(64))  # the notice's class
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON(), default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.Index(None, "stream_id", "id"),)
+
+
+class OutboxStream(Base):
+    """The notices of one deploy, pea or train for one sink: delivered in order by one copy at a time.
+
+    `due_at` is when the stream wants delivering (NULL: nothing to do); `seq` grows with every notice
+    written, so a delivery that finishes can tell whether more came meanwhile.
+    """
+
+    __tablename__ = "outbox_streams"
+    work_lease: ClassVar[tuple[str, str]] = ("work_owner", "work_expires_at")
+
+    id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)  # "<sink>|<stream>"
+    sink: Mapped[str] = mapped_column(sa.String(32))
+    stream: Mapped[str] = mapped_column(sa.String(160))
+    seq: Mapped[int] = mapped_column(default=1)
+    attempts: Mapped[int] = mapped_column(default=0)  # failed deliveries in a row
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    work_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    work_expires_at: Mapped[datetime | None]
+
+
+class SlackMessage(Base):
+    """A message the Slack surface posted and edits later (a deploy's card, the latest DM with buttons)."""
+
+    __tablename__ = "slack_messages"
+
+    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)  # e.g. "deploy:12:card"
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    ts: Mapped[str] = mapped_column(sa.String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON(), default=dict)  # what editing it again needs
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HomeViewer(Base):
+    """Someone who opened the App Home: every copy republishes it for them when the train changes."""
+
+    __tablename__ = "home_viewers"
+
+    user_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)

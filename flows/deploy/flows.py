@@ -1,97 +1,125 @@
-"""What people and the engine ask of the train, each followed by the notices it causes."""
+"""The train's public API for surfaces: what people ask of it, and what they may look at, as frozen views.
+
+Commands validate, persist (with their notices, in one transaction) and wake the engine; queries
+read. Nothing here returns an ORM object or takes a session from outside.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import AppConfig
-from flows.deploy import service
-from flows.deploy.machine import Event, State
-from flows.deploy.service import Applied, DeployRequest, QueueEntry
-from flows.notify import Kind, Notice, Notifier
-from integrations.github import GitHub
-from storage.models import Train
-
-# The notice each transition's event causes (steps send the ones in between themselves).
-_NOTICE_OF_EVENT: dict[Event, Kind] = {
-    Event.START: Kind.YOUR_TURN,
-    Event.MERGE_REFUSED: Kind.FAILED,
-    Event.BUILD_RED: Kind.BUILD_FAILED,
-    Event.BUILD_TIMEOUT: Kind.BUILD_FAILED,
-    Event.CANARY_FAILED: Kind.ROLLING_BACK,
-    Event.ROLLOUT_FAILED: Kind.ROLLING_BACK,
-    Event.ROLL_BACK: Kind.ROLLING_BACK,
-    Event.UNDONE: Kind.ROLLED_BACK,
-    Event.DONE: Kind.COMPLETED,
-    Event.CONFIRM_TIMEOUT: Kind.COMPLETED,
-    Event.CANCEL: Kind.CANCELLED,
-    Event.RETRIES_EXHAUSTED: Kind.NEEDS_ATTENTION,
-}
+from flows.deploy import service, stats
+from flows.deploy.machine import Event
+from flows.deploy.service import DeployRequest
+from flows.deploy.stats import TrainStats
+from flows.errors import Refused, Why
+from flows.outbox import Outbox
+from flows.outside import GitHubApi
+from flows.views import (
+    AuditView,
+    DeployDetail,
+    DeployView,
+    PullRequestOption,
+    QueueEntry,
+    QueueView,
+    TrainView,
+    UndoView,
+)
+from integrations.outside import OutsideError
+from storage.models import AuditEvent, Deploy, UndoRecord
 
 
 class DeployFlows:
-    """The train's operations for the Slack surface and the engine: validate, persist, announce, wake."""
+    """The train's operations and queries."""
 
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], github: GitHub,
-                 notifier: Notifier, wake: Callable[[], None]) -> None:
+    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], github: GitHubApi,
+                 outbox: Outbox, wake: Callable[[], None]) -> None:
         self.config = config
         self.sessions = sessions
         self.github = github
-        self.notifier = notifier
+        self.outbox = outbox
         self.wake = wake
 
-    async def announce(self, applied: Applied, actor: str = service.SYSTEM) -> None:
-        kind = _NOTICE_OF_EVENT.get(applied.transition.event, Kind.CHANGED)
-        await self.notifier.notify(Notice(
-            kind, deploy_id=applied.deploy.id, text=applied.reason or applied.transition.label,
-            data={"event": applied.transition.event.value, "actor": actor,
-                  "from": applied.transition.source.value, "to": applied.transition.target.value},
-        ))
-
+    # -- commands -------------------------------------------------------------------------------
     async def request(self, request: DeployRequest) -> QueueEntry:
-        entry = await service.request_deploy(self.sessions, self.config, self.github, request)
-        await self.notifier.notify(Notice(
-            Kind.QUEUED, deploy_id=entry.deploy.id, text=f"#{entry.deploy.pr_number} joined the train",
-            data={"position": entry.position, "eta_seconds": entry.eta.total_seconds()},
-        ))
+        """Put a pull request on the train (Refused, with nothing changed, if it cannot go)."""
+        entry = await service.request_deploy(self.sessions, self.outbox, self.config, self.github, request)
         self.wake()
         return entry
 
-    async def act(self, deploy_id: int, offered_state: str, event: Event, user: str) -> Applied:
+    async def act(self, deploy_id: int, offered_state: str, event: Event, user: str) -> DeployView:
         """A button: `offered_state` is the state the button was shown in."""
-        applied = await service.person_action(self.sessions, self.config, deploy_id, offered_state, event, user)
-        await self.announce(applied, user)
+        applied = await service.person_action(self.sessions, self.outbox, self.config, deploy_id, offered_state,
+                                              event, user)
         self.wake()
-        return applied
+        return DeployView.of(applied.deploy)
 
-    async def cancel(self, user: str, deploy_id: int | None = None) -> Applied:
-        applied = await service.cancel(self.sessions, self.config, user, deploy_id)
-        await self.announce(applied, user)
+    async def cancel(self, user: str, deploy_id: int | None = None) -> DeployView:
+        """Leave the queue: deploy `deploy_id`, or the user's own next queued one."""
+        applied = await service.cancel(self.sessions, self.outbox, self.config, user, deploy_id)
         self.wake()
-        return applied
+        return DeployView.of(applied.deploy)
 
-    async def freeze(self, user: str, reason: str) -> Train:
-        train = await service.set_frozen(self.sessions, self.config, user, True, reason)
-        await self.notifier.notify(Notice(Kind.FROZEN, text=reason, data={"by": user}))
-        return train
+    async def freeze(self, user: str, reason: str) -> TrainView:
+        return await service.set_frozen(self.sessions, self.outbox, self.config, user, True, reason)
 
-    async def unfreeze(self, user: str) -> Train:
-        train = await service.set_frozen(self.sessions, self.config, user, False)
-        await self.notifier.notify(Notice(Kind.UNFROZEN, data={"by": user}))
+    async def unfreeze(self, user: str) -> TrainView:
+        train = await service.set_frozen(self.sessions, self.outbox, self.config, user, False)
         self.wake()
         return train
 
-    async def queue(self) -> list[QueueEntry]:
+    # -- queries --------------------------------------------------------------------------------
+    async def queue(self) -> QueueView:
+        """The train, the deploy in flight and the queue, each with its position and ETA."""
         return await service.queue(self.sessions)
 
-    async def position(self, deploy_id: int) -> QueueEntry | None:
-        return next((e for e in await self.queue() if e.deploy.id == deploy_id), None)
+    async def deploy(self, deploy_id: int) -> DeployView | None:
+        found = await service.get_deploy(self.sessions, deploy_id)
+        return None if found is None else DeployView.of(found)
 
-    @staticmethod
-    def buttons(state: str, needs_attention: bool) -> list[str]:
-        from flows.deploy.machine import person_transitions
+    async def latest_of(self, pr: int) -> DeployView | None:
+        """The newest deploy of pull request `pr`, if any."""
+        async with self.sessions() as session:
+            found = await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr)
+                                         .order_by(Deploy.id.desc()).limit(1))
+            return None if found is None else DeployView.of(found)
 
-        return [t.button for t in person_transitions(State(state), needs_attention=needs_attention)
-                if t.button]
+    async def detail(self, deploy_id: int) -> DeployDetail | None:
+        """A deploy with its audit trail and undo steps."""
+        async with self.sessions() as session:
+            deploy = await session.get(Deploy, deploy_id)
+            if deploy is None:
+                return None
+            events = (await session.scalars(sa.select(AuditEvent).where(AuditEvent.deploy_id == deploy_id)
+                                            .order_by(AuditEvent.at, AuditEvent.id))).all()
+            undo = (await session.scalars(sa.select(UndoRecord).where(UndoRecord.deploy_id == deploy_id)
+                                          .order_by(UndoRecord.seq))).all()
+            return DeployDetail(DeployView.of(deploy), tuple(AuditView.of(e) for e in events),
+                                tuple(UndoView.of(u) for u in undo))
+
+    async def history(self, *, limit: int = 10, requester: str | None = None) -> list[DeployView]:
+        """Finished deploys, newest first (only `requester`'s when given)."""
+        return [DeployView.of(d) for d in await stats.recent_deploys(self.sessions, limit=limit, requester=requester)]
+
+    async def stats(self) -> TrainStats:
+        return await stats.train_stats(self.sessions)
+
+    async def counts(self) -> dict[str, int]:
+        """How many deploys are in each state of the flowchart (zeros included)."""
+        return await stats.count_by_state(self.sessions)
+
+    async def search_prs(self, query: str, limit: int) -> list[PullRequestOption]:
+        """Open pull requests matching `query` (a number, words of the title, an author)."""
+        try:
+            prs = await self.github.search_open_prs(query, limit)
+        except OutsideError as exc:
+            raise Refused(Why.UNREACHABLE, system=exc.system, message=exc.message) from None
+        return [PullRequestOption(pr.number, pr.title, pr.author) for pr in prs]
+
+    def may_act(self, user: str, deploy: DeployView) -> bool:
+        """Whether `user` may press a deploy's buttons: its requester and admins."""
+        return user == deploy.requester or self.config.permissions.is_admin(user)

@@ -1,6 +1,8 @@
 """The deploy flowchart as data: states, events and the transition table.
 
 Every state change of a deploy is one row of `TRANSITIONS`; nothing moves a deploy otherwise.
+A transition says whether the requester must be told of it (`tells_requester`: "your turn", the
+buttons they must press, a failure); the buttons people see come from its person transitions.
 The README's diagram is rendered from this table (`mermaid()`), and a test keeps them in step.
 """
 
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from flows.flowchart import Actor, ReadmeBlock
 
 
 class State(StrEnum):
@@ -65,11 +69,6 @@ class Event(StrEnum):
     RETRY = "retry"
 
 
-class Actor(StrEnum):
-    SYSTEM = "system"
-    PERSON = "person"
-
-
 class Guard(StrEnum):
     """A condition on the deploy that must hold for a transition to be taken."""
 
@@ -86,6 +85,7 @@ class Transition:
     actor: Actor = Actor.SYSTEM
     guard: Guard | None = None
     button: str | None = None  # the Slack button that asks for it, for person transitions
+    tells_requester: bool = False  # the requester gets a direct message about it
 
 
 S, E = State, Event
@@ -93,30 +93,32 @@ _WORKING_IN_ORDER = [state for state in State if state in WORKING]
 _PERSON = Actor.PERSON
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(S.QUEUED, E.START, S.MERGING, "reaches the head of the train, train not frozen"),
+    Transition(S.QUEUED, E.START, S.MERGING, "reaches the head of the train, train not frozen", tells_requester=True),
     Transition(S.QUEUED, E.CANCEL, S.CANCELLED, "Cancel / leave the queue", _PERSON, button="Cancel"),
     Transition(S.MERGING, E.MERGED, S.BUILDING, "PR merged into the base branch"),
-    Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed"),
+    Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed", tells_requester=True),
     Transition(S.BUILDING, E.BUILD_GREEN, S.CANARYING, "build of the merge commit green"),
-    Transition(S.BUILDING, E.BUILD_RED, S.BUILD_FAILED, "build red / aborted"),
-    Transition(S.BUILDING, E.BUILD_TIMEOUT, S.BUILD_FAILED, "build timed out"),
+    Transition(S.BUILDING, E.BUILD_RED, S.BUILD_FAILED, "build red / aborted", tells_requester=True),
+    Transition(S.BUILDING, E.BUILD_TIMEOUT, S.BUILD_FAILED, "build timed out", tells_requester=True),
     Transition(S.BUILDING, E.IMAGE_PRESENT, S.CANARYING, "skip build check, image in the registry",
                guard=Guard.SKIP_BUILD),
     Transition(S.BUILD_FAILED, E.RETRY_BUILD, S.BUILDING, "Retry build", _PERSON, button="Retry build"),
     Transition(S.BUILD_FAILED, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
-    Transition(S.CANARYING, E.CANARIES_UP, S.CANARY_CHECK, "one canary per process up"),
+    Transition(S.CANARYING, E.CANARIES_UP, S.CANARY_CHECK, "one canary per process up", tells_requester=True),
     Transition(S.CANARYING, E.CANARY_FAILED, S.ROLLING_BACK, "canary fails to start"),
     Transition(S.CANARY_CHECK, E.PROCEED, S.ROLLING_OUT, "Proceed", _PERSON, button="Proceed"),
     Transition(S.CANARY_CHECK, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
-    Transition(S.ROLLING_OUT, E.ROLLOUT_DONE, S.AWAITING_CONFIRMATION, "rolled out, canaries removed"),
+    Transition(S.ROLLING_OUT, E.ROLLOUT_DONE, S.AWAITING_CONFIRMATION, "rolled out, canaries removed",
+               tells_requester=True),
     Transition(S.ROLLING_OUT, E.ROLLOUT_FAILED, S.ROLLING_BACK, "rollout fails (circuit breaker, timeout)"),
     Transition(S.AWAITING_CONFIRMATION, E.DONE, S.COMPLETED, "Done", _PERSON, button="Done"),
     Transition(S.AWAITING_CONFIRMATION, E.CONFIRM_TIMEOUT, S.COMPLETED, "confirm timeout passes"),
     Transition(S.AWAITING_CONFIRMATION, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
-    Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "every step undone, newest first"),
+    Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "every step undone, newest first", tells_requester=True),
     # An outside system failing past its retries parks the deploy where it is, for a person to act.
     *(
-        Transition(state, E.RETRIES_EXHAUSTED, state, "outside system keeps failing (needs attention)")
+        Transition(state, E.RETRIES_EXHAUSTED, state, "outside system keeps failing (needs attention)",
+                   tells_requester=True)
         for state in _WORKING_IN_ORDER
     ),
     *(
@@ -132,8 +134,12 @@ TRANSITIONS: tuple[Transition, ...] = (
 
 _INDEX: dict[tuple[State, Event], Transition] = {}
 for _t in TRANSITIONS:
-    assert (_t.source, _t.event) not in _INDEX, f"two transitions for {_t.source} on {_t.event}"
+    if (_t.source, _t.event) in _INDEX:
+        raise ValueError(f"two transitions for {_t.source} on {_t.event}")
     _INDEX[(_t.source, _t.event)] = _t
+
+# Every event a person can ask for with a button, in table order.
+BUTTON_EVENTS: tuple[Event, ...] = tuple(dict.fromkeys(t.event for t in TRANSITIONS if t.actor is Actor.PERSON))
 
 
 def transition_for(state: State, event: Event) -> Transition | None:
@@ -170,24 +176,4 @@ def mermaid() -> str:
     return "\n".join(lines)
 
 
-README_BEGIN = "<!-- flowchart: generated from flows/deploy/machine.py by `make flowchart`; do not edit -->"
-README_END = "<!-- /flowchart -->"
-
-
-def readme_block() -> str:
-    return f"{README_BEGIN}\n```mermaid\n{mermaid()}\n```\n{README_END}"
-
-
-def write_readme(path: str) -> None:
-    """Replace the flowchart block of the README with the one rendered from the table."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text[:start] + readme_block() + text[end:])
-
-
-if __name__ == "__main__":
-    import sys
-
-    write_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+README = ReadmeBlock("flowchart", "flows/deploy/machine.py", mermaid)

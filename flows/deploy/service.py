@@ -1,6 +1,7 @@
 """The train's bookkeeping: requests, the queue, transitions, undo records and the audit log.
 
-Every function here works in one database transaction and talks to no outside system, except
+Every function here works in one database transaction, which also holds the audit record and
+the notices of the change (`Outbox.write`), and talks to no outside system, except
 `request_deploy`, which reads the pull request to validate it before queuing.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,15 +19,16 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import AppConfig
 from flows.deploy.machine import IN_FLIGHT, TERMINAL, Event, State, Transition, guard_holds, transition_for
-from flows.errors import Refused, Superseded, typed
-from flows.leased import save_held
-from integrations.github import GitHub
-from integrations.outside import NotFound
+from flows.errors import Refused, Superseded, Why
+from flows.notices import SYSTEM, Frozen, Moved, Notice, Queued, QueueMoved, Unfrozen
+from flows.outbox import Outbox
+from flows.outside import GitHubApi
+from flows.views import DeployView, QueueEntry, QueueView, TrainView
+from integrations.outside import NotFound, OutsideError
 from storage.clock import utcnow
 from storage.models import AuditEvent, Deploy, Train, UndoRecord
 from storage.trains import DEFAULT_TRAIN, ensure_train, take_queue_seq
 
-SYSTEM = "fatcontroller"
 TRAIN = DEFAULT_TRAIN
 MAX_REASON = 500
 MAX_NOTES = 2000
@@ -44,25 +46,17 @@ class DeployRequest:
     notes: str | None = None
 
 
-@dataclass(frozen=True)
-class QueueEntry:
-    deploy: Deploy
-    position: int  # 0 for the deploy in flight, then 1, 2, ... in train order
-    eta: timedelta  # until it starts (0 for the one in flight)
-
-
 @dataclass
 class Applied:
-    """A transition that was taken, for the caller to announce."""
+    """A transition that was taken."""
 
     transition: Transition
     deploy: Deploy
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def audit(session: AsyncSession, actor: str, action: str, *, deploy_id: int | None = None,
-                pea: str | None = None, detail: str | None = None, **outside_ids: Any) -> None:
+def audit(session: AsyncSession, actor: str, action: str, *, deploy_id: int | None = None, pea: str | None = None,
+          detail: str | None = None, **outside_ids: Any) -> None:
     session.add(AuditEvent(actor=actor, action=action, deploy_id=deploy_id, pea=pea, detail=detail,
                            outside_ids={k: v for k, v in outside_ids.items() if v is not None}))
 
@@ -73,52 +67,46 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
     """Everything that can be refused without asking GitHub; returns the processes to deploy."""
     permissions = config.permissions
     if not permissions.may_deploy(request.requester):
-        raise Refused("You are not on the deployers list: ask an admin to add you to `permissions.deployers`.")
+        raise Refused(Why.NOT_A_DEPLOYER)
     if request.pr_number <= 0:
-        raise Refused(f"`{request.pr_number}` is not a pull request number: type `/deploy 123`.", field="pr")
+        raise Refused(Why.NOT_A_PR_NUMBER, field="pr", pr=str(request.pr_number))
     unknown = [p for p in request.processes if p not in config.processes]
     if unknown:
-        raise Refused(
-            f"Unknown process `{typed(unknown[0])}`: choose from {', '.join(f'`{p}`' for p in config.processes)}"
-            " (or name none to deploy all).", field="processes",
-        )
+        raise Refused(Why.UNKNOWN_PROCESS, field="processes", process=unknown[0], choices=list(config.processes))
     if request.jump_queue or request.skip_build:
         if not permissions.may_use_emergency(request.requester):
-            raise Refused("Only people on the emergency list may jump the queue or skip the build check. "
-                          "Queue normally with `/deploy <pr>`, or ask an admin.", field="emergency")
+            raise Refused(Why.NOT_ON_EMERGENCY_LIST, field="emergency")
         if not (request.reason or "").strip():
-            raise Refused('Emergency options need a reason everyone can read: add `--reason "why"`.', field="reason")
+            raise Refused(Why.REASON_REQUIRED, field="reason")
     if request.reason and len(request.reason) > MAX_REASON:
-        raise Refused(f"The reason is {len(request.reason)} characters long: keep it under {MAX_REASON}.",
-                      field="reason")
+        raise Refused(Why.TOO_LONG, field="reason", what="reason", length=len(request.reason), limit=MAX_REASON)
     if request.notes and len(request.notes) > MAX_NOTES:
-        raise Refused(f"The notes are {len(request.notes)} characters long: keep them under {MAX_NOTES}.",
-                      field="notes")
+        raise Refused(Why.TOO_LONG, field="notes", what="notes", length=len(request.notes), limit=MAX_NOTES)
     chosen = request.processes or tuple(config.processes)
     return tuple(dict.fromkeys(chosen))
 
 
-async def request_deploy(
-    sessions: async_sessionmaker[AsyncSession], config: AppConfig, github: GitHub, request: DeployRequest
-) -> QueueEntry:
+async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
+                         github: GitHubApi, request: DeployRequest) -> QueueEntry:
     """Validate a request against the config and the pull request, and put it on the train."""
     processes = _check_request(config, request)
+    repo, base = config.github.repo, config.github.base_branch
     try:
         pr = await github.get_pr(request.pr_number)
     except NotFound:
-        raise Refused(f"There is no pull request #{request.pr_number} in {config.github.repo}.") from None
+        raise Refused(Why.NO_SUCH_PR, field="pr", pr=request.pr_number, repo=repo) from None
+    except OutsideError as exc:
+        raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
     if pr.merged:
-        raise Refused(f"#{pr.number} is already merged: there is nothing left to deploy.")
+        raise Refused(Why.PR_MERGED, field="pr", pr=pr.number)
     if pr.state != "open":
-        raise Refused(f"#{pr.number} is closed: reopen it, or deploy another pull request.")
-    if pr.base_ref != config.github.base_branch:
-        raise Refused(f"#{pr.number} targets `{pr.base_ref}`, not `{config.github.base_branch}`: "
-                      "retarget it first.")
+        raise Refused(Why.PR_CLOSED, field="pr", pr=pr.number)
+    if pr.base_ref != base:
+        raise Refused(Why.PR_WRONG_BASE, field="pr", pr=pr.number, base=pr.base_ref, expected=base)
     if pr.from_fork:
-        raise Refused(f"#{pr.number} comes from a fork: push its branch to {config.github.repo} to deploy it.")
+        raise Refused(Why.PR_FROM_FORK, field="pr", pr=pr.number, repo=repo)
     if pr.mergeable is False:  # None: GitHub is still computing; merging checks again
-        raise Refused(f"#{pr.number} conflicts with `{config.github.base_branch}`: merge or rebase it, then "
-                      "deploy again.")
+        raise Refused(Why.PR_CONFLICTS, field="pr", pr=pr.number, base=base)
     async with sessions() as session, session.begin():
         train = await ensure_train(session)
         existing = await session.scalar(
@@ -128,7 +116,7 @@ async def request_deploy(
             )
         )
         if existing is not None:
-            raise Refused(f"#{pr.number} is already on the train as deploy {existing}: see `/deploy queue`.")
+            raise Refused(Why.ALREADY_QUEUED, field="pr", pr=pr.number, deploy_id=existing)
         seq = await take_queue_seq(session, train.id)
         now = utcnow()
         deploy = Deploy(
@@ -142,11 +130,13 @@ async def request_deploy(
         )
         session.add(deploy)
         await session.flush()
-        await audit(session, request.requester, "requested", deploy_id=deploy.id,
-                    detail=_request_detail(deploy), pr=pr.number, head_sha=pr.head_sha)
-    entries = await queue(sessions)
-    # A deploy can already have ended (a PR that no longer merges fails at once) before this read.
-    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(deploy, 0, timedelta(0)))
+        audit(session, request.requester, "requested", deploy_id=deploy.id, detail=_request_detail(deploy),
+              pr=pr.number, head_sha=pr.head_sha)
+        entry = await _entry_in(session, train.id, deploy)
+        await outbox.write(session, Queued(deploy.id, train.id, entry.position, entry.eta.total_seconds()),
+                           QueueMoved(train.id))
+    outbox.wake()
+    return entry
 
 
 def _request_detail(deploy: Deploy) -> str:
@@ -172,31 +162,40 @@ async def typical_duration(session: AsyncSession, train_id: str = TRAIN, sample:
         .where(Deploy.train_id == train_id, Deploy.finished_at.is_not(None), Deploy.started_at.is_not(None))
         .order_by(Deploy.finished_at.desc()).limit(sample)
     )).all()
-    if not rows:
-        return DEFAULT_DURATION
-    return timedelta(seconds=statistics.median((f - s).total_seconds() for s, f in rows))
+    took = [(f - s).total_seconds() for s, f in rows if s is not None and f is not None]
+    return timedelta(seconds=statistics.median(took)) if took else DEFAULT_DURATION
 
 
-async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> list[QueueEntry]:
-    """The deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
-    async with sessions() as session:
-        typical = await typical_duration(session, train_id)
-        # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
-        waiting_or_moving = (await session.scalars(
-            sa.select(Deploy).where(Deploy.train_id == train_id,
-                                    Deploy.state.in_([s.value for s in (*IN_FLIGHT, State.QUEUED)]))
-            .order_by(*_train_order())
-        )).all()
+async def _queue_in(session: AsyncSession, train_id: str) -> list[QueueEntry]:
+    typical = await typical_duration(session, train_id)
+    # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
+    waiting_or_moving = (await session.scalars(
+        sa.select(Deploy).where(Deploy.train_id == train_id,
+                                Deploy.state.in_([s.value for s in (*IN_FLIGHT, State.QUEUED)]))
+        .order_by(*_train_order())
+    )).all()
     in_flight = [d for d in waiting_or_moving if d.state != State.QUEUED.value]
     queued = [d for d in waiting_or_moving if d.state == State.QUEUED.value]
     now = utcnow()
-    entries = [QueueEntry(d, 0, timedelta(0)) for d in in_flight]
+    entries = [QueueEntry(DeployView.of(d), 0, timedelta(0)) for d in in_flight]
     remaining = timedelta(0)
     if in_flight:
         remaining = max(timedelta(0), typical - (now - (in_flight[0].started_at or now)))
     for position, deploy in enumerate(queued, start=1):
-        entries.append(QueueEntry(deploy, position, remaining + typical * (position - 1)))
+        entries.append(QueueEntry(DeployView.of(deploy), position, remaining + typical * (position - 1)))
     return entries
+
+
+async def _entry_in(session: AsyncSession, train_id: str, deploy: Deploy) -> QueueEntry:
+    entries = await _queue_in(session, train_id)
+    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(DeployView.of(deploy), 0, timedelta(0)))
+
+
+async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> QueueView:
+    """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
+    async with sessions() as session, session.begin():
+        train = await ensure_train(session, train_id)
+        return QueueView(TrainView.of(train), tuple(await _queue_in(session, train_id)))
 
 
 async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> Deploy | None:
@@ -204,7 +203,8 @@ async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int)
         return await session.get(Deploy, deploy_id)
 
 
-async def start_next(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> Applied | None:
+async def start_next(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
+                     train_id: str = TRAIN) -> Applied | None:
     """Move the head of the queue to `merging` when nothing is in flight and the train is not frozen."""
     async with sessions() as session, session.begin():
         train = await ensure_train(session, train_id)
@@ -217,13 +217,15 @@ async def start_next(sessions: async_sessionmaker[AsyncSession], train_id: str =
         if head is None:
             return None
         # The train row is the mutex: of two workers starting deploys at once, one update wins.
-        taken = await session.execute(
+        taken = await session.scalar(
             sa.update(Train).where(Train.id == train_id, Train.in_flight_id.is_(None), Train.frozen.is_(False))
-            .values(in_flight_id=head.id)
+            .values(in_flight_id=head.id).returning(Train.id)
         )
-        if taken.rowcount != 1:
+        if taken is None:
             return None
-        return await _apply(session, head, Event.START, SYSTEM)
+        applied = await _apply(session, outbox, head, Event.START, SYSTEM)
+    outbox.wake()
+    return applied
 
 
 # -- transitions --------------------------------------------------------------------------------
@@ -232,14 +234,21 @@ async def start_next(sessions: async_sessionmaker[AsyncSession], train_id: str =
 _WAITS_FOR_PERSON = frozenset({State.BUILD_FAILED})
 
 
-async def _apply(session: AsyncSession, deploy: Deploy, event: Event, actor: str, *,
-                 reason: str | None = None, updates: dict[str, Any] | None = None) -> Applied:
+def _moves_queue(transition: Transition) -> bool:
+    """Whether the queue's order or ETAs change: a deploy left it, or the one in flight ended."""
+    return transition.source is State.QUEUED or transition.target in TERMINAL
+
+
+async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: Event, actor: str, *,
+                 reason: str | None = None, updates: dict[str, Any] | None = None,
+                 notices: tuple[Notice, ...] = ()) -> Applied:
+    """Take one transition of the table on a deploy loaded in `session`, with its audit record and notices."""
     state = State(deploy.state)
     transition = transition_for(state, event)
     if transition is None or not guard_holds(
         transition.guard, needs_attention=deploy.needs_attention, skip_build=deploy.skip_build
     ):
-        raise Refused(f"A deploy in `{state.label}` cannot take `{event.value}`.")
+        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy.id, state=state.value, event=event.value)
     now = utcnow()
     for key, value in (updates or {}).items():
         setattr(deploy, key, value)
@@ -255,6 +264,10 @@ async def _apply(session: AsyncSession, deploy: Deploy, event: Event, actor: str
             deploy.state = target.value
             deploy.state_entered_at = now
             deploy.state_times[target.value] = now.isoformat()
+            if target is State.AWAITING_CONFIRMATION:
+                deploy.in_production_at = now
+            elif target is State.ROLLING_BACK:
+                deploy.rolling_back_at = now
         if target is State.ROLLING_BACK and state is not State.ROLLING_BACK:
             deploy.rollback_from = state.value
         if state is State.QUEUED and target is not State.CANCELLED:
@@ -271,17 +284,21 @@ async def _apply(session: AsyncSession, deploy: Deploy, event: Event, actor: str
             deploy.due_at = now
         if reason and (target in TERMINAL or target is State.ROLLING_BACK or target is State.BUILD_FAILED):
             deploy.outcome_reason = reason
-    await audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id,
-                detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
+    audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id,
+          detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
+    moved = Moved(deploy.id, deploy.train_id, event, state, target, actor, reason)
+    told = (*notices, moved, *((QueueMoved(deploy.train_id),) if _moves_queue(transition) else ()))
+    await outbox.write(session, *told)
     await session.flush()
     return Applied(transition, deploy, reason)
 
 
-async def apply_event(sessions: async_sessionmaker[AsyncSession], deploy_id: int, event: Event, *,
+async def apply_event(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, deploy_id: int, event: Event, *,
                       actor: str = SYSTEM, expected_version: int | None = None,
                       expected_state: str | None = None, reason: str | None = None,
-                      updates: Callable[[Deploy], dict[str, Any]] | None = None) -> Applied:
-    """Take one transition of the table, atomically with its audit record.
+                      updates: Callable[[Deploy], dict[str, Any]] | None = None,
+                      notices: tuple[Notice, ...] = ()) -> Applied:
+    """Take one transition of the table, atomically with its audit record and notices (`notices` go first).
 
     A worker passes the `expected_version` it read: any change since supersedes its result. A person
     passes the `expected_state` their button was offered in: bookkeeping writes in between (the next
@@ -292,13 +309,15 @@ async def apply_event(sessions: async_sessionmaker[AsyncSession], deploy_id: int
             async with sessions() as session, session.begin():
                 deploy = await session.get(Deploy, deploy_id)
                 if deploy is None:
-                    raise Refused(f"There is no deploy {deploy_id}.")
+                    raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
                 if expected_version is not None and deploy.version != expected_version:
                     raise Superseded(f"deploy {deploy_id} changed")
                 if expected_state is not None and deploy.state != expected_state:
                     raise Superseded(f"deploy {deploy_id} is {deploy.state} now")
-                return await _apply(session, deploy, event, actor, reason=reason,
-                                    updates=updates(deploy) if updates else None)
+                applied = await _apply(session, outbox, deploy, event, actor, reason=reason,
+                                       updates=updates(deploy) if updates else None, notices=notices)
+            outbox.wake()
+            return applied
         except StaleDataError:
             if expected_version is not None:
                 raise Superseded(f"deploy {deploy_id} changed") from None
@@ -310,31 +329,30 @@ def _retry_build_updates(deploy: Deploy) -> dict[str, Any]:
             "build_queue_id": None, "build_attempts": deploy.build_attempts + 1}
 
 
-async def person_action(sessions: async_sessionmaker[AsyncSession], config: AppConfig, deploy_id: int,
-                        offered_state: str, event: Event, user: str) -> Applied:
+async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
+                        deploy_id: int, offered_state: str, event: Event, user: str) -> Applied:
     """A button press: bound to the state it was offered in, allowed to the requester and admins."""
     async with sessions() as session:
         deploy = await session.get(Deploy, deploy_id)
     if deploy is None:
-        raise Refused(f"There is no deploy {deploy_id}.")
+        raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
     if user != deploy.requester and not config.permissions.is_admin(user):
-        raise Refused(f"Only <@{deploy.requester}> or an admin can act on deploy {deploy_id}.")
-    stale = Refused(f"That button is from an earlier step: deploy {deploy_id} (#{deploy.pr_number}) "
-                    f"is now `{State(deploy.state).label}`. Use the buttons on its latest message.")
+        raise Refused(Why.NOT_YOURS, deploy_id=deploy_id, requester=deploy.requester)
+    stale = Refused(Why.STALE_BUTTON, deploy_id=deploy_id, pr=deploy.pr_number, state=deploy.state)
     if deploy.state != offered_state:
         raise stale
     transition = transition_for(State(deploy.state), event)
     if transition is None or not guard_holds(transition.guard, needs_attention=deploy.needs_attention,
                                              skip_build=deploy.skip_build):
-        raise Refused(f"Deploy {deploy_id} is `{State(deploy.state).label}`: that is not possible now.")
+        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy_id, state=deploy.state, event=event.value)
     try:
-        return await apply_event(sessions, deploy_id, event, actor=user, expected_state=offered_state,
+        return await apply_event(sessions, outbox, deploy_id, event, actor=user, expected_state=offered_state,
                                  updates=_retry_build_updates if event is Event.RETRY_BUILD else None)
     except Superseded:
         raise stale from None
 
 
-async def cancel(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,
+async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, user: str,
                  deploy_id: int | None = None) -> Applied:
     """Leave the queue: a named deploy, or the user's own next queued one."""
     async with sessions() as session:
@@ -344,50 +362,43 @@ async def cancel(sessions: async_sessionmaker[AsyncSession], config: AppConfig, 
                 .order_by(*_train_order()).limit(1)
             )
             if deploy is None:
-                raise Refused("You have no deploy in the queue. `/deploy queue` shows the train.")
+                raise Refused(Why.NOTHING_QUEUED)
         else:
             deploy = await session.get(Deploy, deploy_id)
             if deploy is None:
-                raise Refused(f"There is no deploy {deploy_id}: `/deploy queue` lists them with their ids.")
+                raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
     if deploy.state != State.QUEUED.value:
-        raise Refused(f"Deploy {deploy.id} is `{State(deploy.state).label}`: only a queued deploy can be "
-                      "cancelled. Use its Roll back button instead.")
-    return await person_action(sessions, config, deploy.id, State.QUEUED.value, Event.CANCEL, user)
+        raise Refused(Why.ONLY_QUEUED_CANCEL, deploy_id=deploy.id, pr=deploy.pr_number, state=deploy.state)
+    return await person_action(sessions, outbox, config, deploy.id, State.QUEUED.value, Event.CANCEL, user)
 
 
 # -- the train ----------------------------------------------------------------------------------
 
-async def set_frozen(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,
-                     frozen: bool, reason: str | None = None) -> Train:
+async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, user: str,
+                     frozen: bool, reason: str | None = None) -> TrainView:
     if not config.permissions.is_admin(user):
-        raise Refused("Only admins can freeze or unfreeze the train.")
+        raise Refused(Why.ADMINS_ONLY, what="freeze" if frozen else "unfreeze")
     if frozen and not (reason or "").strip():
-        raise Refused('Say why: `/deploy freeze "release candidate testing"`.')
+        raise Refused(Why.FREEZE_REASON_REQUIRED, field="reason")
     if reason and len(reason) > MAX_REASON:
-        raise Refused(f"The reason is {len(reason)} characters long: keep it under {MAX_REASON}.")
+        raise Refused(Why.TOO_LONG, field="reason", what="reason", length=len(reason), limit=MAX_REASON)
     async with sessions() as session, session.begin():
         train = await ensure_train(session)
         if train.frozen == frozen:
-            raise Refused("The train is already frozen." if frozen else "The train is not frozen.")
+            raise Refused(Why.ALREADY_FROZEN if frozen else Why.NOT_FROZEN)
         train.frozen = frozen
         train.frozen_reason = reason if frozen else None
         train.frozen_by = user if frozen else None
         train.frozen_at = utcnow() if frozen else None
-        await audit(session, user, "freeze" if frozen else "unfreeze", detail=reason)
-    return train
-
-
-async def train_status(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> Train:
-    async with sessions() as session, session.begin():
-        return await ensure_train(session, train_id)
+        audit(session, user, "freeze" if frozen else "unfreeze", detail=reason)
+        told = Frozen(train.id, user, reason or "") if frozen else Unfrozen(train.id, user)
+        await outbox.write(session, told, QueueMoved(train.id))
+        view = TrainView.of(train)
+    outbox.wake()
+    return view
 
 
 # -- what a step keeps ------------------------------------------------------------------------
-
-async def save(sessions: async_sessionmaker[AsyncSession], deploy: Deploy, **values: Any) -> None:
-    """Persist fields of a deploy a worker holds, unless someone changed it since it was read."""
-    await save_held(sessions, deploy, **values)
-
 
 async def record_undo(sessions: async_sessionmaker[AsyncSession], deploy_id: int, kind: str,
                       data: dict[str, Any], *, key: str) -> UndoRecord:
@@ -420,14 +431,3 @@ async def mark_undone(sessions: async_sessionmaker[AsyncSession], record_id: int
         if record is not None and record.done_at is None:
             record.done_at = utcnow()
             record.result = result
-
-
-
-async def set_slack_ids(sessions: async_sessionmaker[AsyncSession], deploy_id: int, **ids: str | None) -> None:
-    """Remember where a deploy's card and DM are, without touching its version (a step may hold it)."""
-    allowed = {"slack_channel", "slack_ts", "dm_channel", "dm_ts"}
-    if not ids or set(ids) - allowed:
-        raise ValueError(f"only {sorted(allowed)} may be set here")
-    async with sessions() as session, session.begin():
-        await session.execute(sa.update(Deploy).where(Deploy.id == deploy_id).values(**ids)
-                              .execution_options(synchronize_session=False))

@@ -1,7 +1,11 @@
 """The train's record: recent deploys for `/deploy history`, and delivery figures for `/deploy stats`.
 
 Figures come from the deploy rows, whose state times, start and finish are written in the
-same transaction as the audit log's transition records, so both always tell the same story.
+same transaction as the audit log's transition records, so both always tell the same story
+(`in_production_at` and `rolling_back_at` repeat two of the state times as columns). The
+database computes them in one query over the deploys that finished in the window, read from
+one index: counts with FILTER, medians with percentile_cont on PostgreSQL and ORDER BY / LIMIT /
+OFFSET on SQLite, which has none; durations are exact to the microsecond on both.
 
 - lead time: from the pull request being opened to its change running in production (the
   rollout finishing, i.e. entering `awaiting_confirmation`), over completed deploys;
@@ -14,20 +18,22 @@ same transaction as the audit log's transition records, so both always tell the 
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
-from flows.deploy.machine import TERMINAL, State
+from flows.deploy.machine import State
 from flows.deploy.service import TRAIN
 from storage.clock import utcnow
-from storage.models import Deploy
+from storage.models import Deploy, UTCDateTime
 
 DEFAULT_WINDOW = timedelta(days=28)
+_MEDIANS = ("lead_time", "queue_wait", "deploy_duration", "time_to_roll_back")
 
 
 @dataclass(frozen=True)
@@ -49,75 +55,101 @@ class TrainStats:
     change_failure_rate: float | None  # None when nothing reached production or was rolled back
 
 
-def state_time(deploy: Deploy, state: State) -> datetime | None:
-    """When the deploy last entered `state`, if it did."""
-    value = (deploy.state_times or {}).get(state.value)
-    return datetime.fromisoformat(value) if value else None
+Moment = sa.ColumnElement[Any] | InstrumentedAttribute[Any]  # a timestamp column, or an expression of them
 
 
-def duration(deploy: Deploy) -> timedelta | None:
-    """How long a finished deploy took from leaving the queue (None if it never left it)."""
-    if deploy.started_at is None or deploy.finished_at is None:
-        return None
-    return deploy.finished_at - deploy.started_at
+def _micros_between(dialect: str, later: Moment, earlier: Moment) -> sa.ColumnElement[float]:
+    """`later - earlier` in whole microseconds, exactly (NULL if either is NULL), computed by the database."""
+    if dialect == "postgresql":
+        # date_part's float (EXTRACT's numeric is twice as slow here), rounded back to its whole microseconds.
+        return sa.func.round(sa.func.date_part("epoch", later - earlier) * 1_000_000)
+    # SQLite keeps timestamps as text ('YYYY-MM-DD HH:MM:SS.ffffff') and its date functions round them to
+    # the millisecond, and differences of julianday() carry float error besides. So: the microseconds from
+    # the text, and whole seconds by rounding julianday's difference less them, which is off by under 1 ms.
+    micros = sa.cast(sa.func.substr(later, 21, 6), sa.Integer) - sa.cast(sa.func.substr(earlier, 21, 6), sa.Integer)
+    seconds = sa.func.round((sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400 - micros * 1e-6)
+    return sa.type_coerce(sa.cast(seconds, sa.Integer) * 1_000_000 + micros, sa.Double)
 
 
-def _median(values: Iterable[timedelta | None]) -> timedelta | None:
-    seconds = [v.total_seconds() for v in values if v is not None and v >= timedelta(0)]
-    return timedelta(seconds=statistics.median(seconds)) if seconds else None
+@cache
+def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
+    """One row: the counts and the medians (in microseconds) over the train's deploys that finished in the window.
+
+    Built once per dialect (building it takes milliseconds); its parameters are `train_id`, `since`,
+    `until`, `day_ago` and `week_ago`.
+    """
+    since, until = sa.bindparam("since", type_=UTCDateTime()), sa.bindparam("until", type_=UTCDateTime())
+    state = Deploy.state
+    completed, rolled_back = state == State.COMPLETED.value, state == State.ROLLED_BACK.value
+    # A deploy that never entered awaiting_confirmation (none should complete without it) counts as in
+    # production when it finished.
+    in_production = sa.func.coalesce(Deploy.in_production_at, Deploy.finished_at)
+    finished = sa.select(
+        state, Deploy.finished_at,
+        sa.case((completed, _micros_between(dialect, in_production, Deploy.pr_created_at))).label("lead_time"),
+        _micros_between(dialect, Deploy.started_at, Deploy.created_at).label("queue_wait"),
+        sa.case((completed, _micros_between(dialect, Deploy.finished_at, Deploy.started_at)))
+        .label("deploy_duration"),
+        sa.case((rolled_back, _micros_between(dialect, Deploy.finished_at, Deploy.rolling_back_at)))
+        .label("time_to_roll_back"),
+    ).where(Deploy.train_id == sa.bindparam("train_id"), Deploy.finished_at >= since, Deploy.finished_at < until)
+    # SQLite reads it once per median and once for their sizes: computed once, not once per use.
+    deploys = finished.cte("finished").prefix_with("MATERIALIZED", dialect="sqlite")
+    # Negative durations (clocks that disagree) are left out of the medians rather than pull them down.
+    measured = {name: deploys.c[name] >= 0 for name in _MEDIANS}
+    if dialect == "postgresql":
+        medians = [sa.func.percentile_cont(0.5).within_group(deploys.c[name]).filter(measured[name]).label(name)
+                   for name in _MEDIANS]
+    else:
+        # No median in SQLite: the middle value, or the mean of the middle two, in the order of the values.
+        sizes = sa.select(*(sa.func.count().filter(measured[name]).label(name) for name in _MEDIANS)).cte("sizes")
+        medians = []
+        for name in _MEDIANS:
+            size = sa.select(sizes.c[name]).scalar_subquery()
+            middle = (sa.select(deploys.c[name].label("value")).where(measured[name]).order_by(deploys.c[name])
+                      .limit(2 - size % 2).offset((size - 1) // 2).subquery())
+            medians.append(sa.select(sa.type_coerce(sa.func.avg(middle.c.value), sa.Double)).scalar_subquery()
+                           .label(name))
+
+    def count(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count().filter(sa.and_(*where))
+
+    done = deploys.c.state == State.COMPLETED.value
+    return sa.select(
+        count(done).label("completed"),
+        count(deploys.c.state == State.ROLLED_BACK.value).label("rolled_back"),
+        count(deploys.c.state == State.FAILED.value).label("failed"),
+        count(deploys.c.state == State.CANCELLED.value).label("cancelled"),
+        count(done, deploys.c.finished_at >= sa.bindparam("day_ago", type_=UTCDateTime())).label("last_day"),
+        count(done, deploys.c.finished_at >= sa.bindparam("week_ago", type_=UTCDateTime())).label("last_week"),
+        *medians,
+    ).select_from(deploys)
 
 
-def _in_production_at(deploy: Deploy) -> datetime | None:
-    return state_time(deploy, State.AWAITING_CONFIRMATION) or deploy.finished_at
-
-
-def compute_stats(deploys: Sequence[Deploy | sa.Row], since: datetime, until: datetime) -> TrainStats:
-    """The figures over the deploys that finished in [since, until)."""
-    finished = [d for d in deploys if d.finished_at is not None and since <= d.finished_at < until]
-    by_state: dict[str, list[Deploy]] = {state.value: [] for state in TERMINAL}
-    for deploy in finished:
-        by_state.setdefault(deploy.state, []).append(deploy)
-    completed = by_state[State.COMPLETED.value]
-    rolled_back = by_state[State.ROLLED_BACK.value]
-    days = max((until - since).total_seconds() / 86400, 1 / 24)
-    shipped_or_undone = len(completed) + len(rolled_back)
-
-    def lead_time(deploy: Deploy) -> timedelta | None:
-        arrived = _in_production_at(deploy)
-        return arrived - deploy.pr_created_at if arrived and deploy.pr_created_at else None
-
-    def roll_back_time(deploy: Deploy) -> timedelta | None:
-        began = state_time(deploy, State.ROLLING_BACK)
-        return deploy.finished_at - began if began and deploy.finished_at else None
-
-    return TrainStats(
-        since=since, until=until, completed=len(completed), rolled_back=len(rolled_back),
-        failed=len(by_state[State.FAILED.value]), cancelled=len(by_state[State.CANCELLED.value]),
-        last_day=sum(1 for d in completed if d.finished_at >= until - timedelta(days=1)),
-        last_week=sum(1 for d in completed if d.finished_at >= until - timedelta(days=7)),
-        per_day=len(completed) / days, per_week=len(completed) / days * 7,
-        lead_time=_median(lead_time(d) for d in completed),
-        queue_wait=_median(d.started_at - d.created_at for d in finished if d.started_at is not None),
-        deploy_duration=_median(duration(d) for d in completed),
-        time_to_roll_back=_median(roll_back_time(d) for d in rolled_back),
-        change_failure_rate=len(rolled_back) / shipped_or_undone if shipped_or_undone else None,
-    )
+def _duration(micros: float | None) -> timedelta | None:
+    return None if micros is None else timedelta(microseconds=float(micros))
 
 
 async def train_stats(sessions: async_sessionmaker[AsyncSession], *, window: timedelta = DEFAULT_WINDOW,
                       now: datetime | None = None, train_id: str = TRAIN) -> TrainStats:
-    """The train's figures over the last `window` (28 days by default)."""
+    """The train's figures over the last `window` (28 days by default), counted by the database."""
     until = now or utcnow()
     since = until - window
-    # Plain rows of the columns the figures need: a month of a busy train is thousands of deploys, and
-    # whole ORM objects of them took over a second.
     async with sessions() as session:
-        deploys = (await session.execute(
-            sa.select(Deploy.state, Deploy.created_at, Deploy.pr_created_at, Deploy.started_at, Deploy.finished_at,
-                      Deploy.state_times)
-            .where(Deploy.train_id == train_id, Deploy.finished_at >= since, Deploy.finished_at < until)
-        )).all()
-    return compute_stats(deploys, since, until)
+        dialect = (await session.connection()).dialect.name
+        row = (await session.execute(_stats_query(dialect), {
+            "train_id": train_id, "since": since, "until": until,
+            "day_ago": until - timedelta(days=1), "week_ago": until - timedelta(days=7)})).one()
+    days = max((until - since).total_seconds() / 86400, 1 / 24)
+    shipped_or_undone = row.completed + row.rolled_back
+    return TrainStats(
+        since=since, until=until, completed=row.completed, rolled_back=row.rolled_back, failed=row.failed,
+        cancelled=row.cancelled, last_day=row.last_day, last_week=row.last_week,
+        per_day=row.completed / days, per_week=row.completed / days * 7,
+        lead_time=_duration(row.lead_time), queue_wait=_duration(row.queue_wait),
+        deploy_duration=_duration(row.deploy_duration), time_to_roll_back=_duration(row.time_to_roll_back),
+        change_failure_rate=row.rolled_back / shipped_or_undone if shipped_or_undone else None,
+    )
 
 
 async def recent_deploys(sessions: async_sessionmaker[AsyncSession], *, limit: int = 10,

@@ -19,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.machine import Event, State
-from flows.notify import Kind, Notice
-from integrations.ecs import Ecs, Progress
-from integrations.github import GitHub, NotMergeable
-from integrations.jenkins import Build, Jenkins
+from flows.leased import Record, save_held
+from flows.notices import BuildPassed, BuildStarted, CanaryReminder, Merged, Notice, RevertByHand, RolloutProgress
+from flows.outbox import Outbox
+from flows.outside import Outside
+from integrations.ecs import Progress
+from integrations.github import NotMergeable
+from integrations.jenkins import Build
 from storage.clock import utcnow
 from storage.models import Deploy
 
@@ -32,20 +35,12 @@ from storage.models import Deploy
 POLL = timedelta(seconds=0.5)
 
 
-@dataclass(frozen=True)
-class Outside:
-    """The outside systems a step may talk to."""
-
-    github: GitHub
-    jenkins: Jenkins
-    ecs: Ecs
-
-
 @dataclass
 class StepResult:
     event: Event | None = None
     reason: str | None = None
     wait: timedelta | None = None  # with no event: look again after this (None: wait for a person)
+    notices: tuple[Notice, ...] = ()  # told with the transition, before it
 
 
 @dataclass
@@ -53,19 +48,14 @@ class StepContext:
     config: AppConfig
     outside: Outside
     sessions: async_sessionmaker[AsyncSession]
-    notify: Callable[[Notice], Awaitable[None]]
+    outbox: Outbox
     poll: timedelta = POLL
 
-    async def save(self, deploy: Deploy, **values: Any) -> None:
-        await service.save(self.sessions, deploy, **values)
-
-    async def audit(self, deploy: Deploy, action: str, detail: str | None = None, **outside_ids: Any) -> None:
-        async with self.sessions() as session, session.begin():
-            await service.audit(session, service.SYSTEM, action, deploy_id=deploy.id, detail=detail,
-                                **outside_ids)
-
-    async def tell(self, kind: Kind, deploy: Deploy, text: str = "", **data: Any) -> None:
-        await self.notify(Notice(kind, deploy_id=deploy.id, text=text, data=data))
+    async def save(self, deploy: Deploy, values: dict[str, Any] | None = None, *, record: Record | None = None,
+                   notice: Notice | None = None) -> None:
+        """Persist what the step learnt, with its audit record and notice, in one transaction."""
+        await save_held(self.sessions, self.outbox, deploy, values or {},
+                        records=(record,) if record else (), notices=(notice,) if notice else ())
 
 
 def _elapsed(deploy: Deploy) -> timedelta:
@@ -96,9 +86,9 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
             except NotMergeable as exc:
                 return StepResult(Event.MERGE_REFUSED, f"#{deploy.pr_number} could not be merged: {exc.reason}")
             sha = result.sha
-        await ctx.save(deploy, merge_sha=sha, image=ctx.config.image_for(sha))
-        await ctx.audit(deploy, "merged", f"#{deploy.pr_number} merged as {sha[:12]}", merge_sha=sha)
-    await ctx.tell(Kind.MERGED, deploy, f"Merged #{deploy.pr_number} as {sha[:12]}", merge_sha=sha)
+        await ctx.save(deploy, {"merge_sha": sha, "image": ctx.config.image_for(sha)},
+                       record=Record("merged", f"#{deploy.pr_number} merged as {sha[:12]}", {"merge_sha": sha}),
+                       notice=Merged(deploy.id, deploy.train_id, sha))
     return StepResult(Event.MERGED)
 
 
@@ -119,8 +109,8 @@ async def _current_build(ctx: StepContext, deploy: Deploy) -> Build | None:
         return None  # GitHub's webhook has not started it yet
     if deploy.build_queue_id is None:
         queue_id = await jenkins.start_build(job, sha)
-        await ctx.save(deploy, build_queue_id=queue_id)
-        await ctx.audit(deploy, "build_requested", f"{job} for {sha[:12]}", queue_id=queue_id)
+        await ctx.save(deploy, {"build_queue_id": queue_id},
+                       record=Record("build_requested", f"{job} for {sha[:12]}", {"queue_id": queue_id}))
     started = await jenkins.build_from_queue(deploy.build_queue_id or 0)
     if started is None:
         return None
@@ -129,19 +119,20 @@ async def _current_build(ctx: StepContext, deploy: Deploy) -> Build | None:
 
 async def build(ctx: StepContext, deploy: Deploy) -> StepResult:
     if deploy.skip_build and deploy.image and await ctx.outside.ecs.image_exists(deploy.image):
-        await ctx.audit(deploy, "build_skipped", f"image present: {deploy.image}", image=deploy.image)
+        await ctx.save(deploy, record=Record("build_skipped", f"image present: {deploy.image}",
+                                             {"image": deploy.image}))
         return StepResult(Event.IMAGE_PRESENT, "skip build check: the image is in the registry")
     timeout = ctx.config.jenkins.build_timeout
     current = await _current_build(ctx, deploy)
     if current is not None and current.number != deploy.build_number:
-        await ctx.save(deploy, build_number=current.number, build_url=current.url,
-                       build_job=ctx.config.jenkins.job)
-        await ctx.audit(deploy, "build_found", f"build {current.number}", build_url=current.url)
-        await ctx.tell(Kind.BUILD_STARTED, deploy, f"Build {current.number} started", build_url=current.url)
+        await ctx.save(deploy, {"build_number": current.number, "build_url": current.url,
+                                "build_job": ctx.config.jenkins.job},
+                       record=Record("build_found", f"build {current.number}", {"build_url": current.url}),
+                       notice=BuildStarted(deploy.id, deploy.train_id, current.number, current.url))
     if current is not None and current.finished:
         if current.green:
-            await ctx.tell(Kind.BUILD_PASSED, deploy, f"Build {current.number} passed", build_url=current.url)
-            return StepResult(Event.BUILD_GREEN)
+            return StepResult(Event.BUILD_GREEN,
+                              notices=(BuildPassed(deploy.id, deploy.train_id, current.number, current.url),))
         return StepResult(Event.BUILD_RED, f"build {current.number} {(current.result or 'failed').lower()}")
     if _elapsed(deploy) > timeout:
         what = f"build {current.number}" if current else "no build of the merge commit"
@@ -170,9 +161,9 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
             target["old_td"] = state.task_definition
         if "new_td" not in target:
             target["new_td"] = await ecs.register_with_image(target["old_td"], spec.container, deploy.image or "")
-            await ctx.save(deploy, targets=targets)
-            await ctx.audit(deploy, "task_definition_registered", f"{process}: {target['new_td']}",
-                            task_definition=target["new_td"])
+            await ctx.save(deploy, {"targets": targets},
+                           record=Record("task_definition_registered", f"{process}: {target['new_td']}",
+                                         {"task_definition": target["new_td"]}))
     for process in deploy.processes:
         target = targets[process]
         if target.get("canary_created"):
@@ -182,8 +173,8 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         await ecs.create_canary(cluster, target["service"], target["canary"], target["new_td"],
                                 ctx.config.deploy.canary_tasks)
         target["canary_created"] = True
-        await ctx.save(deploy, targets=targets)
-        await ctx.audit(deploy, "canary_created", target["canary"], task_definition=target["new_td"])
+        await ctx.save(deploy, {"targets": targets},
+                       record=Record("canary_created", target["canary"], {"task_definition": target["new_td"]}))
     progress: dict[str, Progress] = await _each(
         {p: targets[p] for p in deploy.processes},
         lambda _p, t: ecs.canary_ready(cluster, t["canary"], t["new_td"], ctx.config.deploy.canary_tasks),
@@ -193,8 +184,6 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         process, why = next(iter(failed.items()))
         return StepResult(Event.CANARY_FAILED, f"the {process} canary failed to start: {why.reason}")
     if all(pr.done for pr in progress.values()):
-        canaries = {p: targets[p]["canary"] for p in deploy.processes}
-        await ctx.tell(Kind.CANARIES_UP, deploy, "Canaries are up", canaries=canaries)
         return StepResult(Event.CANARIES_UP)
     if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
         return StepResult(Event.CANARY_FAILED,
@@ -208,8 +197,7 @@ async def remind(ctx: StepContext, deploy: Deploy) -> StepResult:
     now = utcnow()
     if now < due:
         return StepResult(wait=due - now)
-    await ctx.save(deploy, canary_reminded_at=now)
-    await ctx.tell(Kind.CANARY_REMINDER, deploy, "The canaries are waiting for you: Proceed or Roll back")
+    await ctx.save(deploy, {"canary_reminded_at": now}, notice=CanaryReminder(deploy.id, deploy.train_id))
     return StepResult(wait=every)
 
 
@@ -227,8 +215,8 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
                                    "task_definition": target["old_td"]}, key=target["service"])
         await ecs.rolling_update(cluster, target["service"], target["new_td"], ctx.config.deploy.batch_percent)
         target["rollout_started"] = True
-        await ctx.save(deploy, targets=targets)
-        await ctx.audit(deploy, "rollout_started", target["service"], task_definition=target["new_td"])
+        await ctx.save(deploy, {"targets": targets},
+                       record=Record("rollout_started", target["service"], {"task_definition": target["new_td"]}))
     by_service = await ecs.rollouts_progress(cluster, {targets[p]["service"]: targets[p]["new_td"]
                                                        for p in deploy.processes})
     progress = {p: by_service[targets[p]["service"]] for p in deploy.processes}
@@ -236,8 +224,9 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
     if any(targets[p].get("counts") != c for p, c in counts.items()):
         for process, count in counts.items():
             targets[process]["counts"] = count
-        await ctx.save(deploy, targets=targets)
-        await ctx.tell(Kind.ROLLOUT_PROGRESS, deploy, "Rolling out", progress=counts)
+        await ctx.save(deploy, {"targets": targets},
+                       notice=RolloutProgress(deploy.id, deploy.train_id,
+                                              tuple((p, c[0], c[1]) for p, c in counts.items())))
     failed = {p: pr for p, pr in progress.items() if pr.failed}
     if failed:
         process, why = next(iter(failed.items()))
@@ -251,8 +240,8 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
         if record.kind == "canary":
             await ecs.delete_service(record.data["cluster"], record.data["service"])
             await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
-            await ctx.audit(deploy, "canary_removed", record.data["service"], service=record.data["service"])
-    await ctx.tell(Kind.ROLLED_OUT, deploy, "Rolled out: check production, then press Done")
+            await ctx.save(deploy, record=Record("canary_removed", record.data["service"],
+                                                 {"service": record.data["service"]}))
     return StepResult(Event.ROLLOUT_DONE)
 
 
@@ -286,12 +275,12 @@ async def _undo_merge(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) ->
     if sha is None:
         return "never merged"
     result = await github.revert_merge(sha, deploy.pr_number)
-    await ctx.save(deploy, revert_sha=result.sha, revert_status=result.status)
-    await ctx.audit(deploy, f"revert_{result.status}", result.detail, revert_sha=result.sha,
-                    manual_url=result.manual_url)
-    if result.status == "manual":
-        await ctx.tell(Kind.NEEDS_ATTENTION, deploy, f"Revert #{deploy.pr_number} by hand: {result.detail}",
-                       manual_url=result.manual_url, paths=list(result.paths))
+    by_hand = (RevertByHand(deploy.id, deploy.train_id, result.detail, result.manual_url, tuple(result.paths))
+               if result.status == "manual" else None)
+    await ctx.save(deploy, {"revert_sha": result.sha, "revert_status": result.status},
+                   record=Record(f"revert_{result.status}", result.detail,
+                                 {"revert_sha": result.sha, "manual_url": result.manual_url}),
+                   notice=by_hand)
     return f"revert {result.status}" + (f" {result.sha[:12]}" if result.sha else "")
 
 
@@ -320,7 +309,7 @@ async def roll_back(ctx: StepContext, deploy: Deploy) -> StepResult:
         for record, result in zip(batch, results, strict=True):
             if result is not None:
                 await service.mark_undone(ctx.sessions, record.id, result)
-                await ctx.audit(deploy, f"undone:{record.kind}", result, **_outside_ids(record.data))
+                await ctx.save(deploy, record=Record(f"undone:{record.kind}", result, _outside_ids(record.data)))
         if any(result is None for result in results):
             return StepResult(wait=ctx.poll)
         pending = pending[len(batch):]

@@ -1,67 +1,99 @@
-"""What people ask of the peas (for the Slack surface): validate, persist, notify, wake the worker.
+"""The pool's public API for surfaces: claim and deploy, redeploy, extend, release, the buttons, and views.
 
-Every refusal is a `Refused` whose message says what was wrong and what to type instead; a
-refused request changes nothing. The pull request and its build are read before anything is
-written, so a bad PR never claims a pea.
+A refused request is a `Refused` (a reason code and its facts) and changes nothing. The pull
+request and its build are read before anything is written, so a bad PR never claims a pea.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import AppConfig
-from flows.deploy.steps import Outside
-from flows.errors import Refused
-from flows.notify import Kind, Notifier
+from flows.deploy.service import TRAIN
+from flows.errors import Refused, Why
+from flows.notices import Notice, PeaDeploying, PeaExtended, PeaReleased, PeaTakenOver
+from flows.outbox import Outbox
+from flows.outside import Outside
 from flows.pea import service
-from flows.pea.service import PeaState, PeaView, at
+from flows.pea.machine import BUTTONS, PeaEvent, PeaState
+from flows.views import PeaView
 from integrations.github import PullRequest
 from integrations.jenkins import Build
 from integrations.outside import NotFound, OutsideError
-
-BUTTONS = ("Extend", "Release", "Redeploy")
+from storage.clock import utcnow
+from storage.models import Pea
 
 
 class PeaFlows:
-    """The pool's operations: list, deploy (claim), redeploy, extend, release, and the card buttons."""
+    """The pool's operations and queries."""
 
     def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
-                 notifier: Notifier, wake: Callable[[], None]) -> None:
+                 outbox: Outbox, wake: Callable[[], None]) -> None:
         self.config = config
         self.sessions = sessions
         self.outside = outside
-        self.notifier = notifier
+        self.outbox = outbox
         self.wake = wake
 
-    async def list(self) -> list[PeaView]:
+    def _view(self, pea: Pea) -> PeaView:
+        return PeaView.of(pea, TRAIN)
+
+    # -- queries --------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """The pool's names (none when peas are not set up)."""
+        return list(self.config.peas.names) if self.config.peas else []
+
+    async def all(self) -> list[PeaView]:
         """Every pea of the pool, in the order of `peas.names`."""
-        return [PeaView.of(p) for p in await service.list_peas(self.sessions, self.config)]
+        return [self._view(p) for p in await service.list_peas(self.sessions, self.config)]
 
     async def peas_of(self, user: str) -> list[PeaView]:
         """The peas `user` holds (for the App Home)."""
-        return [PeaView.of(p) for p in await service.peas_of(self.sessions, user)]
+        return [self._view(p) for p in await service.peas_of(self.sessions, user)]
 
-    async def deploy(self, user: str, pea: str, pr: int) -> PeaView:
-        """Claim `pea` (or keep holding it) and deploy the head of pull request `pr` to it."""
+    async def get(self, name: str) -> PeaView | None:
+        found = await service.get_pea(self.sessions, name)
+        return None if found is None else self._view(found)
+
+    # -- commands -------------------------------------------------------------------------------
+    async def deploy(self, user: str, pea: str, pr: int, *, again: bool = False) -> PeaView:
+        """Claim `pea` (or keep holding it) and deploy the head of pull request `pr` to it (`again`: its
+        Redeploy button)."""
         name = service.known(self.config, pea)
         current = await service.get_pea(self.sessions, name)
         if current is not None:
             service.check_may_act(self.config, current, user, "deploy to")
         if pr <= 0:
-            raise Refused(f"`{pr}` is not a pull request number: type `/pea deploy {name} 123`.", field="pr")
+            raise Refused(Why.NOT_A_PR_NUMBER, field="pr", pr=str(pr), pea=name)
         pull = await self._open_pr(name, pr)
-        build = await self._build_of(pull)
-        claimed = await service.claim(self.sessions, self.config, user, name, pull, build)
-        view = PeaView.of(claimed.pea)
-        if claimed.taken_from:
-            await self._tell(Kind.PEA_RELEASED, view, f"<@{user}> took `{name}` over to deploy #{pull.number}",
-                             holder=claimed.taken_from, actor=user)
-        waiting = f"build {build.number}" if build else "its build"
-        await self._tell(Kind.PEA_CHANGED, view, f"Deploying #{pull.number} ({pull.head_sha[:12]}) to `{name}`: "
-                                                 f"waiting for {waiting}", actor=user)
+        build = await self._build_of(name, pull)
+        peas = service.peas_config(self.config)
+
+        async def change(session: AsyncSession, row: Pea) -> tuple[PeaView, tuple[Notice, ...]]:
+            service.check_may_act(self.config, row, user, "deploy to")
+            now = utcnow()
+            state = PeaState(row.state)
+            taken_from = row.holder if state.held and row.holder != user else None
+            event = (PeaEvent.REDEPLOY if again else PeaEvent.DEPLOY) if state.held else PeaEvent.CLAIM
+            values = {
+                "holder": user, "pr_number": pull.number, "pr_title": pull.title, "pr_url": pull.url,
+                "head_sha": pull.head_sha, "image": self.config.image_for(pull.head_sha),
+                "build_number": build.number if build else None, "build_url": build.url if build else None,
+                "url": peas.url_of(row.name), "claim_expires_at": now + peas.lease,
+                "claimed_at": now if not state.held or taken_from else row.claimed_at, "reminded_at": None,
+            }
+            detail = f"#{pull.number} {pull.head_sha[:12]}" + (f", taken from {taken_from}" if taken_from else "")
+            service.take(session, row, event, user, reason=detail, values=values, now=now)
+            notices: tuple[Notice, ...] = (PeaDeploying(row.name, TRAIN, user, user, pull.number, pull.head_sha,
+                                                        build.number if build else None),)
+            if taken_from:
+                notices = (PeaTakenOver(row.name, TRAIN, taken_from, user, pull.number), *notices)
+            return self._view(row), notices
+
+        view = await service.write(self.sessions, self.outbox, self.config, name, change)
         self.wake()
         return view
 
@@ -70,47 +102,60 @@ class PeaFlows:
         name = service.known(self.config, pea)
         current = await service.get_pea(self.sessions, name)
         if current is None or not PeaState(current.state).held or current.pr_number is None:
-            raise Refused(f"`{name}` is not claimed: `/pea deploy {name} <pr>` claims it and deploys a PR.")
-        return await self.deploy(user, name, current.pr_number)
+            raise Refused(Why.PEA_NOT_CLAIMED, field="pea", pea=name, action="redeploy")
+        return await self.deploy(user, name, current.pr_number, again=True)
 
     async def release(self, user: str, pea: str) -> PeaView:
         """Free a held pea; its services are scaled to zero."""
         name = service.known(self.config, pea)
-        released, holder = await service.release(self.sessions, self.config, user, name)
-        view = PeaView.of(released)
-        by = "You" if user == holder else f"<@{user}>"
-        await self._tell(Kind.PEA_RELEASED, view, f"{by} released `{name}`: it is being scaled to zero",
-                         holder=holder, actor=user)
+
+        async def change(session: AsyncSession, row: Pea) -> tuple[PeaView, tuple[Notice, ...]]:
+            holder = row.holder
+            if not PeaState(row.state).held or holder is None:
+                raise Refused(Why.PEA_NOT_CLAIMED, field="pea", pea=name, action="release")
+            service.check_may_act(self.config, row, user, "release")
+            service.take(session, row, PeaEvent.RELEASE, user, reason=f"held by {holder}")
+            return self._view(row), (PeaReleased(name, TRAIN, holder, user),)
+
+        view = await service.write(self.sessions, self.outbox, self.config, name, change)
         self.wake()
         return view
 
     async def extend(self, user: str, pea: str) -> PeaView:
-        """Renew the claim: the lease runs for `peas.lease` from now."""
+        """Renew the claim: it runs for `peas.lease` from now."""
         name = service.known(self.config, pea)
-        view = PeaView.of(await service.extend(self.sessions, self.config, user, name))
-        await self._tell(Kind.PEA_CHANGED, view, f"`{name}` is yours until {at(view.lease_expires_at)}", actor=user)
+        peas = service.peas_config(self.config)
+
+        async def change(session: AsyncSession, row: Pea) -> tuple[PeaView, tuple[Notice, ...]]:
+            if not PeaState(row.state).held or row.holder is None:
+                raise Refused(Why.PEA_NOT_CLAIMED, field="pea", pea=name, action="extend")
+            service.check_may_act(self.config, row, user, "extend")
+            until = utcnow() + peas.lease
+            # The worker works out the next reminder at once.
+            service.take(session, row, PeaEvent.EXTEND, user, reason=f"until {until:%Y-%m-%d %H:%M} UTC",
+                         values={"claim_expires_at": until, "reminded_at": None})
+            return self._view(row), (PeaExtended(name, TRAIN, row.holder, until),)
+
+        view = await service.write(self.sessions, self.outbox, self.config, name, change)
         self.wake()
         return view
 
-    async def press(self, user: str, button: str, value: dict[str, Any]) -> PeaView:
-        """A card's button; `value` is the `PeaView.button_value()` it was offered with.
+    async def press(self, user: str, button: str, value: Mapping[str, object]) -> PeaView:
+        """A button: `value` names the pea, the state it was offered in and the claim it belongs to.
 
-        A button belongs to the claim it was offered for: once the pea was released (and maybe
-        claimed again) it does nothing. `Redeploy` is also bound to the state it was offered in.
+        A button belongs to the claim it was offered for: once the pea was released (and maybe claimed
+        again) it does nothing. `Redeploy` is also bound to the state it was offered in.
         """
         if button not in BUTTONS:
-            raise Refused(f"Unknown button `{button}`.")
+            raise Refused(Why.UNKNOWN_BUTTON, button=button)
         name = service.known(self.config, str(value.get("pea", "")))
-        current = await service.get_pea(self.sessions, name)
+        current = await self.get(name)
         if current is None:
-            raise Refused(f"There is no pea `{name}`.")
-        view = PeaView.of(current)
+            raise Refused(Why.NO_SUCH_PEA, field="pea", pea=name, choices=self.names)
         claim = value.get("claim")
-        if (claim is not None and claim != view.button_value()["claim"]) or (
-                button == "Redeploy" and value.get("state") != view.state):
-            held = f"held by <@{view.holder}>" if view.holder else "not claimed"
-            raise Refused(f"That button is from an earlier message: `{name}` is now {view.state}, {held}. "
-                          "`/pea` shows where it is.")
+        if (claim is not None and claim != current.claim) or (
+                button == "Redeploy" and value.get("state") != current.state.value):
+            raise Refused(Why.STALE_PEA_BUTTON, pea=name, state=current.state.value, holder=current.holder)
         if button == "Extend":
             return await self.extend(user, name)
         if button == "Release":
@@ -123,39 +168,27 @@ class PeaFlows:
         try:
             pr = await self.outside.github.get_pr(number)
         except NotFound:
-            raise Refused(f"There is no pull request #{number} in {repo}: check the number "
-                          f"(`/pea deploy {name} <pr>`).", field="pr") from None
+            raise Refused(Why.NO_SUCH_PR, field="pr", pr=number, repo=repo, pea=name) from None
         except OutsideError as exc:
-            raise self._unreachable(exc) from None
+            raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
         if pr.merged:
-            raise Refused(f"#{number} is already merged: peas preview open pull requests. "
-                          f"Deploy another one with `/pea deploy {name} <pr>`.", field="pr")
+            raise Refused(Why.PR_MERGED, field="pr", pr=number, pea=name)
         if pr.state != "open":
-            raise Refused(f"#{number} is closed: reopen it, or deploy another one with `/pea deploy {name} <pr>`.",
-                          field="pr")
+            raise Refused(Why.PR_CLOSED, field="pr", pr=number, pea=name)
         if pr.from_fork:
-            raise Refused(f"#{number} comes from a fork: push its branch to {repo} to deploy it to a pea.", field="pr")
+            raise Refused(Why.PR_FROM_FORK, field="pr", pr=number, repo=repo, pea=name)
         return pr
 
-    async def _build_of(self, pr: PullRequest) -> Build | None:
-        """The PR job's build of the head; refused when there is none to wait for, or it is red."""
-        job = self.config.jenkins.pr_job
+    async def _build_of(self, name: str, pr: PullRequest) -> Build | None:
+        """The PR job's build of the head, if one exists yet; refused when it is red."""
         try:
-            build = await self.outside.jenkins.find_build(job, pr.head_sha)
+            build = await self.outside.jenkins.find_build(self.config.jenkins.pr_job, pr.head_sha)
         except OutsideError as exc:
-            raise self._unreachable(exc) from None
+            raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
         if build is None and self.config.jenkins.trigger == "webhook":
-            raise Refused(f"Jenkins has no build of #{pr.number}'s head {pr.head_sha[:12]} on `{job}` yet: "
-                          "wait until it starts (or push to the PR to start one), then try again.", field="pr")
+            raise Refused(Why.PEA_NO_BUILD, field="pr", pea=name, pr=pr.number, sha=pr.head_sha,
+                          job=self.config.jenkins.pr_job)
         if build is not None and build.red:
-            raise Refused(f"Build {build.number} of #{pr.number}'s head {pr.head_sha[:12]} ended "
-                          f"{(build.result or 'red').lower()} ({build.url}): push a fix, then try again.", field="pr")
+            raise Refused(Why.PEA_BUILD_RED, field="pr", pea=name, pr=pr.number, sha=pr.head_sha, build=build.number,
+                          result=build.result or "red", url=build.url)
         return build
-
-    @staticmethod
-    def _unreachable(exc: OutsideError) -> Refused:
-        return Refused(f"{exc.system} is not answering as it should ({exc.message}): nothing changed, "
-                       "try again in a minute.", field="pr")
-
-    async def _tell(self, kind: Kind, view: PeaView, text: str, **data: Any) -> None:
-        await self.notifier.notify(service.notice(kind, view, text, **data))

@@ -1,17 +1,17 @@
-"""The pool of peas: rows, claims, releases and extensions, each in one transaction with its audit record.
+"""The pool of peas: rows, and every change of a pea's state, each in one transaction with its audit record.
 
-Nothing here talks to an outside system: `flows.pea.flows` reads the pull request and its build
-first and hands what it learnt to `claim`. Every write re-checks, inside its transaction, what
-the caller checked before (a pea may have been claimed meanwhile), and a concurrent write to
-the same row (the ORM `version`) makes it look again rather than overwrite.
+`apply` is the one function that writes a pea's state: it takes a transition of the table
+(`flows.pea.machine`), applies what that transition resets, the caller's values, the audit
+record and the notices, together. Nothing here talks to an outside system: `flows.pea.flows`
+reads the pull request and its build first. Every write re-checks, inside its transaction, what
+the caller checked before (a pea may have been claimed meanwhile), and a concurrent write to the
+same row (the ORM `version`) makes it look again rather than overwrite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -20,116 +20,94 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import AppConfig, PeasConfig
-from flows.deploy.service import SYSTEM, audit
-from flows.errors import Refused, typed
-from flows.leased import save_held
-from flows.notify import Kind, Notice
-from integrations.github import PullRequest
-from integrations.jenkins import Build
+from flows.deploy.service import audit
+from flows.errors import Refused, Superseded, Why
+from flows.notices import SYSTEM, Notice
+from flows.outbox import Outbox
+from flows.pea.machine import PeaEvent, PeaState, PeaTransition, Reset, Stale, guard_holds, transition_for
 from storage.clock import utcnow
 from storage.models import Pea
 
 T = TypeVar("T")
 
-LEASE_ENDED = "lease"  # the actor of a release nobody asked for
 MAX_REMINDER = timedelta(minutes=30)
 _WRITE_ATTEMPTS = 3
 
-
-class PeaState(StrEnum):
-    FREE = "free"
-    DEPLOYING = "deploying"
-    UP = "up"
-    FAILED = "failed"
-    RELEASING = "releasing"  # scaling to zero; nobody holds it, anyone may claim it
-
-    @property
-    def held(self) -> bool:
-        return self in HELD
-
-
-HELD = frozenset({PeaState.DEPLOYING, PeaState.UP, PeaState.FAILED})
-
-
-class Stale(StrEnum):
-    """Why the PR on an `up` pea deserves a look: the values of `Pea.stale_reason`."""
-
-    NEWER_BUILD = "newer build"
-    CLOSED = "closed"
-    MERGED = "merged"
+# What each reset of the table clears, defined once.
+_CLEARED_DEPLOY: dict[str, Any] = {
+    "pr_number": None, "pr_title": None, "pr_url": None, "head_sha": None, "image": None, "build_url": None,
+    "build_number": None, "build_queue_id": None, "failure_reason": None, "task_definitions": {},
+    "rollout_started_at": None, "checked_at": None, "stale_reason": None, "newer_sha": None,
+}
+_CLEARED_CLAIM: dict[str, Any] = {"holder": None, "claimed_at": None, "claim_expires_at": None, "reminded_at": None}
+RESETS: dict[Reset, dict[str, Any]] = {
+    Reset.DEPLOY: _CLEARED_DEPLOY,
+    Reset.RELEASE: {**_CLEARED_CLAIM, "failure_reason": None},
+    Reset.FREE: {**_CLEARED_DEPLOY, **_CLEARED_CLAIM},
+}
+# States the worker looks at at once when entered; the others wait for their holder's lease to end.
+_ACT_AT_ONCE = frozenset({PeaState.DEPLOYING, PeaState.UP, PeaState.FAILED, PeaState.RELEASING})
 
 
 def remind_before(lease: timedelta) -> timedelta:
-    """How long before a lease ends its holder is reminded: a tenth of it, at most half an hour."""
+    """How long before a claim ends its holder is reminded: a tenth of the lease, at most half an hour."""
     return min(lease / 10, MAX_REMINDER)
 
 
 def peas_config(config: AppConfig) -> PeasConfig:
     if config.peas is None or not config.peas.names:
-        raise Refused("Peas are not set up here: add a `peas:` section with `names` to app.yaml.")
+        raise Refused(Why.PEAS_NOT_SET_UP)
     return config.peas
 
 
-def at(moment: datetime | None) -> str:
-    """A time for people: `2026-11-26 17:00 UTC`."""
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+def newer_build(pea: Pea) -> bool:
+    return pea.stale_reason == Stale.NEWER_BUILD.value
 
 
-@dataclass(frozen=True)
-class PeaView:
-    """A pea as people see it: a snapshot that stays put while the row moves on."""
+# -- the one way a pea's state changes --------------------------------------------------------------
 
-    name: str
-    state: str
-    holder: str | None
-    pr_number: int | None
-    pr_title: str | None
-    pr_url: str | None
-    head_sha: str | None
-    image: str | None
-    build_url: str | None
-    url: str | None
-    claimed_at: datetime | None  # since when it is held
-    lease_expires_at: datetime | None  # until when
-    state_entered_at: datetime | None
-    failure_reason: str | None
-    stale_reason: str | None
-    newer_sha: str | None
-
-    @classmethod
-    def of(cls, pea: Pea) -> PeaView:
-        return cls(**{f: getattr(pea, f) for f in cls.__dataclass_fields__})
-
-    @property
-    def held(self) -> bool:
-        return PeaState(self.state).held
-
-    @property
-    def buttons(self) -> list[str]:
-        """The buttons a card of this pea offers, in order."""
-        state = PeaState(self.state)
-        if not state.held:
-            return []
-        offered = ["Redeploy"] if state is PeaState.FAILED or self.stale_reason == Stale.NEWER_BUILD else []
-        return [*offered, "Extend", "Release"]
-
-    def button_value(self) -> dict[str, str]:
-        """What a button carries: the pea, the state it was offered in and the claim it belongs to."""
-        return {"pea": self.name, "state": self.state, "claim": self.claimed_at.isoformat() if self.claimed_at else ""}
+class NotInTable(Exception):
+    """A change the pea flowchart does not have was asked for: it is refused, and nothing changes."""
 
 
-def notice(kind: Kind, view: PeaView, text: str, **data: Any) -> Notice:
-    """A notice about a pea: `data` has the pea's view, and `holder`, whom it concerns (by default its holder)."""
-    data.setdefault("holder", view.holder)
-    return Notice(kind, pea=view.name, text=text, data={"pea": view, **data})
+def take(session: AsyncSession, pea: Pea, event: PeaEvent, actor: str, *, reason: str | None = None,
+         values: Mapping[str, Any] | None = None, now: datetime | None = None) -> PeaTransition:
+    """Take one transition of the table on a pea loaded in `session`, with its audit record (no flush)."""
+    source = PeaState(pea.state)
+    transition = transition_for(source, event)
+    if transition is None or not guard_holds(transition.guard, newer_build=newer_build(pea)):
+        raise NotInTable(f"pea {pea.name} is {source.value}: the flowchart has no {event.value} from there")
+    now = now or utcnow()
+    changes: dict[str, Any] = {**(RESETS[transition.reset] if transition.reset else {}), **(values or {})}
+    if transition.target is not source or transition.reset is not None:
+        changes.setdefault("state_entered_at", now)
+    changes["state"] = transition.target.value
+    changes.setdefault("due_at", now if transition.target in _ACT_AT_ONCE else None)
+    for name, value in changes.items():
+        setattr(pea, name, value)
+    audit(session, actor, f"pea_{event.value}", pea=pea.name,
+          detail=f"{source.value} → {transition.target.value}" + (f": {reason}" if reason else ""),
+          image=pea.image)
+    return transition
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A pea that was claimed for a deploy, and who held it before if that was someone else."""
-
-    pea: Pea
-    taken_from: str | None = None
+async def apply(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, pea: Pea, event: PeaEvent, *,
+                actor: str = SYSTEM, reason: str | None = None, values: Mapping[str, Any] | None = None,
+                notices: Callable[[Pea], tuple[Notice, ...]] = lambda _pea: ()) -> Pea:
+    """A worker's transition of a pea it holds (unless the pea changed since it was read), with its notices,
+    which are made from the pea as it is after the change."""
+    try:
+        async with sessions() as session, session.begin():
+            current = await session.get(Pea, pea.name)
+            if current is None or current.version != pea.version:
+                raise Superseded(f"pea {pea.name} changed")
+            take(session, current, event, actor, reason=reason, values=values)
+            await outbox.write(session, *notices(current))
+            await session.flush()
+    except StaleDataError as exc:
+        raise Superseded(f"pea {pea.name} changed") from exc
+    outbox.wake()
+    return current
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -174,137 +152,38 @@ def known(config: AppConfig, name: str) -> str:
     """The pea's name if it is in the pool; else a refusal that lists the pool."""
     names = peas_config(config).names
     if name not in names:
-        raise Refused(f"There is no pea `{typed(name)}`: choose from {', '.join(f'`{n}`' for n in names)} "
-                      "(`/pea` lists them).", field="pea")
+        raise Refused(Why.NO_SUCH_PEA, field="pea", pea=name, choices=list(names))
     return name
 
 
-def check_may_act(config: AppConfig, pea: Pea, user: str, what: str) -> None:
+def check_may_act(config: AppConfig, pea: Pea, user: str, action: str) -> None:
     """Only the holder or an admin may deploy over, extend or release a held pea."""
     if pea.holder and pea.holder != user and not config.permissions.is_admin(user):
-        raise Refused(f"`{pea.name}` is held by <@{pea.holder}> until {at(pea.lease_expires_at)}, so you "
-                      f"cannot {what} it: pick a free pea from `/pea`, or ask <@{pea.holder}> to release it.",
-                      field="pea")
+        raise Refused(Why.PEA_HELD, field="pea", pea=pea.name, holder=pea.holder, until=pea.claim_expires_at,
+                      action=action)
 
 
-# -- writing --------------------------------------------------------------------------------------
+# -- a person's changes -----------------------------------------------------------------------------
 
-async def _write(sessions: async_sessionmaker[AsyncSession], config: AppConfig, name: str,
-                 change: Callable[[AsyncSession, Pea], Awaitable[T]]) -> T:
-    """Apply `change` to the pea in one transaction, starting again if another writer got there first."""
+async def write(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, name: str,
+                change: Callable[[AsyncSession, Pea], Awaitable[tuple[T, tuple[Notice, ...]]]]) -> T:
+    """Apply a person's `change` to the pea in one transaction with the notices it returns, starting again
+    if another writer got there first."""
     for _ in range(_WRITE_ATTEMPTS):
         try:
             async with sessions() as session, session.begin():
                 await ensure_peas(session, peas_config(config).names)
                 pea = await session.get(Pea, name)
                 if pea is None:
-                    raise Refused(f"There is no pea `{name}`.")
-                result = await change(session, pea)
+                    raise Refused(Why.NO_SUCH_PEA, field="pea", pea=name, choices=list(peas_config(config).names))
+                try:
+                    result, notices = await change(session, pea)
+                except NotInTable:
+                    raise Refused(Why.PEA_NOT_POSSIBLE_NOW, field="pea", pea=name, state=pea.state) from None
+                await outbox.write(session, *notices)
                 await session.flush()
-                return result
-        except StaleDataError:
+            outbox.wake()
+            return result
+        except (StaleDataError, Superseded):
             continue
-    raise Refused(f"`{name}` is changing right now: look at `/pea` and try again.")
-
-
-async def claim(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str, name: str,
-                pr: PullRequest, build: Build | None) -> Claimed:
-    """Hold the pea for `user` and start deploying the PR's head; `build` is its build, if one exists yet."""
-    peas = peas_config(config)
-
-    async def change(session: AsyncSession, pea: Pea) -> Claimed:
-        check_may_act(config, pea, user, "deploy to")
-        now = utcnow()
-        state = PeaState(pea.state)
-        taken_from = pea.holder if state.held and pea.holder != user else None
-        if not state.held or taken_from:
-            pea.claimed_at = now
-        pea.holder = user
-        pea.state = PeaState.DEPLOYING.value
-        pea.state_entered_at = now
-        pea.pr_number, pea.pr_title, pea.pr_url = pr.number, pr.title, pr.url
-        pea.head_sha = pr.head_sha
-        pea.image = config.image_for(pr.head_sha)
-        pea.build_number = build.number if build else None
-        pea.build_url = build.url if build else None
-        pea.build_queue_id = None
-        pea.url = peas.url_of(pea.name)
-        pea.lease_expires_at = now + peas.lease
-        pea.reminded_at = None
-        pea.failure_reason = None
-        pea.task_definitions = {}
-        pea.rollout_started_at = None
-        pea.checked_at = None
-        pea.stale_reason = None
-        pea.newer_sha = None
-        pea.due_at = now
-        await audit(session, user, "pea_deploy", pea=pea.name,
-                    detail=f"#{pr.number} {pr.head_sha[:12]}" + (f", taken from {taken_from}" if taken_from else ""),
-                    pr=pr.number, head_sha=pr.head_sha, build_url=build.url if build else None)
-        return Claimed(pea, taken_from)
-
-    return await _write(sessions, config, name, change)
-
-
-def released(now: datetime) -> dict[str, Any]:
-    """What a release changes, asked for or at the end of the lease: nobody holds it, it goes to zero."""
-    return {"state": PeaState.RELEASING.value, "state_entered_at": now, "holder": None, "lease_expires_at": None,
-            "reminded_at": None, "failure_reason": None, "due_at": now}
-
-
-async def release(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str,
-                  name: str) -> tuple[Pea, str]:
-    """Let go of a held pea: nobody holds it any more and its services go to zero; (pea, former holder)."""
-
-    async def change(session: AsyncSession, pea: Pea) -> tuple[Pea, str]:
-        holder = pea.holder
-        if not PeaState(pea.state).held or holder is None:
-            raise Refused(f"`{name}` is not claimed: there is nothing to release.")
-        check_may_act(config, pea, user, "release")
-        for key, value in released(utcnow()).items():
-            setattr(pea, key, value)
-        await audit(session, user, "pea_release", pea=name, detail=f"held by {holder}")
-        return pea, holder
-
-    return await _write(sessions, config, name, change)
-
-
-async def extend(sessions: async_sessionmaker[AsyncSession], config: AppConfig, user: str, name: str) -> Pea:
-    """Renew the holder's claim: the lease runs for `peas.lease` from now."""
-    peas = peas_config(config)
-
-    async def change(session: AsyncSession, pea: Pea) -> Pea:
-        if not PeaState(pea.state).held or pea.holder is None:
-            raise Refused(f"`{name}` is not claimed: `/pea deploy {name} <pr>` claims it.")
-        check_may_act(config, pea, user, "extend")
-        now = utcnow()
-        pea.lease_expires_at = now + peas.lease
-        pea.reminded_at = None
-        pea.due_at = now  # the worker works out the next reminder
-        await audit(session, user, "pea_extend", pea=name, detail=f"until {at(pea.lease_expires_at)}")
-        return pea
-
-    return await _write(sessions, config, name, change)
-
-
-# -- what the worker keeps ------------------------------------------------------------------------
-
-async def save(sessions: async_sessionmaker[AsyncSession], pea: Pea, **values: Any) -> None:
-    """Persist fields of a pea a worker holds, unless someone changed it since it was read."""
-    await save_held(sessions, pea, **values)
-
-
-def free_values(now: datetime) -> dict[str, Any]:
-    """A pea scaled to zero, with nothing of its last deploy left on it."""
-    return {"state": PeaState.FREE.value, "state_entered_at": now, "holder": None, "pr_number": None,
-            "pr_title": None, "pr_url": None, "head_sha": None, "image": None, "build_url": None,
-            "build_number": None, "build_queue_id": None, "claimed_at": None, "lease_expires_at": None,
-            "reminded_at": None, "failure_reason": None, "task_definitions": {}, "rollout_started_at": None,
-            "checked_at": None, "stale_reason": None, "newer_sha": None, "due_at": None}
-
-
-async def record(sessions: async_sessionmaker[AsyncSession], pea: Pea, action: str, detail: str | None = None,
-                 actor: str = SYSTEM, **outside_ids: Any) -> None:
-    """An audit record of something the worker did to a pea, with the outside ids."""
-    async with sessions() as session, session.begin():
-        await audit(session, actor, action, pea=pea.name, detail=detail, **outside_ids)
+    raise Refused(Why.PEA_BUSY, field="pea", pea=name)

@@ -9,7 +9,7 @@ next outside action, and returns either a transition (`Next(state=...)`) or how 
   within `build_timeout`; register one task definition per process with the head's image;
   point each pea service at it (desired 1, or more if it already ran more); wait until every
   service is stable within `deploy.rollout_timeout` → up; else → failed with the reason.
-- up / failed: remind the holder shortly before the lease ends, release it when it has ended;
+- up / failed: remind the holder shortly before the claim ends, release it when it has ended;
   on an up pea, look at the PR at most every `check_every` for a newer green build, or a close
   or merge, and say so once.
 - releasing: scale every service of the pea to zero and wait until no task runs → free.
@@ -27,10 +27,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import AppConfig, PeasConfig
-from flows.deploy.steps import Outside
-from flows.notify import Kind, Notice
+from flows.deploy.service import TRAIN
+from flows.leased import Record, save_held
+from flows.notices import Notice, PeaBuildFound, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
+from flows.outbox import Outbox
+from flows.outside import Outside
 from flows.pea import service
-from flows.pea.service import PeaState, PeaView, Stale, at, remind_before
+from flows.pea.machine import PeaEvent, PeaState, Stale
+from flows.pea.service import remind_before
 from integrations.ecs import Progress, failure_threshold
 from integrations.jenkins import Build
 from integrations.outside import OutsideError
@@ -45,9 +49,10 @@ CHECK_EVERY = timedelta(seconds=30)  # how often an up pea's pull request is loo
 
 @dataclass(frozen=True)
 class Next:
-    """What a step found: a transition with the values it writes, or how long to wait (None: until asked)."""
+    """What a step found: a transition of the table with the values it writes, or how long to wait
+    (None: until asked)."""
 
-    state: PeaState | None = None
+    event: PeaEvent | None = None
     reason: str | None = None
     wait: timedelta | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +64,7 @@ class PeaContext:
     config: AppConfig
     outside: Outside
     sessions: async_sessionmaker[AsyncSession]
-    notify: Callable[[Notice], Awaitable[None]]
+    outbox: Outbox
     poll: timedelta = POLL
     check_every: timedelta = CHECK_EVERY
 
@@ -71,24 +76,20 @@ class PeaContext:
         """Process -> the pea's ECS service for it."""
         return {process: self.peas.service_name(pea.name, process) for process in self.config.processes}
 
-    async def save(self, pea: Pea, **values: Any) -> None:
-        await service.save(self.sessions, pea, **values)
-
-    async def record(self, pea: Pea, action: str, detail: str | None = None, **outside_ids: Any) -> None:
-        await service.record(self.sessions, pea, action, detail, **outside_ids)
-
-    async def tell(self, kind: Kind, pea: Pea, text: str = "", **data: Any) -> None:
-        """A notice about the pea, for its holder (`holder` in data overrides: e.g. a former holder)."""
-        await self.notify(service.notice(kind, PeaView.of(pea), text, **data))
+    async def save(self, pea: Pea, values: dict[str, Any] | None = None, *, record: Record | None = None,
+                   notice: Notice | None = None) -> None:
+        """Persist what the step learnt, with its audit record and notice, in one transaction."""
+        await save_held(self.sessions, self.outbox, pea, values or {}, records=(record,) if record else (),
+                        notices=(notice,) if notice else ())
 
 
 def _short(sha: str | None) -> str:
     return (sha or "")[:12]
 
 
-def _lease_ended(pea: Pea, now: datetime) -> Next | None:
-    if pea.lease_expires_at is not None and now >= pea.lease_expires_at:
-        return Next(PeaState.RELEASING, "the lease ended", values=service.released(now))
+def _claim_ended(pea: Pea, now: datetime) -> Next | None:
+    if pea.claim_expires_at is not None and now >= pea.claim_expires_at:
+        return Next(PeaEvent.LEASE_ENDED, "the claim ended")
     return None
 
 
@@ -104,15 +105,14 @@ async def _build(ctx: PeaContext, pea: Pea) -> Build | None:
     if build is None and ctx.config.jenkins.trigger == "api":
         if pea.build_queue_id is None:
             queue_id = await jenkins.start_build(job, sha)
-            await ctx.save(pea, build_queue_id=queue_id)
-            await ctx.record(pea, "pea_build_requested", f"{job} for {_short(sha)}", queue_id=queue_id)
+            await ctx.save(pea, {"build_queue_id": queue_id},
+                           record=Record("pea_build_requested", f"{job} for {_short(sha)}", {"queue_id": queue_id}))
         started = await jenkins.build_from_queue(pea.build_queue_id or 0)
         build = None if started is None else await jenkins.get_build(job, started[1])
     if build is not None:
-        await ctx.save(pea, build_number=build.number, build_url=build.url)
-        await ctx.record(pea, "pea_build_found", f"build {build.number}", build_url=build.url)
-        await ctx.tell(Kind.PEA_CHANGED, pea, f"Waiting for build {build.number} of {_short(sha)}",
-                       build_url=build.url)
+        await ctx.save(pea, {"build_number": build.number, "build_url": build.url},
+                       record=Record("pea_build_found", f"build {build.number}", {"build_url": build.url}),
+                       notice=PeaBuildFound(pea.name, TRAIN, pea.holder, build.number, build.url, sha))
     return build
 
 
@@ -124,12 +124,12 @@ async def _register(ctx: PeaContext, pea: Pea) -> Next | None:
             continue
         state = await ecs.describe_service(cluster, name)
         if state is None:
-            return Next(PeaState.FAILED, f"service {name} is not in cluster {cluster}: create it (desired 0), "
-                                         "then Redeploy")
+            return Next(PeaEvent.FAIL, f"service {name} is not in cluster {cluster}: create it (desired 0), "
+                                       "then Redeploy")
         arn = await ecs.register_with_image(state.task_definition, ctx.config.processes[process].container,
                                             pea.image or "")
-        await ctx.save(pea, task_definitions={**pea.task_definitions, process: arn})
-        await ctx.record(pea, "pea_task_definition_registered", f"{process}: {arn}", task_definition=arn)
+        await ctx.save(pea, {"task_definitions": {**pea.task_definitions, process: arn}},
+                       record=Record("pea_task_definition_registered", f"{process}: {arn}", {"task_definition": arn}))
     return None
 
 
@@ -141,17 +141,18 @@ async def _point(ctx: PeaContext, pea: Pea) -> Next | dict[str, Progress]:
     for process, name in names.items():
         state, arn = states[name], pea.task_definitions[process]
         if state is None:
-            return Next(PeaState.FAILED, f"service {name} is no longer in cluster {cluster}")
+            return Next(PeaEvent.FAIL, f"service {name} is no longer in cluster {cluster}")
         if not state.on(arn) or state.desired == 0:
             desired = max(state.desired, 1)
             await ecs.point_service(cluster, name, arn, desired)
-            await ctx.record(pea, "pea_service_pointed", f"{name}: {desired} x {arn}", task_definition=arn)
+            await ctx.save(pea, record=Record("pea_service_pointed", f"{name}: {desired} x {arn}",
+                                              {"task_definition": arn}))
             continue
         primary = state.primary
         # The pea services have no circuit breaker of ours: stop at the threshold ECS's own would use.
         if primary is not None and primary.failed >= failure_threshold(state.desired):
-            return Next(PeaState.FAILED, f"{primary.failed} tasks of {name} failed to start: its stopped tasks "
-                                         "in ECS say why")
+            return Next(PeaEvent.FAIL, f"{primary.failed} tasks of {name} failed to start: its stopped tasks "
+                                       "in ECS say why")
     progress = await asyncio.gather(*(ecs.rollout_progress(cluster, names[p], arn)
                                       for p, arn in pea.task_definitions.items()))
     return dict(zip(pea.task_definitions, progress, strict=True))
@@ -159,7 +160,7 @@ async def _point(ctx: PeaContext, pea: Pea) -> Next | dict[str, Progress]:
 
 async def deploy(ctx: PeaContext, pea: Pea) -> Next:
     now = utcnow()
-    if ended := _lease_ended(pea, now):
+    if ended := _claim_ended(pea, now):
         return ended
     if len(pea.task_definitions) < len(ctx.config.processes):
         build = await _build(ctx, pea)
@@ -167,30 +168,31 @@ async def deploy(ctx: PeaContext, pea: Pea) -> Next:
             timeout = ctx.config.jenkins.build_timeout
             if now - (pea.state_entered_at or now) > timeout:
                 what = f"build {build.number}" if build else f"no build of {_short(pea.head_sha)}"
-                return Next(PeaState.FAILED, f"{what} on {ctx.config.jenkins.pr_job} did not finish within "
-                                             f"{timeout}: Redeploy to wait again")
+                return Next(PeaEvent.FAIL, f"{what} on {ctx.config.jenkins.pr_job} did not finish within "
+                                           f"{timeout}: Redeploy to wait again")
             return Next(wait=ctx.poll)
         if not build.green:
-            return Next(PeaState.FAILED, f"build {build.number} of {_short(pea.head_sha)} ended "
-                                         f"{(build.result or 'failed').lower()}: push a fix, then Redeploy")
-        if failed := await _register(ctx, pea):
-            return failed
+            return Next(PeaEvent.FAIL, f"build {build.number} of {_short(pea.head_sha)} ended "
+                                       f"{(build.result or 'failed').lower()}: push a fix, then Redeploy")
+        if unregistered := await _register(ctx, pea):
+            return unregistered
     if pea.rollout_started_at is None:
-        await ctx.save(pea, rollout_started_at=now)
-        await ctx.tell(Kind.PEA_CHANGED, pea, f"Starting `{pea.name}` on {_short(pea.head_sha)}")
-    progress = await _point(ctx, pea)
-    if isinstance(progress, Next):
-        return progress
+        await ctx.save(pea, {"rollout_started_at": now},
+                       notice=PeaStarting(pea.name, TRAIN, pea.holder, pea.head_sha or ""))
+    pointed = await _point(ctx, pea)
+    if isinstance(pointed, Next):
+        return pointed
+    progress = pointed
     failed = {p: pr for p, pr in progress.items() if pr.failed}
     if failed:
         process, why = next(iter(failed.items()))
-        return Next(PeaState.FAILED, f"the {process} service failed: {why.reason}")
+        return Next(PeaEvent.FAIL, f"the {process} service failed: {why.reason}")
     if all(pr.done for pr in progress.values()):
-        return Next(PeaState.UP, values={"checked_at": now})  # the first look at the PR is one check_every on
+        return Next(PeaEvent.UP, values={"checked_at": now})  # the first look at the PR is one check_every on
     timeout = ctx.config.deploy.rollout_timeout
     if now - (pea.rollout_started_at or now) > timeout:
         waiting = ", ".join(f"{p} {pr.running}/{pr.desired}" for p, pr in progress.items() if not pr.done)
-        return Next(PeaState.FAILED, f"the services did not become stable within {timeout} ({waiting})")
+        return Next(PeaEvent.FAIL, f"the services did not become stable within {timeout} ({waiting})")
     return Next(wait=ctx.poll)
 
 
@@ -201,7 +203,8 @@ async def _freshness(ctx: PeaContext, pea: Pea, now: datetime) -> timedelta:
     due = (pea.checked_at or datetime.min) + ctx.check_every
     if now < due:
         return due - now
-    stale, sha = None, None
+    stale: Stale | None = None
+    sha: str | None = None
     try:
         pr = await ctx.outside.github.get_pr(pea.pr_number or 0)
         if pr.merged:
@@ -211,39 +214,39 @@ async def _freshness(ctx: PeaContext, pea: Pea, now: datetime) -> timedelta:
         elif pr.head_sha != pea.head_sha:
             build = await ctx.outside.jenkins.find_build(ctx.config.jenkins.pr_job, pr.head_sha)
             # until the newest head's build is green, the last newer build we offered stays on offer
-            stale, sha = ((Stale.NEWER_BUILD, pr.head_sha) if build is not None and build.green
-                          else (pea.stale_reason, pea.newer_sha))
+            if build is not None and build.green:
+                stale, sha = Stale.NEWER_BUILD, pr.head_sha
+            else:
+                stale = Stale(pea.stale_reason) if pea.stale_reason else None
+                sha = pea.newer_sha
     except OutsideError as exc:
         log.warning("pea %s: cannot look at #%s now: %s", pea.name, pea.pr_number, exc)
-        await ctx.save(pea, checked_at=now)
+        await ctx.save(pea, {"checked_at": now})
         return ctx.check_every
     changed = (stale, sha) != (pea.stale_reason, pea.newer_sha)
-    await ctx.save(pea, checked_at=now, stale_reason=stale, newer_sha=sha, pr_title=pr.title)
-    if changed and stale == Stale.NEWER_BUILD:
-        await ctx.tell(Kind.PEA_STALE, pea, f"#{pr.number} has a newer green build ({_short(sha)}): Redeploy "
-                                            f"`{pea.name}` to run it", why=stale.value, sha=sha)
-    elif changed and stale is not None:
-        await ctx.tell(Kind.PEA_STALE, pea, f"#{pr.number} was {stale.value}: release `{pea.name}` if you are "
-                                            "done with it", why=str(stale), sha=pr.head_sha)
+    notice: Notice | None = None
+    if changed and stale is not None:
+        notice = PeaStale(pea.name, TRAIN, pea.holder, Stale(stale), pr.number,
+                          sha if stale == Stale.NEWER_BUILD else pr.head_sha)
     elif changed:
-        await ctx.tell(Kind.PEA_CHANGED, pea, f"#{pr.number} is open again")
+        notice = PeaReopened(pea.name, TRAIN, pea.holder, pr.number)
+    await ctx.save(pea, {"checked_at": now, "stale_reason": stale, "newer_sha": sha, "pr_title": pr.title},
+                   notice=notice)
     return ctx.check_every
 
 
 async def hold(ctx: PeaContext, pea: Pea) -> Next:
-    """An up or failed pea: the lease's reminder and end, and (when up) the PR's freshness."""
+    """An up or failed pea: the claim's reminder and end, and (when up) the PR's freshness."""
     now = utcnow()
-    if ended := _lease_ended(pea, now):
+    if ended := _claim_ended(pea, now):
         return ended
     waits: list[timedelta] = []
-    if pea.lease_expires_at is not None:
-        waits.append(pea.lease_expires_at - now)
-        remind_at = pea.lease_expires_at - remind_before(ctx.peas.lease)
+    if pea.claim_expires_at is not None:
+        waits.append(pea.claim_expires_at - now)
+        remind_at = pea.claim_expires_at - remind_before(ctx.peas.lease)
         if pea.reminded_at is None and now >= remind_at:
-            await ctx.save(pea, reminded_at=now)
-            await ctx.tell(Kind.PEA_LEASE_ENDING, pea, f"Your claim on `{pea.name}` ends at "
-                                                       f"{at(pea.lease_expires_at)}: Extend it or Release it",
-                           until=pea.lease_expires_at.isoformat())
+            await ctx.save(pea, {"reminded_at": now},
+                           notice=PeaLeaseEnding(pea.name, TRAIN, pea.holder, pea.claim_expires_at))
         elif pea.reminded_at is None:
             waits.append(remind_at - now)
     if pea.state == PeaState.UP and pea.pr_number is not None:
@@ -261,12 +264,12 @@ async def release(ctx: PeaContext, pea: Pea) -> Next:
             continue
         if state.desired > 0:
             await ecs.scale(cluster, name, 0)
-            await ctx.record(pea, "pea_scaled_to_zero", name)
+            await ctx.save(pea, record=Record("pea_scaled_to_zero", name))
             busy = True
         busy = busy or state.running > 0 or state.pending > 0
     if busy:
         return Next(wait=ctx.poll)
-    return Next(PeaState.FREE, values=service.free_values(utcnow()))
+    return Next(PeaEvent.SCALED_TO_ZERO)
 
 
 STEPS: dict[PeaState, Callable[[PeaContext, Pea], Awaitable[Next]]] = {

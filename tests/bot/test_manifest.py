@@ -3,8 +3,9 @@ that acknowledges it, and the app is set up for Socket Mode, interactivity and t
 
 from __future__ import annotations
 
-from bot import cards
-from bot.actions import NOT_VALID
+from bot.deploy import cards
+from bot.listeners import NOT_VALID
+from flows.deploy.machine import BUTTON_EVENTS
 from tests.fixtures.bot import BotWorld, manifest
 
 ALICE = "U0ALICE"
@@ -30,12 +31,12 @@ async def test_every_command_of_the_manifest_is_answered(world: BotWorld) -> Non
 async def test_every_kind_of_button_is_acknowledged_and_a_forged_one_changes_nothing(world: BotWorld) -> None:
     world.slack.ack_timeout = 3.0
     forged = [{"type": "button", "action_id": cards.action_id(event), "text": {"type": "plain_text", "text": event},
-               "value": '{"deploy": 1, "state": "nonsense"}'} for event in cards.BUTTON_EVENTS]
+               "value": '{"deploy": 1, "state": "nonsense"}'} for event in BUTTON_EVENTS]
     message = await world.bot.client.chat_postMessage(channel=world.channel, text="forged",
                                                       blocks=[{"type": "actions", "elements": forged}])
     posted = next(m for m in world.slack.messages(world.channel) if m.ts == message["ts"])
 
-    for event in cards.BUTTON_EVENTS:
+    for event in BUTTON_EVENTS:
         clicked = await world.slack.click(ALICE, event.value, message=posted)
         assert (await clicked.ephemeral()).text == NOT_VALID
 

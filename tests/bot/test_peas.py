@@ -72,8 +72,8 @@ async def pea_world(pea_sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[PeaWo
     engine = bot.engine
     flows = engine.peas
     # The engine runs the peas too; this quicker worker only shortens the freshness checks.
-    worker = PeaWorker(config, engine.sessions, engine.outside, bot.notifier, owner="peas-under-test",
-                       poll=timedelta(seconds=0.05), check_every=timedelta(seconds=0.2))
+    worker = PeaWorker(config, engine.sessions, engine.outside, engine.outbox, owner="peas-under-test",
+                       lease_ttl=engine.lease_ttl, poll=timedelta(seconds=0.05), check_every=timedelta(seconds=0.2))
 
     async def work() -> None:
         while True:
@@ -144,7 +144,7 @@ async def test_bad_input_is_quoted_back_with_what_to_type(pea_world: PeaWorld) -
         assert expected in answer.text and "Nothing was changed" in answer.text, (text, answer.text)
     help_text = await (await slack.command(ALICE, "/pea", "help")).ephemeral()
     assert "/pea deploy <pea> <pr>" in help_text.text
-    assert all(not v.held for v in await pea_world.flows.list())
+    assert all(not v.held for v in await pea_world.flows.all())
 
 
 async def test_the_form_deploys_a_picked_pr_to_a_picked_pea_and_shows_refusals_beside_the_field(

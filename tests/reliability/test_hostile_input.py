@@ -42,7 +42,7 @@ async def _everything(world: BotWorld) -> dict[str, Any]:
     async with world.bot.engine.sessions() as session:
         deploys = (await session.execute(sa.select(Deploy.id, Deploy.state, Deploy.requester))).all()
         peas = (await session.execute(sa.select(Pea.name, Pea.state, Pea.holder, Pea.pr_number,
-                                                Pea.lease_expires_at))).all()
+                                                Pea.claim_expires_at))).all()
         audit = await session.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
     github, aws = world.sandbox.github, world.sandbox.aws
     return {

@@ -67,7 +67,7 @@ async def test_every_action_is_allowed_only_to_whom_it_should_be_and_audited_wit
         (ALICE, typed(ALICE, "/deploy", "unfreeze"), False, "", None),
         (ADMIN, typed(ADMIN, "/deploy", "unfreeze"), True, "unfreeze", None),
         (BOB, typed(BOB, "/deploy", "cancel"), False, "", None),
-        (BOB, typed(BOB, "/pea", f"deploy sweet-pea {peas_pr}"), True, "pea_deploy", None),
+        (BOB, typed(BOB, "/pea", f"deploy sweet-pea {peas_pr}"), True, "pea_claim", None),
         (ALICE, typed(ALICE, "/pea", "release sweet-pea"), False, "", None),
         (ALICE, typed(ALICE, "/pea", "extend sweet-pea"), False, "", None),
         (ADMIN, typed(ADMIN, "/pea", "release sweet-pea"), True, "pea_release", None),

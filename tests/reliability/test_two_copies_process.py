@@ -67,7 +67,7 @@ async def test_two_copies_do_every_outside_action_once_and_take_over_from_each_o
         await world.press(pr, "Proceed")
         if index == KILL_AT:
             deploy = await world.reaches(pr, "rolling_out", "awaiting_confirmation", within=30)
-            owner = deploy.lease_owner or "copy-0"
+            owner = deploy.work_owner or "copy-0"
             doomed = world.processes[int(owner.removeprefix("copy-"))]
             doomed.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
@@ -75,7 +75,7 @@ async def test_two_copies_do_every_outside_action_once_and_take_over_from_each_o
 
             async def taken_over(pr: int = pr, owner: str = owner) -> Deploy | None:
                 found = await world.deploy_of(pr)
-                return found if found.lease_owner not in (None, owner) or found.state == "completed" else None
+                return found if found.work_owner not in (None, owner) or found.state == "completed" else None
 
             await eventually(taken_over, within=LEASE_SECONDS + 10, what="the other copy taking the deploy over")
             handed_over = time.monotonic() - killed_at

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -45,6 +45,9 @@ def upgrade():
 def downgrade():
     op.drop_table("later")
 '''
+
+
+HEAD = "0003"
 
 
 def next_release(tmp_path: Path, revision: str = NEXT_REVISION) -> Path:
@@ -74,7 +77,7 @@ async def test_ensure_schema_creates_and_stamps_the_schema_on_an_empty_database(
     await ensure_schema(db_url)
 
     assert await schema_status(db_url) == "current"
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == HEAD
 
 
 async def test_replicas_starting_together_on_an_empty_database_all_start(empty_database: Database) -> None:
@@ -87,7 +90,7 @@ async def test_replicas_starting_together_on_an_empty_database_all_start(empty_d
 
 async def test_ensure_schema_leaves_a_current_database_alone(database: Database) -> None:
     await ensure_schema(database.engine)
-    assert await current_revision(database.engine) == "0001"
+    assert await current_revision(database.engine) == HEAD
 
 
 async def test_upgrade_twice_is_harmless(database: Database) -> None:
@@ -126,10 +129,32 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(database: Da
     with pytest.raises(sa.exc.DBAPIError, match="no_such_table"):
         await upgrade(database.engine, migrations=later)
 
-    assert await current_revision(database.engine) == "0001"
+    assert await current_revision(database.engine) == HEAD
     async with database.engine.connect() as connection:
         tables = await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
     assert "later" not in tables
+
+
+async def test_a_database_of_the_first_release_upgrades_and_keeps_its_cards(empty_database: Database) -> None:
+    """0002 moves the Slack references off the deploys: a card posted before the upgrade is edited after it."""
+    await upgrade(empty_database.engine, revision="0001")
+    async with empty_database.engine.begin() as connection:
+        await connection.execute(sa.text("INSERT INTO trains (id, frozen, next_seq) VALUES ('default', false, 2)"))
+        await connection.execute(sa.text(
+            "INSERT INTO deploys (id, train_id, state, needs_attention, requester, pr_number, processes, jump_queue,"
+            " skip_build, queue_seq, build_attempts, slack_channel, slack_ts, created_at, updated_at,"
+            " state_entered_at, state_times, targets, version, lease_owner)"
+            " VALUES (1, 'default', 'rolling_out', false, 'U1', 7, '[]', false, false, 1, 0, 'C1', '111.222',"
+            " '2026-11-30 10:00:00', '2026-11-30 10:00:00', '2026-11-30 10:00:00', '{}', '{}', 3, 'copy-1')"))
+
+    await upgrade(empty_database.engine)
+
+    async with empty_database.engine.connect() as connection:
+        cards = (await connection.execute(sa.text("SELECT key, channel, ts FROM slack_messages"))).all()
+        owner = await connection.scalar(sa.text("SELECT work_owner FROM deploys WHERE id = 1"))
+        diff = await connection.run_sync(schema_diff)
+    assert [tuple(row) for row in cards] == [("deploy:1:card", "C1", "111.222")]
+    assert owner == "copy-1" and diff == []
 
 
 async def test_a_database_from_a_newer_release_is_unknown(database: Database) -> None:

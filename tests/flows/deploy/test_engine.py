@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from flows.notify import Kind
+from flows.notices import CanaryReminder
 from storage.models import AuditEvent
 from tests.fixtures.world import Train, eventually
 
@@ -30,7 +30,7 @@ async def test_the_requester_is_reminded_while_the_canaries_wait(make_train: Cal
     await train.reaches(deploy.id, "canary_check")
 
     async def reminded_twice() -> bool:
-        return train.notifier.kinds(deploy.id).count(Kind.CANARY_REMINDER) >= 2
+        return train.notifier.kinds(deploy.id).count(CanaryReminder) >= 2
 
     await eventually(reminded_twice, within=10, what="two reminders")
     assert (await train.deploy(deploy.id)).canary_reminded_at is not None

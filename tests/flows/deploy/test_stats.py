@@ -6,8 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from flows.deploy.machine import Event
+from flows.deploy.service import apply_event
 from flows.deploy.stats import count_by_state, recent_deploys, train_stats
+from flows.outbox import Outbox
+from storage.clock import utcnow
+from storage.migrate import upgrade
 from storage.models import Deploy
 from storage.trains import ensure_train
 from tests.fixtures.storage import Database
@@ -23,25 +29,34 @@ def _deploy(pr: int, state: str, *, requested: datetime, wait: timedelta = 0 * M
     """A deploy requested at `requested`, started `wait` later, finished `took` after starting."""
     started = requested + wait if state != "cancelled" else None
     finished = (started or requested) + took if took is not None else None
+    in_production = started + rollout if rollout is not None and started else None
+    rolling_back = started + roll_back_after if roll_back_after is not None and started else None
     times: dict[str, Any] = {"queued": requested.isoformat()}
     if started:
         times["merging"] = started.isoformat()
-    if rollout is not None and started:
-        times["awaiting_confirmation"] = (started + rollout).isoformat()
-    if roll_back_after is not None and started:
-        times["rolling_back"] = (started + roll_back_after).isoformat()
+    if in_production:
+        times["awaiting_confirmation"] = in_production.isoformat()
+    if rolling_back:
+        times["rolling_back"] = rolling_back.isoformat()
     if finished:
         times[state] = finished.isoformat()
+    # As `_apply` writes them: the two columns repeat their entries of state_times.
     return Deploy(train_id="default", state=state, requester=requester, pr_number=pr, pr_title=f"PR {pr}",
                   pr_created_at=requested - opened_before, processes=["web"], queue_seq=float(pr),
                   created_at=requested, started_at=started, finished_at=finished, state_entered_at=requested,
-                  state_times=times)
+                  state_times=times, in_production_at=in_production, rolling_back_at=rolling_back)
 
 
 async def _seed(database: Database, deploys: list[Deploy]) -> None:
     async with database.sessions() as session, session.begin():
-        await ensure_train(session)
+        for train_id in sorted({deploy.train_id for deploy in deploys} | {"default"}):
+            await ensure_train(session, train_id)
         session.add_all(deploys)
+
+
+def _finishing(pr: int, state: str, finished: datetime, *, took: timedelta = 10 * MIN, **options: Any) -> Deploy:
+    """A deploy that left the queue at once and finished at `finished`."""
+    return _deploy(pr, state, requested=finished - took, took=took, **options)
 
 
 @pytest.fixture
@@ -123,3 +138,171 @@ async def test_count_by_state_names_every_state(history: Database) -> None:
 
     assert counts["completed"] == 3 and counts["rolled_back"] == 2 and counts["queued"] == 1
     assert counts["rolling_out"] == 0
+
+
+async def test_an_even_number_of_values_has_the_mean_of_the_middle_two_as_median(database: Database) -> None:
+    await _seed(database, [
+        _deploy(pr, "completed", requested=NOW - pr * 60 * MIN, wait=wait, took=took, rollout=took)
+        for pr, wait, took in ((1, 8 * MIN, 50 * MIN), (2, 2 * MIN, 10 * MIN), (3, 6 * MIN, 30 * MIN),
+                               (4, 4 * MIN, 20 * MIN))
+    ])
+
+    stats = await train_stats(database.sessions, now=NOW)
+
+    assert stats.deploy_duration == 25 * MIN  # 10, 20, 30, 50
+    assert stats.queue_wait == 5 * MIN  # 2, 4, 6, 8
+
+
+async def test_an_odd_number_of_values_has_the_middle_one_whatever_the_order_they_were_written_in(
+    database: Database,
+) -> None:
+    await _seed(database, [
+        _deploy(pr, "completed", requested=NOW - pr * 60 * MIN, took=took, rollout=took)
+        for pr, took in ((1, 50 * MIN), (2, 10 * MIN), (3, 30 * MIN), (4, 20 * MIN), (5, 40 * MIN))
+    ])
+
+    stats = await train_stats(database.sessions, now=NOW)
+
+    assert stats.deploy_duration == 30 * MIN
+
+
+async def test_a_window_with_nothing_in_it_has_nothing_to_measure_though_older_deploys_exist(
+    history: Database,
+) -> None:
+    stats = await train_stats(history.sessions, now=NOW - timedelta(days=20), window=timedelta(days=1))
+
+    assert (stats.completed, stats.rolled_back, stats.failed, stats.cancelled) == (0, 0, 0, 0)
+    assert (stats.last_day, stats.last_week, stats.per_day, stats.per_week) == (0, 0, 0.0, 0.0)
+    assert stats.lead_time is stats.queue_wait is stats.deploy_duration is stats.time_to_roll_back is None
+    assert stats.change_failure_rate is None
+
+
+async def test_the_window_holds_its_start_but_not_its_end(database: Database) -> None:
+    since, day = NOW - timedelta(days=28), timedelta(days=1)
+    await _seed(database, [
+        _finishing(1, "completed", since, took=10 * MIN),
+        _finishing(2, "completed", since - timedelta(microseconds=1), took=90 * MIN),
+        _finishing(3, "completed", NOW, took=90 * MIN),
+        _finishing(4, "completed", NOW - day, took=20 * MIN),  # the last day's first instant
+        _finishing(5, "completed", NOW - day - timedelta(microseconds=1), took=30 * MIN),
+        _finishing(6, "rolled_back", NOW - timedelta(microseconds=1), roll_back_after=8 * MIN),
+    ])
+
+    stats = await train_stats(database.sessions, now=NOW)
+
+    assert (stats.completed, stats.rolled_back) == (3, 1)  # PRs 1, 4, 5 and 6
+    assert (stats.last_day, stats.last_week) == (1, 2)
+    assert stats.deploy_duration == 20 * MIN
+    assert stats.time_to_roll_back == 2 * MIN
+
+
+async def test_durations_are_exact_to_the_microsecond(database: Database) -> None:
+    """SQLite rounds times to the millisecond (11:00:00.999600 to 11:00:01): the figures must not."""
+    wait, took = timedelta(seconds=1, microseconds=999_200), timedelta(minutes=10, microseconds=500)
+    rollout, opened_before = timedelta(minutes=8, microseconds=400), timedelta(hours=2, microseconds=1)
+    roll_back_after = timedelta(minutes=7, seconds=0.999_998)
+    await _seed(database, [
+        _deploy(1, "completed", requested=datetime(2024, 6, 28, 10, 59, 59, 400), wait=wait, took=took,
+                rollout=rollout, opened_before=opened_before),
+        _deploy(2, "rolled_back", requested=datetime(2024, 6, 28, 9, 0, 0, 999_999), took=took,
+                roll_back_after=roll_back_after),
+    ])
+
+    stats = await train_stats(database.sessions, now=NOW)
+
+    assert stats.deploy_duration == took  # from 11:00:00.999600 to 11:10:01.000100
+    assert stats.queue_wait == wait / 2  # the mean of 0 and 1.9992 s
+    assert stats.lead_time == opened_before + wait + rollout
+    assert stats.time_to_roll_back == took - roll_back_after  # 2:59.000502
+
+
+async def test_negative_durations_are_left_out_of_the_medians(database: Database) -> None:
+    """A pull request dated after its deploy reached production (clocks that disagree) measures nothing."""
+    await _seed(database, [
+        _finishing(1, "completed", NOW - 60 * MIN, rollout=8 * MIN, opened_before=-30 * MIN),
+        _finishing(2, "completed", NOW - 120 * MIN, rollout=8 * MIN, opened_before=52 * MIN),
+    ])
+
+    stats = await train_stats(database.sessions, now=NOW)
+
+    assert stats.lead_time == 60 * MIN
+    assert stats.completed == 2
+
+
+async def test_other_trains_deploys_do_not_count(history: Database) -> None:
+    other = _finishing(20, "rolled_back", NOW - 60 * MIN, roll_back_after=1 * MIN)
+    other.train_id = "mobile"
+    await _seed(history, [other])
+
+    stats = await train_stats(history.sessions, now=NOW)
+    mobile = await train_stats(history.sessions, now=NOW, train_id="mobile")
+
+    assert (stats.completed, stats.rolled_back, stats.time_to_roll_back) == (3, 1, 3 * MIN)
+    assert (mobile.completed, mobile.rolled_back, mobile.time_to_roll_back) == (0, 1, 9 * MIN)
+
+
+async def test_walking_the_flowchart_records_when_a_deploy_reached_production_and_began_rolling_back(
+    database: Database,
+) -> None:
+    now = utcnow()
+    await _seed(database, [_deploy(1, "queued", requested=now), _deploy(2, "queued", requested=now)])
+    outbox = Outbox(database.sessions, (), owner="test", lease_ttl=timedelta(seconds=30))
+    up = (Event.START, Event.MERGED, Event.BUILD_GREEN, Event.CANARIES_UP)
+    for deploy_id, events in ((1, (*up, Event.PROCEED, Event.ROLLOUT_DONE, Event.DONE)),
+                              (2, (*up, Event.ROLL_BACK, Event.UNDONE))):
+        for event in events:
+            await apply_event(database.sessions, outbox, deploy_id, event)
+
+    async with database.sessions() as session:
+        completed, rolled_back = (await session.scalars(sa.select(Deploy).order_by(Deploy.id))).all()
+    assert (completed.state, rolled_back.state) == ("completed", "rolled_back")
+    assert completed.in_production_at.isoformat() == completed.state_times["awaiting_confirmation"]
+    assert rolled_back.rolling_back_at.isoformat() == rolled_back.state_times["rolling_back"]
+    assert completed.rolling_back_at is None and rolled_back.in_production_at is None
+    stats = await train_stats(database.sessions, now=utcnow() + MIN)
+    assert stats.time_to_roll_back == rolled_back.finished_at - rolled_back.rolling_back_at
+    assert stats.lead_time == completed.in_production_at - completed.pr_created_at
+
+
+async def test_deploys_recorded_before_the_upgrade_that_added_their_columns_keep_their_figures(
+    empty_database: Database,
+) -> None:
+    """Migration 0003 fills `in_production_at` and `rolling_back_at` from `state_times`."""
+    await upgrade(empty_database.engine, revision="0002")
+    # The table as that revision has it, typed so that both drivers take the values.
+    deploys = sa.table("deploys", *(sa.column(name, sa.Integer()) for name in ("id", "pr_number", "build_attempts",
+                                                                                "version")),
+                       *(sa.column(name, sa.String()) for name in ("train_id", "state", "requester")),
+                       *(sa.column(name, sa.Boolean()) for name in ("needs_attention", "jump_queue", "skip_build")),
+                       *(sa.column(name, sa.JSON()) for name in ("processes", "state_times", "targets")),
+                       sa.column("queue_seq", sa.Double()),
+                       *(sa.column(name, sa.DateTime()) for name in ("created_at", "updated_at", "state_entered_at",
+                                                                     "started_at", "finished_at", "pr_created_at")))
+    at = datetime(2024, 6, 28, 10)
+    rows = [
+        (1, "completed", 2 * MIN, 12 * MIN, {"awaiting_confirmation": "2024-06-28T10:10:00.500000"}),
+        (2, "rolled_back", 20 * MIN, 28 * MIN, {"rolling_back": "2024-06-28T10:25:00"}),
+        (3, "awaiting_confirmation", 30 * MIN, None, {"awaiting_confirmation": "2024-06-28T10:40:00"}),
+    ]
+    async with empty_database.engine.begin() as connection:
+        await connection.execute(sa.text("INSERT INTO trains (id, frozen, next_seq) VALUES ('default', false, 4)"))
+        await connection.execute(sa.insert(deploys), [
+            {"id": deploy_id, "train_id": "default", "state": state, "needs_attention": False, "requester": "U1",
+             "pr_number": deploy_id, "processes": [], "jump_queue": False, "skip_build": False,
+             "queue_seq": float(deploy_id), "build_attempts": 0, "created_at": at, "updated_at": at,
+             "state_entered_at": at, "started_at": at + started, "finished_at": at + finished if finished else None,
+             "pr_created_at": at - 60 * MIN, "state_times": times, "targets": {}, "version": 1}
+            for deploy_id, state, started, finished, times in rows
+        ])
+
+    await upgrade(empty_database.engine)
+
+    async with empty_database.sessions() as session:
+        moments = (await session.execute(
+            sa.select(Deploy.in_production_at, Deploy.rolling_back_at).order_by(Deploy.id))).all()
+    stats = await train_stats(empty_database.sessions, now=NOW)
+    assert [tuple(row) for row in moments] == [(datetime(2024, 6, 28, 10, 10, 0, 500_000), None),
+                                               (None, datetime(2024, 6, 28, 10, 25)),
+                                               (datetime(2024, 6, 28, 10, 40), None)]
+    assert stats.lead_time == 70 * MIN + timedelta(milliseconds=500)
+    assert stats.time_to_roll_back == 3 * MIN

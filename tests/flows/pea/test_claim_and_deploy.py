@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import boto3
 
-from flows.notify import Kind
+from flows.notices import PeaExtended, PeaReleased, PeaUp
 from storage.clock import utcnow
 from tests.fixtures.peas import MANUAL_JOB, PEAS, PROCESSES, Pool
 from tests.fixtures.world import OTHER, REQUESTER
@@ -34,10 +34,9 @@ async def test_a_claimed_pea_runs_the_pr_head_image_and_its_holder_gets_the_url(
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
         assert pool.running_images("sweet-pea", process) == [image]
         assert len(revisions(pool, f"pea-sweet-pea-{process}")) == 2  # the seed and ours
-    notice = await pool.told(Kind.PEA_UP, "sweet-pea")
-    assert notice.data["holder"] == REQUESTER and notice.data["url"] == "https://sweet-pea.dev.acme.com"
-    assert "https://sweet-pea.dev.acme.com" in notice.text
-    assert notice.data["pea"].buttons == ["Extend", "Release"]
+    notice = await pool.told(PeaUp, "sweet-pea")
+    assert notice.holder == REQUESTER and notice.url == "https://sweet-pea.dev.acme.com"
+    assert await pool.buttons("sweet-pea") == ["Extend", "Release"]
     # the other peas were not touched
     assert pool.service("chick-pea", "web")["desiredCount"] == 0
 
@@ -48,7 +47,7 @@ async def test_the_list_shows_every_pea_free_or_held_with_pr_commit_state_and_ti
     await pool.flows.deploy(OTHER, "chick-pea", pr)
     await pool.reaches("chick-pea", "up")
 
-    listed = await pool.flows.list()
+    listed = await pool.flows.all()
 
     assert [p.name for p in listed] == list(PEAS)
     held = listed[1]
@@ -57,10 +56,10 @@ async def test_the_list_shows_every_pea_free_or_held_with_pr_commit_state_and_ti
     assert held.pr_url and held.pr_url.endswith(f"/pull/{pr}")
     assert held.url == "https://chick-pea.dev.acme.com"
     assert held.claimed_at is not None and held.claimed_at >= before
-    assert held.lease_expires_at is not None
-    assert abs(held.lease_expires_at - held.claimed_at - timedelta(hours=1)) < timedelta(seconds=5)
+    assert held.claim_expires_at is not None
+    assert abs(held.claim_expires_at - held.claimed_at - timedelta(hours=1)) < timedelta(seconds=5)
     for free in (listed[0], listed[2]):
-        assert (free.state, free.holder, free.pr_number, free.buttons) == ("free", None, None, [])
+        assert (free.state, free.holder, free.pr_number, free.offered()) == ("free", None, None, [])
     assert [p.name for p in await pool.flows.peas_of(OTHER)] == ["chick-pea"]
     assert await pool.flows.peas_of(REQUESTER) == []
 
@@ -72,10 +71,11 @@ async def test_extend_renews_the_lease_from_now(pool: Pool) -> None:
 
     extended = await pool.flows.extend(REQUESTER, "snow-pea")
 
-    assert extended.lease_expires_at > first.lease_expires_at
-    assert abs(extended.lease_expires_at - utcnow() - timedelta(hours=1)) < timedelta(seconds=5)
+    assert extended.claim_expires_at > first.claim_expires_at
+    assert abs(extended.claim_expires_at - utcnow() - timedelta(hours=1)) < timedelta(seconds=5)
     assert (await pool.pea("snow-pea")).state == "up"
-    assert any("yours until" in n.text for n in pool.notices(Kind.PEA_CHANGED, "snow-pea"))
+    told = await pool.told(PeaExtended, "snow-pea")
+    assert told.until == extended.claim_expires_at
 
 
 async def test_release_scales_the_pea_to_zero_and_frees_it(pool: Pool) -> None:
@@ -90,10 +90,10 @@ async def test_release_scales_the_pea_to_zero_and_frees_it(pool: Pool) -> None:
     for process in PROCESSES:
         assert pool.service("sweet-pea", process)["desiredCount"] in (0, 1)  # the worker is on it
     free = await pool.reaches("sweet-pea", "free")
-    assert (free.holder, free.pr_number, free.lease_expires_at, free.task_definitions) == (None, None, None, {})
+    assert (free.holder, free.pr_number, free.claim_expires_at, free.task_definitions) == (None, None, None, {})
     await pool.scaled_to_zero("sweet-pea")
-    notice = await pool.told(Kind.PEA_RELEASED, "sweet-pea")
-    assert notice.data["holder"] == REQUESTER and notice.data["actor"] == REQUESTER
+    notice = await pool.told(PeaReleased, "sweet-pea")
+    assert notice.holder == REQUESTER and notice.by == REQUESTER
 
 
 async def test_a_holder_may_deploy_another_pr_to_their_own_pea(pool: Pool) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 
-from flows.notify import Kind
+from flows.notices import PeaUp
 from tests.fixtures.pea_process import write_config
 from tests.fixtures.peas import PROCESSES, Pool
 from tests.fixtures.world import REQUESTER, eventually
@@ -69,4 +69,4 @@ async def test_a_pea_deploy_interrupted_by_a_crash_is_finished_by_another_worker
         assert pool.service("sweet-pea", process)["taskDefinition"] == recorded[process]
         assert len(revisions(pool, f"pea-sweet-pea-{process}")) == 2  # the seed's and one of ours: not two
     await pool.runs("sweet-pea", sandbox.image(sha))
-    await pool.told(Kind.PEA_UP, "sweet-pea")
+    await pool.told(PeaUp, "sweet-pea")

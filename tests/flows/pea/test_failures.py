@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flows.notify import Kind
+from flows.notices import PeaFailed, PeaReleaseRetrying
 from integrations.outside import RetryPolicy
 from tests.fixtures.peas import MANUAL_JOB, PROCESSES, Pool
 from tests.fixtures.world import REQUESTER, eventually
@@ -24,13 +24,13 @@ async def test_a_red_build_fails_the_pea_and_redeploy_after_a_fix_brings_it_up(
 
     failed = await pool.reaches("sweet-pea", "failed")
     assert failed.failure_reason.startswith(f"build {failed.build_number} of {red[:12]} ended failure")
-    notice = await pool.told(Kind.PEA_FAILED, "sweet-pea")
-    assert notice.data["holder"] == REQUESTER and notice.data["reason"] == failed.failure_reason
-    assert notice.data["pea"].buttons == ["Redeploy", "Extend", "Release"]
+    notice = await pool.told(PeaFailed, "sweet-pea")
+    assert notice.holder == REQUESTER and notice.reason == failed.failure_reason
+    assert await pool.buttons("sweet-pea") == ["Redeploy", "Extend", "Release"]
     assert all(pool.service("sweet-pea", p)["desiredCount"] == 0 for p in PROCESSES)  # nothing was started
 
     fixed = pool.sandbox.github.push_pr(pr, {"app/config.py": "ok = True\n"})
-    await pool.flows.press(REQUESTER, "Redeploy", notice.data["pea"].button_value())
+    await pool.flows.press(REQUESTER, "Redeploy", await pool.button_value("sweet-pea"))
 
     up = await pool.reaches("sweet-pea", "up")
     assert up.head_sha == fixed and up.failure_reason is None
@@ -58,7 +58,7 @@ async def test_services_whose_tasks_keep_failing_fail_the_pea_and_release_still_
 
     failed = await pool.reaches("sweet-pea", "failed")
     assert "tasks of pea-sweet-pea-" in failed.failure_reason and "failed to start" in failed.failure_reason
-    await pool.told(Kind.PEA_FAILED, "sweet-pea")
+    await pool.told(PeaFailed, "sweet-pea")
 
     await pool.flows.release(REQUESTER, "sweet-pea")
     await pool.reaches("sweet-pea", "free")
@@ -90,8 +90,8 @@ async def test_aws_failing_past_its_retries_fails_the_pea_naming_aws(make_pool: 
 
     failed = await pool.reaches("sweet-pea", "failed")
     assert failed.failure_reason.startswith("AWS: ") and "still failing after" in failed.failure_reason
-    notice = await pool.told(Kind.PEA_FAILED, "sweet-pea")
-    assert notice.data["system"] == "AWS"
+    notice = await pool.told(PeaFailed, "sweet-pea")
+    assert notice.system == "AWS"
 
     pool.sandbox.aws.faults.clear()
     assert outage.remaining and outage.remaining > 0
@@ -112,7 +112,7 @@ async def test_a_release_that_aws_refuses_keeps_trying_and_says_so(make_pool: Ca
     await pool.flows.release(REQUESTER, "sweet-pea")
 
     async def said_so() -> bool:
-        return any("keeps failing" in n.text for n in pool.notices(Kind.PEA_CHANGED, "sweet-pea"))
+        return bool(pool.notices(PeaReleaseRetrying, "sweet-pea"))
 
     await eventually(said_so, what="the failing release reported")
     stuck = await pool.pea("sweet-pea")

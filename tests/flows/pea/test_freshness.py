@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flows.notify import Kind
+from flows.notices import PeaStale, PeaUp
+from flows.pea.machine import Stale
 from storage.clock import utcnow
 from tests.fixtures.peas import MANUAL_JOB, Pool
 from tests.fixtures.world import REQUESTER, eventually
@@ -17,18 +18,19 @@ async def test_a_newer_green_build_is_offered_and_redeploy_runs_it(pool: Pool) -
     await pool.reaches("sweet-pea", "up")
 
     new_sha = pool.sandbox.github.push_pr(pr, {"app/logo.py": "size = 2\n"})
-    stale = await pool.told(Kind.PEA_STALE, "sweet-pea", why="newer build", sha=new_sha)
-    assert stale.data["holder"] == REQUESTER
-    assert stale.data["pea"].buttons == ["Redeploy", "Extend", "Release"]
+    stale = await pool.told(PeaStale, "sweet-pea", why=Stale.NEWER_BUILD, sha=new_sha)
+    assert stale.holder == REQUESTER
+    assert await pool.buttons("sweet-pea") == ["Redeploy", "Extend", "Release"]
     assert (await pool.pea("sweet-pea")).head_sha == old_sha  # nothing moves until the holder says so
 
-    await pool.flows.press(REQUESTER, "Redeploy", stale.data["pea"].button_value())
+    await pool.flows.press(REQUESTER, "Redeploy", await pool.button_value("sweet-pea"))
 
     up = await pool.reaches("sweet-pea", "up")
     assert up.head_sha == new_sha and up.stale_reason is None
     await pool.runs("sweet-pea", pool.sandbox.image(new_sha))
-    assert len(pool.notices(Kind.PEA_STALE, "sweet-pea")) == 1
-    assert len(pool.notices(Kind.PEA_UP, "sweet-pea")) == 2
+    await pool.drained()
+    assert len(pool.notices(PeaStale, "sweet-pea")) == 1
+    assert len(pool.notices(PeaUp, "sweet-pea")) == 2
 
 
 async def test_a_newer_head_whose_build_is_red_is_not_offered(make_pool: Callable[..., Pool]) -> None:
@@ -52,7 +54,8 @@ async def test_a_newer_head_whose_build_is_red_is_not_offered(make_pool: Callabl
         return checked is not None and checked > looked_after
 
     await eventually(looked_again, what="a look at the PR after the red build")
-    assert not pool.notices(Kind.PEA_STALE, "sweet-pea")
+    await pool.drained()
+    assert not pool.notices(PeaStale, "sweet-pea")
 
 
 async def test_a_closed_pr_asks_the_holder_whether_to_release(pool: Pool) -> None:
@@ -62,9 +65,9 @@ async def test_a_closed_pr_asks_the_holder_whether_to_release(pool: Pool) -> Non
 
     pool.sandbox.github.close_pr(pr)
 
-    stale = await pool.told(Kind.PEA_STALE, "sweet-pea", why="closed")
-    assert stale.data["holder"] == REQUESTER and "release" in stale.text
-    assert stale.data["pea"].buttons == ["Extend", "Release"]
+    stale = await pool.told(PeaStale, "sweet-pea", why=Stale.CLOSED)
+    assert stale.holder == REQUESTER
+    assert await pool.buttons("sweet-pea") == ["Extend", "Release"]
     assert (await pool.pea("sweet-pea")).state == "up"  # the holder decides
 
 
@@ -75,7 +78,7 @@ async def test_a_merged_pr_asks_the_holder_whether_to_release(pool: Pool) -> Non
 
     await pool.outside.github.merge(pr, sha)
 
-    stale = await pool.told(Kind.PEA_STALE, "sweet-pea", why="merged")
-    await pool.flows.press(REQUESTER, "Release", stale.data["pea"].button_value())
+    await pool.told(PeaStale, "sweet-pea", why=Stale.MERGED)
+    await pool.flows.press(REQUESTER, "Release", await pool.button_value("sweet-pea"))
     await pool.reaches("sweet-pea", "free")
     await pool.scaled_to_zero("sweet-pea")

@@ -17,7 +17,7 @@ async def both(make_pool: Callable[..., Pool]) -> AsyncIterator[tuple[Pool, Trai
     pool = make_pool(jenkins={"pr_job": MANUAL_JOB})
     pool.run()
     train = Train(pool.config, pool.database, pool.sandbox, pool.notifier, pool.outside)
-    train.engine.start()
+    train.start()
     yield pool, train
     await train.engine.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from flows.notify import Kind
+from flows.notices import PeaLeaseEnding, PeaReleased
 from flows.pea.service import remind_before
 from tests.fixtures.peas import Pool
 from tests.fixtures.world import REQUESTER, eventually
@@ -25,19 +25,20 @@ async def test_an_ending_lease_is_reminded_then_released_and_scaled_to_zero(make
     await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
     up = await pool.reaches("sweet-pea", "up")
     next_due = await eventually(worker.next_due, what="the next look at sweet-pea")
-    remind_at = up.lease_expires_at - timedelta(seconds=0.3)
+    remind_at = up.claim_expires_at - timedelta(seconds=0.3)
     assert abs(next_due - remind_at) < timedelta(seconds=0.1)  # the reminder is next
 
-    reminder = await pool.told(Kind.PEA_LEASE_ENDING, "sweet-pea", within=5)
-    assert reminder.data["holder"] == REQUESTER
-    assert reminder.data["pea"].buttons == ["Extend", "Release"]
+    reminder = await pool.told(PeaLeaseEnding, "sweet-pea", within=5)
+    assert reminder.holder == REQUESTER
+    assert await pool.buttons("sweet-pea") == ["Extend", "Release"]
     reminded_at = (await pool.pea("sweet-pea")).reminded_at
-    assert reminded_at is not None and reminded_at >= up.lease_expires_at - timedelta(seconds=0.35)
+    assert reminded_at is not None and reminded_at >= up.claim_expires_at - timedelta(seconds=0.35)
 
-    released = await pool.told(Kind.PEA_RELEASED, "sweet-pea", within=5)
-    assert released.data["holder"] == REQUESTER and released.data["actor"] == "lease"
+    released = await pool.told(PeaReleased, "sweet-pea", within=5)
+    assert released.holder == REQUESTER and released.by is None
     assert pool.notifier.notices.index(reminder) < pool.notifier.notices.index(released)
-    assert len(pool.notices(Kind.PEA_LEASE_ENDING, "sweet-pea")) == 1
+    await pool.drained()
+    assert len(pool.notices(PeaLeaseEnding, "sweet-pea")) == 1
     await pool.reaches("sweet-pea", "free")
     await pool.scaled_to_zero("sweet-pea")
 
@@ -48,17 +49,17 @@ async def test_extending_after_the_reminder_keeps_the_pea_and_reminds_again_befo
     pool.run()
     pr, _ = await pool.ready_pr()
     await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
-    await pool.told(Kind.PEA_LEASE_ENDING, "sweet-pea", within=5)
+    await pool.told(PeaLeaseEnding, "sweet-pea", within=5)
 
     extended = await pool.flows.extend(REQUESTER, "sweet-pea")
     assert (await pool.pea("sweet-pea")).reminded_at is None
 
     async def second_reminder() -> object:
-        reminders = pool.notices(Kind.PEA_LEASE_ENDING, "sweet-pea")
+        reminders = pool.notices(PeaLeaseEnding, "sweet-pea")
         return reminders[1] if len(reminders) > 1 else None
 
     again = await eventually(second_reminder, within=5, what="a second reminder")
-    view = again.data["pea"]
-    assert (view.state, view.holder, view.lease_expires_at) == ("up", REQUESTER, extended.lease_expires_at)
-    released = pool.notices(Kind.PEA_RELEASED, "sweet-pea")
+    view = await pool.view("sweet-pea")
+    assert (view.state, view.holder, again.until) == ("up", REQUESTER, extended.claim_expires_at)
+    released = pool.notices(PeaReleased, "sweet-pea")
     assert not released or pool.notifier.notices.index(released[0]) > pool.notifier.notices.index(again)

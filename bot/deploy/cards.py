@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.text import commit_url, context, escape, eta, human_duration, link, plain, section, shorten, user, when
-from flows.deploy.machine import TRANSITIONS, Actor, Event, State, person_transitions
-from flows.deploy.service import QueueEntry
-from flows.deploy.stats import duration
-from storage.models import Deploy, Train
+from flows.deploy.machine import Event, State
+from flows.views import DeployView, QueueEntry, TrainView
 
 ACTION_PREFIX = "deploy_"
-# Every event a person can ask for with a button, in table order.
-BUTTON_EVENTS: tuple[Event, ...] = tuple(dict.fromkeys(t.event for t in TRANSITIONS if t.actor is Actor.PERSON))
 
 EMOJI = {
     State.QUEUED: ":hourglass_flowing_sand:", State.MERGING: ":twisted_rightwards_arrows:",
@@ -64,13 +60,12 @@ def parse_button_value(value: Any) -> ButtonValue:
     return ButtonValue(deploy_id, state)
 
 
-def actions(deploy: Deploy, state: State | None = None, *, needs_attention: bool | None = None,
+def actions(deploy: DeployView, state: State | None = None, *, needs_attention: bool | None = None,
             block_id: str | None = None) -> dict[str, Any] | None:
     """The buttons a person may press in `state` (the deploy's own by default), or None when there are none."""
-    state = state or State(deploy.state)
-    attention = deploy.needs_attention if needs_attention is None else needs_attention
+    state = state or deploy.state
     elements = []
-    for transition in person_transitions(state, needs_attention=attention, skip_build=deploy.skip_build):
+    for transition in deploy.offered(state, needs_attention=needs_attention):
         button: dict[str, Any] = {"type": "button", "action_id": action_id(transition.event),
                                   "text": plain(transition.button or transition.label, 75),
                                   "value": button_value(deploy.id, state)}
@@ -86,29 +81,21 @@ def actions(deploy: Deploy, state: State | None = None, *, needs_attention: bool
     return {"type": "actions", "block_id": block_id or f"deploy{deploy.id}_actions", "elements": elements}
 
 
-def title(deploy: Deploy) -> str:
+def title(deploy: DeployView) -> str:
     """`#123 Title` with the number linking to the pull request (mrkdwn)."""
     return f"*{link(deploy.pr_url, f'#{deploy.pr_number}')}* {escape(shorten(deploy.pr_title or '', 150))}"
 
 
-def summary(deploy: Deploy) -> str:
+def summary(deploy: DeployView) -> str:
     """One line: `#123 Title` by requester, state (for lists)."""
-    state = State(deploy.state)
+    state = deploy.state
     attention = " :warning: needs attention" if deploy.needs_attention else ""
     return f"{title(deploy)} · {user(deploy.requester)} · {EMOJI[state]} `{state.label}`{attention}"
 
 
-def queued_text(entry: QueueEntry, channel: str) -> str:
-    """The answer to an accepted request: where it is in the queue and where its card is."""
-    deploy = entry.deploy
-    flags = " (jumping the queue)" if deploy.jump_queue else ""
-    return (f":white_check_mark: Queued {title(deploy)} as deploy {deploy.id}{flags}: position {entry.position}, "
-            f"starts {eta(entry.eta)}. Its card is in <#{channel}>; I will message you when it needs you.")
-
-
-def fallback_text(deploy: Deploy) -> str:
+def fallback_text(deploy: DeployView) -> str:
     """The notification text of a card: no markup beyond what Slack shows in a notification."""
-    return f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 100))}: {State(deploy.state).label}"
+    return f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 100))}: {deploy.state.label}"
 
 
 def progress_bar(running: int, desired: int, width: int = BAR_WIDTH) -> str:
@@ -117,12 +104,11 @@ def progress_bar(running: int, desired: int, width: int = BAR_WIDTH) -> str:
     return "▓" * filled + "░" * (width - filled) + f" {running}/{desired}"
 
 
-def _timeline(deploy: Deploy) -> str:
-    steps = sorted((deploy.state_times or {}).items(), key=lambda item: item[1])
-    return " → ".join(f"{State(state).label} {when(at)}" for state, at in steps)
+def _timeline(deploy: DeployView) -> str:
+    return " → ".join(f"{state.label} {when(at)}" for state, at in deploy.state_times)
 
 
-def queue_line(entry: QueueEntry | None, train: Train | None) -> str:
+def queue_line(entry: QueueEntry | None, train: TrainView | None) -> str:
     """What a queued card says about its place in the queue (and a frozen train)."""
     line = f" · position {entry.position} · starts {eta(entry.eta)}" if entry is not None else ""
     if train is not None and train.frozen:
@@ -130,16 +116,16 @@ def queue_line(entry: QueueEntry | None, train: Train | None) -> str:
     return line
 
 
-def _status(deploy: Deploy, entry: QueueEntry | None, train: Train | None) -> list[str]:
-    state = State(deploy.state)
+def _status(deploy: DeployView, entry: QueueEntry | None, train: TrainView | None) -> list[str]:
+    state = deploy.state
     lines = [f"{EMOJI[state]} *{state.label}*"]
     if state is State.QUEUED:
         lines[0] += queue_line(entry, train)
     reason = escape(shorten(deploy.outcome_reason or "", 1500))
     if state is State.COMPLETED:
-        lines.append(f"Completed in {human_duration(duration(deploy))}.")
+        lines.append(f"Completed in {human_duration(deploy.duration)}.")
     elif state is State.ROLLED_BACK:
-        since = f" from `{State(deploy.rollback_from).label}`" if deploy.rollback_from else ""
+        since = f" from `{deploy.rollback_from.label}`" if deploy.rollback_from else ""
         lines.append(f"Rolled back{since}" + (f": {reason}" if reason else "."))
     elif state in (State.FAILED, State.BUILD_FAILED, State.ROLLING_BACK) and reason:
         lines.append(f"{'Why' if state is not State.BUILD_FAILED else 'Build'}: {reason}")
@@ -155,7 +141,7 @@ def _status(deploy: Deploy, entry: QueueEntry | None, train: Train | None) -> li
     return lines
 
 
-def _facts(deploy: Deploy) -> list[str]:
+def _facts(deploy: DeployView) -> list[str]:
     facts = [f"Requested by {user(deploy.requester)}",
              f"Processes: {', '.join(f'`{p}`' for p in deploy.processes)}"]
     if deploy.build_url:
@@ -165,7 +151,7 @@ def _facts(deploy: Deploy) -> list[str]:
     return facts
 
 
-def _emergency(deploy: Deploy) -> str | None:
+def _emergency(deploy: DeployView) -> str | None:
     flags = [name for name, on in (("Jump the queue", deploy.jump_queue),
                                    ("Skip the build check", deploy.skip_build)) if on]
     if not flags:
@@ -174,18 +160,19 @@ def _emergency(deploy: Deploy) -> str | None:
             f"reason: {escape(shorten(deploy.emergency_reason or '', 500))}")
 
 
-def _progress(deploy: Deploy) -> str | None:
-    if State(deploy.state) is not State.ROLLING_OUT:
+def _progress(deploy: DeployView) -> str | None:
+    if deploy.state is not State.ROLLING_OUT:
         return None
-    rows = [(process, (deploy.targets or {}).get(process, {}).get("counts")) for process in deploy.processes]
-    if not any(counts for _, counts in rows):
+    if not any(t.desired is not None for t in deploy.targets):
         return None
-    width = max(len(p) for p, _ in rows)
-    lines = [f"{p.ljust(width)}  {progress_bar(*counts) if counts else 'starting…'}" for p, counts in rows]
+    width = max(len(t.process) for t in deploy.targets)
+    lines = [f"{t.process.ljust(width)}  "
+             + (progress_bar(t.running or 0, t.desired) if t.desired is not None else "starting…")
+             for t in deploy.targets]
     return "```" + "\n".join(lines) + "```"
 
 
-def card_blocks(deploy: Deploy, *, entry: QueueEntry | None = None, train: Train | None = None,
+def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: TrainView | None = None,
                 with_buttons: bool = True) -> list[dict[str, Any]]:
     """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now."""
     prefix = f"deploy{deploy.id}"

@@ -1,10 +1,11 @@
-"""`/deploy` text: the quick form with options anywhere after the PR number, and the subcommands."""
+"""The command grammar: `/deploy`'s quick form with options anywhere after the PR number, and its subcommands."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.commands import BadInput, QuickDeploy, Subcommand, parse
+from bot.grammar import BadInput, QuickDeploy, Subcommand
+from bot.grammar import parse_deploy as parse
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,4 +1,4 @@
-"""`fatcontroller demo`: the whole product on its embedded sandbox, in one command, no accounts needed.
+"""The scripted story of `fatcontroller demo`: the whole product on its embedded sandbox, no accounts needed.
 
 It starts the emulators of `sandbox/` (Slack, GitHub over a real git repository, Jenkins, ECS/ECR), a
 SQLite database in a temporary folder and the real bot exactly as `fatcontroller run` starts it
@@ -13,35 +13,25 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-import signal
 import socket
-import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 import yaml
-from rich.console import Console, Group
-from rich.emoji import Emoji
-from rich.layout import Layout
-from rich.live import Live
+from rich.console import Console
 from rich.logging import RichHandler
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from bot.app import Bot, StartupError, start_bot
+from demo.screen import Screen
 from flows.config import Settings, load_config
-from sandbox.slack import Message, SlackEmulator
+from flows.views import DeployView, PeaView
+from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
-from storage.models import Deploy, Pea
 
 ALICE, BOB, CAROL, ADMIN, EMERGENCY = "U0ALICE", "U0BOB", "U0CAROL", "U0ADMIN", "U0EMERGENCY"
 PROCESSES = {"web": "app-web", "worker": "app-worker"}
@@ -52,6 +42,12 @@ STEPS = 12  # the scenario's steps (`Demo.step` blocks in `Demo.play`), for the 
 
 class DemoFailed(Exception):
     """A step of the scenario did not end as expected."""
+
+
+def check(holds: object, why: object = "a check failed") -> None:
+    """A step's check (not an `assert`, which `python -O` would drop)."""
+    if not holds:
+        raise DemoFailed(str(why))
 
 
 def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
@@ -70,182 +66,6 @@ def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
                  "url": "https://{pea}.dev.acme.com", "lease": "1h"},
         "permissions": {"deployers": [], "emergency": [EMERGENCY], "admins": [ADMIN]},
     }
-
-
-_EMOJI = {":large_green_circle:": "🟢", ":white_circle:": "⚪"}
-# <url|text> or <!date^...|fallback>; <@user>, <#channel>, <!here>; *bold*; :emoji:; `code`
-_MRKDWN = re.compile(r"<([^<>|]+)\|([^<>]+)>|<([@#!])?([^<>]+)>|(?<![\w*])\*([^*\n]+)\*(?![\w*])"
-                     r"|(:[a-z_]+:)|`([^`\n]+)`")
-
-
-def terminal_text(mrkdwn: str, users: dict[str, str], channels: dict[str, str]) -> Text:
-    """Slack mrkdwn as Slack shows it: links by their text, people and channels by name, times, emoji, bold."""
-    text = Text()
-    at = 0
-    mrkdwn = mrkdwn.replace("```", "")
-    for match in _MRKDWN.finditer(mrkdwn):
-        text.append(mrkdwn[at:match.start()])
-        at = match.end()
-        link, label, sigil, target, bold, emoji, code = match.groups()
-        if link is not None:
-            # <!date^...|fallback> shows the fallback's time; <url|text> shows the text
-            shown = label.split(" ")[1] if link.startswith("!date") and " " in label else label
-            text.append(shown, style="underline" if not link.startswith("!") else "")
-        elif target is not None:
-            names = {"@": users, "#": channels}.get(sigil or "", {})
-            text.append(f"{sigil or ''}{names.get(target, target)}" if sigil != "!" else f"@{target}", style="bold")
-        elif bold is not None:
-            inner = terminal_text(bold, users, channels)
-            inner.stylize("bold")
-            text.append_text(inner)
-        elif emoji is not None:
-            text.append(_EMOJI.get(emoji) or Emoji.replace(emoji))
-        else:
-            text.append(code, style="cyan")
-    text.append(mrkdwn[at:])
-    return text
-
-
-def _first_line(message: Message) -> str:
-    rendered = message.render()
-    return rendered.splitlines()[0] if rendered else message.text
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Screen:
-    """What the people would see in Slack, on the terminal: a live view on a terminal, a transcript otherwise."""
-
-    def __init__(self, console: Console, slack: SlackEmulator, channel: str) -> None:
-        self.console, self.slack, self.channel = console, slack, channel
-        self.live_mode = console.is_terminal
-        self.started = time.monotonic()
-        self.shown: dict[tuple[str, str], str] = {}  # (where, ts) -> what was last shown
-        self.looks: dict[str, tuple] = {}  # card ts -> its state line, buttons and whether it has progress bars
-        self.log: deque[Text] = deque(maxlen=14)
-        self.cards: dict[str, str] = {}  # ts -> rendered card, the latest edited last
-        self.dm_lines: deque[Text] = deque(maxlen=8)
-        self.progress = Progress(TextColumn("[bold]scenario"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task("starting", total=STEPS)
-        self.live: Live | None = None
-
-    def name(self, user: str) -> str:
-        return self.slack.users.get(user, user)
-
-    def fmt(self, mrkdwn: str) -> Text:
-        return terminal_text(mrkdwn, self.slack.users, self.slack.channels)
-
-    def _emit(self, line: Text, block: Text | None = None, title: str = "") -> None:
-        stamp = Text(f"{time.monotonic() - self.started:5.1f}s ", style="dim")
-        if self.live_mode:
-            line = stamp + line
-            line.no_wrap, line.overflow = True, "ellipsis"  # one line each, so the newest stay in view
-            self.log.append(line)
-        else:
-            self.console.print(stamp + line)
-            if block is not None:
-                self.console.print(Panel(block, title=title, title_align="left", expand=False))
-
-    def step(self, title: str) -> None:
-        """A new step of the scenario starts."""
-        self.progress.update(self.task, description=title)
-        if not self.live_mode:
-            self.console.rule(f"[bold]{title}", align="left")
-
-    def step_done(self) -> None:
-        self.progress.advance(self.task)
-
-    def person(self, user: str, did: str) -> None:
-        self._emit(Text.assemble((f"{self.name(user)} ", "bold magenta"), did))
-
-    def refresh(self) -> None:
-        """Show every card, thread reply, DM and ephemeral answer that appeared or changed since last time."""
-        for message in self.slack.messages(self.channel):
-            if message.thread_ts is None:
-                self._card(message)
-            else:
-                self._changed(message, "thread", lambda m, _: Text("  ↳ ", style="dim") + self.fmt(m.text))
-        for user in self.slack.users:
-            for message in self.slack.dms(user):
-                self._changed(message, "dm", lambda m, edited, u=user: self._dm(u, m, edited))
-            for message in self.slack.ephemerals(user):
-                self._changed(message, "ephemeral", lambda m, _, u=user: Text(
-                    f"only {self.name(u)} sees: ", style="yellow") + self.fmt(_first_line(m)))
-        if self.live is not None:
-            self.live.update(self.layout())
-
-    def _changed(self, message: Message, where: str, line: Any) -> None:
-        rendered = message.render()
-        key = (where, message.channel + message.ts)
-        if self.shown.get(key) != rendered:
-            self._emit(line(message, key in self.shown))
-            self.shown[key] = rendered
-
-    def _dm(self, user: str, message: Message, edited: bool) -> Text:
-        text = Text(f"DM to {self.name(user)}{' (edited)' if edited else ''}: ", style="cyan")
-        text += self.fmt(_first_line(message))
-        if message.buttons:
-            text.append("  " + " ".join(f"[{b}]" for b in message.buttons), style="bold")
-        shown = text.copy()
-        shown.no_wrap, shown.overflow = True, "ellipsis"
-        self.dm_lines.append(shown)
-        return text
-
-    def _card(self, message: Message) -> None:
-        rendered = message.render()
-        key = ("card", message.ts)
-        if self.shown.get(key) == rendered:
-            return
-        lines = rendered.splitlines()
-        # The whole card when its state, buttons or progress change; one line when only the wording does
-        status = lines[1] if len(lines) > 1 else ""
-        look = (status.split(" · ")[0], tuple(message.buttons), "▓" in rendered)
-        whole = self.looks.get(message.ts) != look or look[2]
-        line = Text(f"#deploys {'card edited' if message.ts in self.looks else 'new card'}: ", style="green")
-        line += self.fmt(_first_line(message))
-        if not whole or self.live_mode:
-            line += Text(" — ") + self.fmt(status)
-        self.shown[key], self.looks[message.ts] = rendered, look
-        self.cards.pop(message.ts, None)
-        self.cards[message.ts] = rendered
-        self._emit(line, self.fmt(rendered) if whole else None, "#deploys")
-
-    def layout(self) -> Layout:
-        cards = [Panel(self.fmt(card), title="#deploys", title_align="left") for card in list(self.cards.values())[-2:]]
-        top = Layout()
-        top.split_row(Layout(Group(*reversed(cards)), name="channel", ratio=3),
-                      Layout(Panel(Group(*self.dm_lines), title="direct messages", title_align="left"), ratio=2))
-        root = Layout()
-        root.split_column(top, Layout(Panel(Group(*self.log), title="what happens", title_align="left"), size=16),
-                          Layout(self.progress, size=1))
-        return root
-
-    async def watch(self) -> None:
-        while True:
-            self.refresh()
-            await asyncio.sleep(0.1)
-
-    @contextlib.asynccontextmanager
-    async def showing(self) -> AsyncIterator[None]:
-        """Keep the screen up to date while the block runs."""
-        if self.live_mode:
-            self.live = Live(self.layout(), console=self.console, refresh_per_second=8, screen=False)
-            self.live.start()
-        watcher = asyncio.create_task(self.watch())
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-            self.refresh()
-            if self.live is not None:
-                self.live.stop()
-                self.live = None
 
 
 class Demo:
@@ -304,26 +124,24 @@ class Demo:
                                          WAIT, what=f"the card of #{pr} with [{label}]")
 
     # -- the bot's records -----------------------------------------------------------------------
-    async def deploy_of(self, pr: int) -> Deploy | None:
-        async with self.bot.engine.sessions() as session:
-            return await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr)
-                                        .order_by(Deploy.id.desc()).limit(1))
+    async def deploy_of(self, pr: int) -> DeployView | None:
+        return await self.bot.deploys.latest_of(pr)
 
-    async def pea(self, name: str) -> Pea | None:
-        async with self.bot.engine.sessions() as session:
-            return await session.get(Pea, name)
+    async def pea(self, name: str) -> PeaView | None:
+        return await self.bot.engine.peas.get(name)
 
-    async def reaches(self, pr: int, state: str) -> Deploy:
+    async def reaches(self, pr: int, state: str) -> DeployView:
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             deploy = await self.deploy_of(pr)
-            if deploy is not None and deploy.state == state:
+            if deploy is not None and deploy.state.value == state:
                 return deploy
             if deploy is not None and deploy.finished_at is not None:
-                raise DemoFailed(f"the deploy of #{pr} ended {deploy.state}, not {state} ({deploy.outcome_reason})")
+                raise DemoFailed(f"the deploy of #{pr} ended {deploy.state.value}, not {state} "
+                                 f"({deploy.outcome_reason})")
             await asyncio.sleep(0.05)
         deploy = await self.deploy_of(pr)
-        raise DemoFailed(f"the deploy of #{pr} is {deploy.state if deploy else 'missing'}, not {state}, "
+        raise DemoFailed(f"the deploy of #{pr} is {deploy.state.value if deploy else 'missing'}, not {state}, "
                          f"after {WAIT:g}s")
 
     # -- the scenario ----------------------------------------------------------------------------
@@ -347,25 +165,25 @@ class Demo:
             submitted = await self.slack.submit_view(ALICE, {"pr": {"pr_pick": picked}})
             if submitted.errors:
                 raise DemoFailed(f"the form was refused: {submitted.errors}")
-            assert "Queued" in (await submitted.ephemeral(timeout=WAIT)).text
+            check("Queued" in (await submitted.ephemeral(timeout=WAIT)).text)
             deploy = await self.deploy_of(banner)
-            assert deploy is not None and deploy.processes == list(PROCESSES), "not both processes"
+            check(deploy is not None and deploy.processes == tuple(PROCESSES), "not both processes")
 
         async with self.step(f"bob and carol queue #{checkout} and #{greeting} with the quick form"):
-            assert "Queued" in (await self.types(BOB, "/deploy", f"{checkout} web worker")).text
-            assert "Queued" in (await self.types(CAROL, "/deploy", str(greeting))).text
+            check("Queued" in (await self.types(BOB, "/deploy", f"{checkout} web worker")).text)
+            check("Queued" in (await self.types(CAROL, "/deploy", str(greeting))).text)
 
         async with self.step("only the emergency list may jump the queue"):
             refused = await self.types(ALICE, "/deploy", f'{buttons} --front --reason "I am in a hurry"')
-            assert "emergency list" in refused.text, refused.text
-            assert await self.deploy_of(buttons) is None, "a refused request was queued"
+            check("emergency list" in refused.text, refused.text)
+            check(await self.deploy_of(buttons) is None, "a refused request was queued")
             reason = '--reason "checkout crashes on empty carts"'
             jumped = await self.types(EMERGENCY, "/deploy", f"{hotfix} --front {reason}")
-            assert "Queued" in jumped.text, jumped.text
+            check("Queued" in jumped.text, jumped.text)
             queue = (await self.types(BOB, "/deploy", "queue")).text.splitlines()
             order = [next((i for i, line in enumerate(queue) if f"#{pr}" in line), -1)
                      for pr in (banner, hotfix, checkout, greeting)]
-            assert order == sorted(order) and -1 not in order, f"the train is not in order: {queue}"
+            check(order == sorted(order) and -1 not in order, f"the train is not in order: {queue}")
 
         async with self.step(f"#{banner}: canaries up, alice proceeds from the card, rollout in batches, done"):
             await self.reaches(banner, "canary_check")
@@ -389,56 +207,62 @@ class Demo:
             await self.clicks(BOB, "Done", await self.dm(BOB, "Done", checkout), "in his DM")
             deploy = await self.reaches(checkout, "completed")
             builds = self.sandbox.jenkins.build_count("app-master", deploy.merge_sha or "")
-            assert builds == 2, f"the merge commit was built {builds} times, not twice"
+            check(builds == 2, f"the merge commit was built {builds} times, not twice")
             self._runs(deploy.merge_sha)
             completed_sha = deploy.merge_sha
 
         async with self.step(f"#{greeting}: carol rolls back at the canary gate, the merge is reverted"):
             await self.clicks(CAROL, "Roll back", await self.dm(CAROL, "Roll back", greeting), "in her DM")
             deploy = await self.reaches(greeting, "rolled_back")
-            assert deploy.revert_sha, "no revert commit recorded"
+            check(deploy.revert_sha, "no revert commit recorded")
             main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
-            assert main == original_main, f"app/main.py is {main!r} after the revert"
+            check(main == original_main, f"app/main.py is {main!r} after the revert")
             self._runs(completed_sha)
 
         async with self.step(f"alice claims sweet-pea for #{buttons}"):
             answer = await self.types(ALICE, "/pea", f"deploy sweet-pea {buttons}")
-            assert f"#{buttons}" in answer.text, answer.text
+            check(f"#{buttons}" in answer.text, answer.text)
             await self.dm_saying(ALICE, "is up at https://sweet-pea.dev.acme.com")
             head = github.pr_head(buttons)
             for process in PROCESSES:
                 images = self.sandbox.aws.running_images("peas", f"pea-sweet-pea-{process}")
-                assert images and set(images) == {self.sandbox.image(head)}, f"pea-sweet-pea-{process}: {images}"
+                check(images and set(images) == {self.sandbox.image(head)}, f"pea-sweet-pea-{process}: {images}")
 
         async with self.step("bob lists the peas"):
             listed = (await self.types(BOB, "/pea")).render()
             line = next((row for row in listed.splitlines() if "sweet-pea" in row), "")
-            assert "<@U0ALICE>" in line, f"sweet-pea is not shown as alice's: {line!r}"
+            check("<@U0ALICE>" in line, f"sweet-pea is not shown as alice's: {line!r}")
 
         async with self.step("alice releases sweet-pea"):
             await self.types(ALICE, "/pea", "release sweet-pea")
             await self.dm_saying(ALICE, "You released `sweet-pea`")
             for process in PROCESSES:
                 name = f"pea-sweet-pea-{process}"
-                await self.slack.wait_for(lambda n=name: not self.sandbox.aws.running_images("peas", n),
-                                          WAIT, what=f"{name} scaled to zero")
+
+                def scaled_to_zero(service: str = name) -> bool:
+                    return not self.sandbox.aws.running_images("peas", service)
+
+                await self.slack.wait_for(scaled_to_zero, WAIT, what=f"{name} scaled to zero")
             deadline = time.monotonic() + WAIT
-            while (pea := await self.pea("sweet-pea")) is None or pea.state != "free":
+            while (pea := await self.pea("sweet-pea")) is None or pea.state.value != "free":
                 if time.monotonic() > deadline:
-                    raise DemoFailed(f"sweet-pea is {pea.state if pea else 'missing'}, not free")
+                    raise DemoFailed(f"sweet-pea is {pea.state.value if pea else 'missing'}, not free")
                 await asyncio.sleep(0.05)
 
         async with self.step("the history and the stats"):
             history = (await self.types(ADMIN, "/deploy", "history")).text
-            assert f"#{greeting}" in history and "rolled back" in history, history
+            check(f"#{greeting}" in history and "rolled back" in history, history)
             stats = (await self.types(ADMIN, "/deploy", "stats")).text
-            assert "3 completed" in stats, stats
+            check("3 completed" in stats, stats)
 
         async with self.step("every card shows how its deploy ended"):
             for pr, state in ((banner, "completed"), (hotfix, "completed"), (checkout, "completed"),
                               (greeting, "rolled back")):
-                await self.slack.wait_for(lambda p=pr, s=state: (c := self.card(p)) is not None and s in c.render(),
-                                          WAIT, what=f"the card of #{pr} showing {state!r}")
+                def ended(card_of: int = pr, label: str = state) -> bool:
+                    card = self.card(card_of)
+                    return card is not None and label in card.render()
+
+                await self.slack.wait_for(ended, WAIT, what=f"the card of #{pr} showing {state!r}")
 
     def _runs(self, sha: str | None) -> None:
         """Every process runs the image of `sha`, and nothing else."""
@@ -450,17 +274,16 @@ class Demo:
 
     # -- the summary -----------------------------------------------------------------------------
     async def summary(self, console: Console) -> None:
-        async with self.bot.engine.sessions() as session:
-            deploys = (await session.scalars(sa.select(Deploy).order_by(Deploy.id))).all()
-            peas = (await session.scalars(sa.select(Pea).order_by(Pea.name))).all()
+        deploys = sorted(await self.bot.deploys.history(limit=100), key=lambda d: d.id)
+        peas = await self.bot.engine.peas.all()
         table = Table(title="deploys", title_justify="left")
         for column in ("#", "pull request", "requester", "processes", "outcome", "builds", "took"):
             table.add_column(column)
         for d in deploys:
             took = _seconds(d.started_at or d.created_at, d.finished_at)
-            outcome = d.state.replace("_", " ") + (" (emergency: jumped the queue)" if d.jump_queue else "")
+            outcome = d.state.label + (" (emergency: jumped the queue)" if d.jump_queue else "")
             table.add_row(str(d.id), f"#{d.pr_number} {d.pr_title}", self.screen.name(d.requester),
-                          ", ".join(d.processes), outcome, str(d.build_attempts + 1 if d.merge_sha else 0), took)
+                          ", ".join(d.processes), outcome, str(d.build_retries + 1 if d.merge_sha else 0), took)
         console.print(table)
 
         branch = self.sandbox.spec.base_branch
@@ -489,93 +312,20 @@ class Demo:
         known = {p.name: p for p in peas}
         for name in PEAS:
             pea = known.get(name)
-            pea_table.add_row(name, pea.state if pea else "free", self.screen.name(pea.holder) if pea and pea.holder
-                              else "-", f"#{pea.pr_number}" if pea and pea.pr_number and pea.holder else "-")
+            holder = self.screen.name(pea.holder) if pea and pea.holder else "-"
+            pea_table.add_row(name, pea.state.value if pea else "free", holder,
+                              f"#{pea.pr_number}" if pea and pea.pr_number and pea.holder else "-")
         console.print(pea_table)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> str:
     return f"{(end - start).total_seconds():.1f}s" if start and end else "-"
-
-
-async def talk(demo: Demo, console: Console, app_config: Path) -> None:
-    """`--keep`: say how to reach everything, then take people's actions from stdin until Ctrl-C."""
-    sandbox, spec, port = demo.sandbox, demo.sandbox.spec, os.environ.get("FATCONTROLLER_HTTP_PORT")
-    ecs = (f"boto3.client('ecs', endpoint_url='{sandbox.aws.url}', region_name='eu-west-1', "
-           "aws_access_key_id='sandbox', aws_secret_access_key='sandbox')")
-    console.print(Panel.fit(
-        f"Slack Web API   {sandbox.slack.api_url}\n"
-        f"GitHub REST     {sandbox.github.url}\n"
-        f"Jenkins         {sandbox.jenkins.url}\n"
-        f"AWS (ECS, ECR)  {sandbox.aws.url}\n"
-        f"the bot         http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/metrics\n"
-        f"app.yaml        {app_config}",
-        title="the sandbox and the bot are still running", title_align="left"), markup=False)
-    for command in (
-        f"curl -s -H 'Authorization: token {spec.github_token}' {sandbox.github.url}/repos/{spec.repo}/pulls",
-        f"curl -sg -u {spec.jenkins_user}:{spec.jenkins_token} "
-        f"'{sandbox.jenkins.url}/job/app-master/api/json?tree=builds[number,result]'",
-        f'.venv/bin/python -c "import boto3; print({ecs}.describe_services(cluster=\'{spec.cluster}\', '
-        f'services=[\'app-web\'])[\'services\'][0][\'taskDefinition\'])"',
-    ):
-        console.print(command, markup=False, soft_wrap=True)
-    console.print(
-        "Act as someone in Slack by typing a line here (people: alice, bob, carol, admin, emergency):\n"
-        "  pr Purple hats           opens a pull request (as alice) and says its number\n"
-        "  alice /deploy 6          bob /deploy queue          carol /pea deploy chick-pea 6\n"
-        "  alice click Proceed      presses the newest [Proceed] alice can see\n"
-        "Press Ctrl-C to stop.", markup=False)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    stdin = asyncio.StreamReader()
-    try:  # read stdin without a thread, so a pending read never holds up the exit
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    except (ValueError, OSError):  # stdin is a regular file or closed: nothing to read, keep serving
-        transport = None
-
-    async def act_on_lines() -> None:
-        while transport is not None and (line := (await stdin.readline()).decode()):
-            try:
-                await _act(demo, line)
-            except (AssertionError, ValueError) as exc:
-                console.print(f"[red]{exc}[/red]")
-
-    demo.screen.live_mode = False  # a live view would fight with what is typed
-    async with demo.screen.showing():
-        actor = asyncio.create_task(act_on_lines())
-        await stopping.wait()
-        actor.cancel()
-        await asyncio.gather(actor, return_exceptions=True)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(signum)
-    if transport is not None:
-        transport.close()
-        os.set_blocking(sys.stdin.fileno(), True)  # the terminal is the shell's again
-    console.print("stopping")
-
-
-async def _act(demo: Demo, line: str) -> None:
-    """One typed line: `pr <title>`, `<person> /command text` or `<person> click <label>`."""
-    line = line.strip()
-    words = line.split(maxsplit=2)  # the rest stays as typed: quotes matter to /deploy's options
-    if not words:
-        return
-    if words[0] == "pr":
-        title = line.split(maxsplit=1)[1] if len(words) > 1 else "A change"
-        number = demo.sandbox.github.create_pr(title, {f"app/{title.replace(' ', '_').lower()}.py": "x = 1\n"})
-        demo.screen.person(ALICE, f"opens pull request #{number} {title!r}")
-        return
-    user = demo.slack.user_id(words[0])
-    if len(words) == 3 and words[1] == "click":
-        demo.screen.person(user, f"clicks [{words[2]}]")
-        await demo.slack.click(user, words[2])
-    elif len(words) >= 2 and words[1].startswith("/"):
-        demo.screen.person(user, "types " + " ".join(words[1:]))
-        await demo.slack.command(user, words[1], words[2] if len(words) == 3 else "")
-    else:
-        raise ValueError("type `pr <title>`, `<person> /command text` or `<person> click <label>`")
 
 
 async def demo(keep: bool = False) -> int:
@@ -609,7 +359,7 @@ async def demo(keep: bool = False) -> int:
         console.print(f"[red]demo failed: the bot did not start: {exc}[/red]")
         sandbox.stop()
         return 1
-    screen = Screen(console, sandbox.slack, bot.config.slack.channel)
+    screen = Screen(console, sandbox.slack, bot.config.slack.channel, STEPS)
     played = Demo(sandbox, bot, screen)
     try:
         await sandbox.slack.wait_connected()
@@ -620,6 +370,8 @@ async def demo(keep: bool = False) -> int:
         console.print(f"[green bold]demo finished in {time.monotonic() - started:.1f}s: "
                       f"every step ended as expected[/green bold]")
         if keep:
+            from demo.prompt import talk
+
             await talk(played, console, config_path)
         return 0
     except DemoFailed as exc:

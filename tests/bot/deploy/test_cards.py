@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from bot import cards
-from flows.deploy.machine import State, person_transitions
+from bot.deploy import cards
+from flows.deploy.machine import BUTTON_EVENTS, State, person_transitions
+from flows.views import DeployView
 from sandbox.slack import button_labels, render
 from storage.models import Deploy
 
 
-def deploy(state: State = State.CANARY_CHECK, **fields: Any) -> Deploy:
+def deploy(state: State = State.CANARY_CHECK, **fields: Any) -> DeployView:
     values: dict[str, Any] = {
-        "id": 7, "state": state.value, "requester": "U0ALICE", "pr_number": 12, "pr_title": "Add a banner",
-        "pr_url": "https://github.com/acme/app/pull/12", "processes": ["web", "worker"], "needs_attention": False,
-        "jump_queue": False, "skip_build": False, "state_times": {"queued": "2024-06-28T12:00:00"}, "targets": {},
+        "id": 7, "train_id": "app", "state": state.value, "requester": "U0ALICE", "pr_number": 12,
+        "pr_title": "Add a banner", "pr_url": "https://github.com/acme/app/pull/12", "processes": ["web", "worker"],
+        "needs_attention": False, "jump_queue": False, "skip_build": False, "build_attempts": 0,
+        "created_at": datetime(2024, 6, 28, 12), "state_entered_at": datetime(2024, 6, 28, 12),
+        "state_times": {"queued": "2024-06-28T12:00:00"}, "targets": {},
     }
-    return Deploy(**(values | fields))
+    return DeployView.of(Deploy(**(values | fields)))
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -79,4 +83,4 @@ def test_a_button_value_we_did_not_make_is_refused(value: Any) -> None:
 def test_every_person_transition_has_a_button_kind() -> None:
     offered = {t.event for state in State for attention in (False, True)
                for t in person_transitions(state, needs_attention=attention, skip_build=True)}
-    assert offered == set(cards.BUTTON_EVENTS)
+    assert offered == set(BUTTON_EVENTS)

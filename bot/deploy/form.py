@@ -7,30 +7,17 @@ field at fault (`response_action: errors`); the form stays open and nothing is q
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from typing import Any
 
-from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot import picker
-from bot.cards import queued_text
-from bot.surface import Surface, tell
 from bot.text import plain, shorten
 from flows.config import AppConfig
-from flows.deploy.service import MAX_NOTES, MAX_REASON, DeployRequest, QueueEntry
-from flows.errors import Refused
-from integrations.outside import OutsideError
-
-log = logging.getLogger(__name__)
+from flows.deploy.service import MAX_NOTES, MAX_REASON, DeployRequest
 
 CALLBACK_ID = "deploy_request"
 PR, PROCESSES, EMERGENCY, REASON, NOTES = "pr", "processes", "emergency", "reason", "notes"
 JUMP, SKIP = "jump_queue", "skip_build"
-SUBMIT_BUDGET = 2.0  # seconds to validate against GitHub before the ack (Slack allows 3)
 _ERROR_LENGTH = 250
 
 
@@ -75,11 +62,6 @@ def deploy_modal(config: AppConfig, channel: str | None) -> dict[str, Any]:
     }
 
 
-async def open_deploy_modal(client: AsyncWebClient, trigger_id: str, config: AppConfig,
-                            channel: str | None) -> None:
-    await client.views_open(trigger_id=trigger_id, view=deploy_modal(config, channel))
-
-
 def _value(values: dict[str, Any], block_id: str) -> Any:
     return values.get(block_id, {}).get(block_id, {})
 
@@ -99,51 +81,13 @@ def read_submission(view: dict[str, Any], user_id: str) -> tuple[DeployRequest |
         errors[PROCESSES] = "Tick at least one process."
     if flags and not reason:
         errors[REASON] = "Say why: emergency options need a reason everyone can read."
-    if errors:
+    if errors or pr is None:
         return None, errors
-    assert pr is not None
     return DeployRequest(requester=user_id, pr_number=pr, processes=processes, jump_queue=JUMP in flags,
                          skip_build=SKIP in flags, reason=reason, notes=notes), {}
 
 
-def _error(block_id: str | None, message: str) -> dict[str, str]:
+def error(block_id: str | None, message: str) -> dict[str, str]:
+    """A form error beside the field at fault (the pull request's, when no field is named)."""
     block = block_id if block_id in (PR, PROCESSES, EMERGENCY, REASON, NOTES) else PR
     return {block: shorten(message, _ERROR_LENGTH)}
-
-
-def register(app: AsyncApp, surface: Surface) -> None:
-    async def answer_later(user_id: str, channel: str | None, request: asyncio.Task[QueueEntry]) -> None:
-        """The form closed before GitHub answered: say how the request went, ephemerally."""
-        try:
-            entry = await request
-            text = queued_text(entry, surface.config.slack.channel)
-        except Refused as exc:
-            text = f"Your deploy request was not queued: {exc}"
-        except OutsideError as exc:
-            text = f"Your deploy request was not queued: GitHub did not answer ({exc}). Try again in a minute."
-        await tell(app.client, user_id, text, channel=channel)
-
-    @app.view(CALLBACK_ID)
-    async def handle_deploy_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user_id = body["user"]["id"]
-        request, errors = read_submission(view, user_id)
-        if request is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
-        # The train checks the pull request on GitHub; the answer belongs beside the field if it comes in time.
-        pending = asyncio.ensure_future(surface.flows.request(request))
-        try:
-            entry = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
-        except Refused as exc:
-            await ack(response_action="errors", errors=_error(exc.field, str(exc)))
-            return
-        except OutsideError as exc:
-            await ack(response_action="errors", errors=_error(PR, f"GitHub did not answer ({exc}): try again."))
-            return
-        except TimeoutError:
-            await ack()
-            await answer_later(user_id, channel, pending)
-            return
-        await ack()
-        await tell(app.client, user_id, queued_text(entry, surface.config.slack.channel), channel=channel)

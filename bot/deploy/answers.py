@@ -1,0 +1,122 @@
+"""What `/deploy` answers: help, the queue, history, stats, the train's subcommands and a queued request.
+
+Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from bot.deploy import cards
+from bot.grammar import QuickDeploy, Subcommand
+from bot.text import escape, eta, human_duration, link, shorten, user, when
+from flows.config import AppConfig
+from flows.deploy.flows import DeployFlows
+from flows.deploy.machine import State
+from flows.deploy.service import DeployRequest
+from flows.deploy.stats import TrainStats
+from flows.views import QueueEntry
+
+HISTORY_SHOWN = 10
+
+
+def usage(processes: list[str]) -> str:
+    return "\n".join([
+        "*Deploy a pull request*",
+        "• `/deploy` opens a form: pick the pull request and the processes.",
+        "• `/deploy 123` queues #123 with every process; `/deploy 123 web` only `web`.",
+        '• `/deploy 123 --notes "what to watch"` adds notes to its card.',
+        '• `/deploy 123 --front --reason "why"` jumps the queue (emergency list only).',
+        '• `/deploy 123 --skip-build --reason "why"` goes on once the image exists, whatever the build says '
+        "(emergency list only).",
+        "*The train*",
+        "• `/deploy queue`: the deploy in flight and the queue, with ids and ETAs.",
+        "• `/deploy cancel [id]`: leave the queue (your next queued deploy, or deploy `id`).",
+        "• `/deploy history`: recent deploys. `/deploy stats`: how the train is doing.",
+        "• `/deploy freeze <reason>` and `/deploy unfreeze` (admins): stop and restart the train.",
+        f"Processes: {', '.join(f'`{p}`' for p in processes)}.",
+    ])
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+async def queue_text(deploys: DeployFlows) -> str:
+    queue = await deploys.queue()
+    train = queue.train
+    lines = []
+    if train.frozen:
+        lines.append(f":snowflake: The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}")
+    if not queue.entries:
+        lines.append("The train is empty: nothing in flight, nobody queued.")
+    for entry in queue.entries:
+        deploy = entry.deploy
+        where = (f"in flight, `{deploy.state.label}`" if entry.position == 0
+                 else f"{entry.position}. starts {eta(entry.eta)}")
+        lines.append(f"{where} · {cards.title(deploy)} · {user(deploy.requester)} · deploy {deploy.id}")
+    return "\n".join(lines)
+
+
+async def history_text(deploys: DeployFlows) -> str:
+    recent = await deploys.history(limit=HISTORY_SHOWN)
+    if not recent:
+        return "No deploy has finished yet."
+    lines = [f"*The last {len(recent)} deploys*"]
+    for deploy in recent:
+        parts = [cards.summary(deploy)]
+        if deploy.started_at:
+            parts.append(f"took {human_duration(deploy.duration)}")
+        if deploy.build_url:
+            parts.append(link(deploy.build_url, "build"))
+        if deploy.outcome_reason and deploy.state is not State.COMPLETED:
+            parts.append(escape(shorten(deploy.outcome_reason, 120)))
+        parts.append(when(deploy.finished_at, "{date_short} {time}"))
+        lines.append(" · ".join(parts))
+    return "\n".join(lines)
+
+
+def stats_text(stats: TrainStats) -> str:
+    days = round((stats.until - stats.since).total_seconds() / 86400)
+    rate = "n/a" if stats.change_failure_rate is None else f"{stats.change_failure_rate:.0%}"
+    return "\n".join([
+        f"*The train over the last {days} days*",
+        f"• Deploys: {stats.completed} completed, {stats.rolled_back} rolled back, {stats.failed} failed, "
+        f"{stats.cancelled} cancelled",
+        f"• Frequency: {stats.per_day:.1f} a day, {stats.per_week:.1f} a week "
+        f"({stats.last_day} in the last day, {stats.last_week} in the last week)",
+        f"• Median lead time (pull request opened → production): {human_duration(stats.lead_time)}",
+        f"• Median queue wait: {human_duration(stats.queue_wait)}",
+        f"• Median deploy duration: {human_duration(stats.deploy_duration)}",
+        f"• Change failure rate (rolled back ÷ completed + rolled back): {rate}",
+        f"• Median time to roll back: {human_duration(stats.time_to_roll_back)}",
+    ])
+
+
+async def run_subcommand(deploys: DeployFlows, config: AppConfig, sub: Subcommand, user_id: str) -> str:
+    """The answer to a subcommand (a Refused from the train propagates)."""
+    if sub.name == "help":
+        return usage(list(config.processes))
+    if sub.name == "queue":
+        return await queue_text(deploys)
+    if sub.name == "history":
+        return await history_text(deploys)
+    if sub.name == "stats":
+        return stats_text(await deploys.stats())
+    if sub.name == "cancel":
+        cancelled = await deploys.cancel(user_id, int(sub.args[0]) if sub.args else None)
+        return f"Cancelled #{cancelled.pr_number} (deploy {cancelled.id}): it has left the queue."
+    if sub.name == "freeze":
+        await deploys.freeze(user_id, " ".join(sub.args))
+        return "The train is frozen: queued deploys wait until `/deploy unfreeze`."
+    await deploys.unfreeze(user_id)
+    return "The train is running again."
+
+
+def deploy_request(quick: QuickDeploy, user_id: str) -> DeployRequest:
+    return DeployRequest(requester=user_id, pr_number=quick.pr, processes=quick.processes, jump_queue=quick.front,
+                         skip_build=quick.skip_build, reason=quick.reason, notes=quick.notes)
+
+
+def queued_text(entry: QueueEntry, channel: str) -> str:
+    """The answer to an accepted request: where it is in the queue and where its card is."""
+    deploy = entry.deploy
+    flags = " (jumping the queue)" if deploy.jump_queue else ""
+    return (f":white_check_mark: Queued {cards.title(deploy)} as deploy {deploy.id}{flags}: position {entry.position}, "
+            f"starts {eta(entry.eta)}. Its card is in <#{channel}>; I will message you when it needs you.")

@@ -1,0 +1,132 @@
+"""The words of a deploy's notices: the reply in the card's thread, and the requester's direct message.
+
+Pure functions of a notice and the deploy as it is now (`DeployView`). Whether the requester is
+told of a transition is the transition table's `tells_requester`; the buttons of a DM are the
+ones the table offers in the state it is about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.text import commit_url, escape, human_duration, link, shorten, user
+from flows.config import AppConfig
+from flows.deploy.machine import Event, State
+from flows.notices import (
+    BuildPassed,
+    BuildStarted,
+    CanaryReminder,
+    DeployNotice,
+    Merged,
+    Moved,
+    RevertByHand,
+)
+from flows.views import DeployView
+
+# Person transitions that do not change the card's state much: the thread says who pressed what.
+PRESSED = {Event.RETRY_BUILD: "Retry build", Event.RETRY: "Retry", Event.PROCEED: "Proceed"}
+LONG = 1500
+
+
+@dataclass(frozen=True)
+class DirectMessage:
+    """A DM to the requester: its text, and the state whose buttons it offers (with needs attention or not)."""
+
+    text: str
+    offered: State | None = None
+    needs_attention: bool = False
+
+
+def _why(notice: Moved, deploy: DeployView) -> str:
+    return escape(shorten(notice.reason or deploy.outcome_reason or "", LONG))
+
+
+def _build(deploy: DeployView, number: int | None, url: str | None) -> str:
+    return link(url or deploy.build_url, f"#{number}" if number else "log")
+
+
+def thread_reply(notice: DeployNotice, deploy: DeployView, config: AppConfig) -> str | None:
+    """What the card's thread says about `notice`, if anything."""
+    if isinstance(notice, Merged):
+        return f"Merged as {link(commit_url(deploy.pr_url, notice.sha), notice.sha[:10])}."
+    if isinstance(notice, BuildStarted):
+        return f":hammer_and_wrench: Build {_build(deploy, notice.number, notice.url)} started."
+    if isinstance(notice, BuildPassed):
+        return f":large_green_circle: Build {_build(deploy, notice.number, notice.url)} passed."
+    if isinstance(notice, RevertByHand):
+        where = f" {link(notice.manual_url, 'the merge commit')}" if notice.manual_url else ""
+        detail = escape(shorten(notice.detail, LONG))
+        return f":warning: Needs attention: revert #{deploy.pr_number} by hand: {detail}{where}"
+    if isinstance(notice, Moved):
+        return _moved_reply(notice, deploy, config)
+    return None
+
+
+def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | None:
+    event, by = notice.event, f" by {user(notice.actor)}" if notice.by_person else ""
+    why = _why(notice, deploy)
+    if event is Event.START:
+        return f":arrow_forward: Now deploying: merging #{deploy.pr_number} into `{config.github.base_branch}`."
+    if event in (Event.BUILD_RED, Event.BUILD_TIMEOUT):
+        log = f" ({link(deploy.build_url, 'build log')})" if deploy.build_url else ""
+        return f":x: The build failed: {why}{log}. {user(deploy.requester)} can *Retry build* or *Roll back*."
+    if event is Event.CANARIES_UP:
+        names = ", ".join(f"`{escape(t.canary)}`" for t in deploy.targets if t.canary)
+        return f":hatching_chick: Canaries are up: {names}. Waiting for {user(deploy.requester)}."
+    if event is Event.ROLLOUT_DONE:
+        return (f":rocket: Rolled out to {', '.join(f'`{p}`' for p in deploy.processes)}; canaries removed. "
+                f"Completes by itself in {human_duration(config.deploy.confirm_timeout)} unless someone rolls it back.")
+    if notice.target is State.COMPLETED:
+        how = " (nobody objected within the confirm timeout)" if event is Event.CONFIRM_TIMEOUT else by
+        return f":white_check_mark: Completed in {human_duration(deploy.duration)}{how}."
+    if notice.target is State.ROLLING_BACK and notice.source is not State.ROLLING_BACK:
+        return f":rewind: Rolling back{by or ' automatically'}" + (f": {why}" if why and not by else ".")
+    if event is Event.UNDONE:
+        return f":leftwards_arrow_with_hook: Rolled back in {human_duration(deploy.duration)}" + (
+            f": {why}" if why else ".")
+    if event is Event.MERGE_REFUSED:
+        return f":x: Failed: {why}"
+    if event is Event.CANCEL:
+        return f":no_entry_sign: Cancelled{by}."
+    if event is Event.RETRIES_EXHAUSTED:
+        return f":warning: Needs attention: {escape(shorten(notice.reason or '', LONG))}"
+    if notice.by_person and event in PRESSED:
+        return f"{user(notice.actor)} pressed *{PRESSED[event]}*."
+    return None
+
+
+def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) -> DirectMessage | None:
+    """The DM the requester gets about `notice`, if any."""
+    title = f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 150))}"
+    if isinstance(notice, CanaryReminder):
+        return DirectMessage(f":bell: *Reminder*: the canaries of {title} are waiting for you. *Proceed* or "
+                             "*Roll back*?", State.CANARY_CHECK)
+    if isinstance(notice, RevertByHand):
+        where = f" ({link(notice.manual_url, 'merge commit')})" if notice.manual_url else ""
+        return DirectMessage(f":warning: *{title} needs you*: revert #{deploy.pr_number} by hand: "
+                             f"{escape(shorten(notice.detail, LONG))}{where}")
+    if not isinstance(notice, Moved) or not notice.transition.tells_requester:
+        return None
+    event, card = notice.event, f"<#{config.slack.channel}>"
+    reason = _why(notice, deploy)
+    if event is Event.START:
+        return DirectMessage(f":arrow_forward: *Your turn*: {title} is being merged and deployed. Follow it in "
+                             f"{card}.")
+    if event in (Event.BUILD_RED, Event.BUILD_TIMEOUT):
+        return DirectMessage(f":x: *The build failed* for {title}: {reason}.\n*Retry build* starts it again; "
+                             "*Roll back* reverts the merge.", State.BUILD_FAILED)
+    if event is Event.CANARIES_UP:
+        canaries = ", ".join(f"`{escape(t.canary)}`" for t in deploy.targets if t.canary)
+        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {canaries}, taking real traffic.\n"
+                             "Check them, then *Proceed* to roll out everywhere or *Roll back*.", State.CANARY_CHECK)
+    if event is Event.ROLLOUT_DONE:
+        return DirectMessage(f":rocket: *Rolled out*: {title} runs on every process. Check production, then press "
+                             f"*Done* (it completes by itself in {human_duration(config.deploy.confirm_timeout)}), "
+                             "or *Roll back*.", State.AWAITING_CONFIRMATION)
+    if event is Event.RETRIES_EXHAUSTED:
+        return DirectMessage(f":warning: *{title} needs attention* in `{notice.source.label}`: "
+                             f"{escape(shorten(notice.reason or '', LONG))}\nPress *Retry* once it is fixed, or "
+                             "*Roll back*.", notice.source, needs_attention=True)
+    if event is Event.UNDONE:
+        return DirectMessage(f":leftwards_arrow_with_hook: *{title} was rolled back*: {reason or 'on request'}.")
+    return DirectMessage(f":x: *{title} failed*: {reason}. Nothing was changed.")

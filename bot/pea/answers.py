@@ -1,0 +1,52 @@
+"""What `/pea` answers: help, the list, and what came of a deploy, an extension or a release.
+
+Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from bot.grammar import PeaCommand
+from bot.pea.cards import SINCE, list_text
+from bot.text import escape, when
+from flows.errors import Refused, Why
+from flows.pea.flows import PeaFlows
+from flows.views import PeaView
+
+
+def usage(names: list[str]) -> str:
+    return "\n".join([
+        "*Peas: preview environments for pull requests*",
+        "• `/pea`: every pea, free or held by whom, with its PR, commit, state, lease and URL.",
+        "• `/pea deploy <pea> <pr>`: claim the pea and deploy the PR's build to it, e.g. "
+        f"`/pea deploy {names[0] if names else 'sweet-pea'} 123`. `/pea deploy` alone opens a form.",
+        "• `/pea extend <pea>`: keep it for another lease. `/pea release <pea>`: free it (scaled to zero).",
+        f"Peas: {', '.join(f'`{n}`' for n in names) or 'none configured'}.",
+    ])
+
+
+def deployed(view: PeaView) -> str:
+    return (f"Deploying #{view.pr_number} to `{escape(view.name)}`. You will get a direct message with "
+            f"{view.url} when it is up; `/pea` shows how it is going.")
+
+
+def extended(view: PeaView) -> str:
+    return f"`{escape(view.name)}` is yours until {when(view.claim_expires_at, SINCE)}."
+
+
+def released(view: PeaView) -> str:
+    return f"Released `{escape(view.name)}`: it is being scaled to zero."
+
+
+async def run_command(peas: PeaFlows, command: PeaCommand, user_id: str) -> str:
+    """The answer to a typed `/pea` (a Refused propagates)."""
+    if command.name == "help":
+        return usage(peas.names)
+    if command.name == "list":
+        return list_text(await peas.all())
+    if command.pea is None:
+        raise Refused(Why.NO_SUCH_PEA, field="pea", pea="", choices=peas.names)
+    if command.name == "deploy" and command.pr is not None:
+        return deployed(await peas.deploy(user_id, command.pea, command.pr))
+    if command.name == "extend":
+        return extended(await peas.extend(user_id, command.pea))
+    return released(await peas.release(user_id, command.pea))

@@ -1,0 +1,1 @@
+"""`fatcontroller demo`: the product on its embedded sandbox, scripted (`scenario`) or interactive (`prompt`)."""

@@ -1,0 +1,62 @@
+"""What the flowcharts (deploy and pea) share: who takes a transition, and their rendering in the README.
+
+Each flowchart is a transition table (`flows.deploy.machine`, `flows.pea.machine`); the README shows
+each as a mermaid diagram between markers, rewritten by `make flowchart` (`python -m flows.flowchart`)
+and checked by a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Actor(StrEnum):
+    SYSTEM = "system"
+    PERSON = "person"
+
+
+@dataclass(frozen=True)
+class ReadmeBlock:
+    """A diagram of the README: its marker name, the module it comes from, and how to render it."""
+
+    name: str  # "flowchart", "pea flowchart"
+    source: str
+    render: Callable[[], str]
+
+    # Markdown's comment idiom: invisible in the rendered README.
+    @property
+    def begin(self) -> str:
+        return f"[//]: # ({self.name} begins: generated from {self.source} by make flowchart; do not edit)"
+
+    @property
+    def end(self) -> str:
+        return f"[//]: # ({self.name} ends)"
+
+    def text(self) -> str:
+        return f"{self.begin}\n```mermaid\n{self.render()}\n```\n{self.end}"
+
+
+def write_readme(path: str, blocks: list[ReadmeBlock]) -> None:
+    """Replace each block of the README with the one rendered from its table."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    for block in blocks:
+        start, end = text.index(block.begin), text.index(block.end) + len(block.end)
+        text = text[:start] + block.text() + text[end:]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def readme_blocks() -> list[ReadmeBlock]:
+    from flows.deploy.machine import README as DEPLOY
+    from flows.pea.machine import README as PEA
+
+    return [DEPLOY, PEA]
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md", readme_blocks())

@@ -1,0 +1,271 @@
+"""What the domain tells people: one frozen dataclass per kind of notice, carrying ids and facts, no wording.
+
+A notice is written to the outbox (`flows.outbox`) in the same transaction as the change it
+reports, and delivered in order within its stream (one per deploy, pea or train) to every sink
+(the Slack surface; GitHub reporting). Surfaces word notices; `flows` never formats text for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import TypeAdapter
+
+from flows.deploy.machine import Event, State, Transition, transition_for
+from flows.pea.machine import Stale
+
+SYSTEM = "fatcontroller"  # the actor of what nobody asked for
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Every notice belongs to one stream; notices of one stream are delivered in the order written."""
+
+    @property
+    def stream(self) -> str:
+        raise NotImplementedError
+
+
+# -- deploys --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeployNotice(Notice):
+    deploy_id: int
+    train: str
+
+    @property
+    def stream(self) -> str:
+        return f"deploy:{self.deploy_id}"
+
+
+@dataclass(frozen=True)
+class Moved(DeployNotice):
+    """A transition of the deploy flowchart was taken (`source` → `target` on `event`)."""
+
+    event: Event
+    source: State
+    target: State
+    actor: str = SYSTEM  # a person's id, or SYSTEM
+    reason: str | None = None  # why it failed, needs attention or was rolled back
+
+    @property
+    def transition(self) -> Transition:
+        found = transition_for(self.source, self.event)
+        if found is None:
+            raise LookupError(f"no transition {self.source} on {self.event}")
+        return found
+
+    @property
+    def by_person(self) -> bool:
+        return self.actor != SYSTEM
+
+
+@dataclass(frozen=True)
+class Queued(DeployNotice):
+    """A request joined the train."""
+
+    position: int
+    eta_seconds: float
+
+
+@dataclass(frozen=True)
+class Merged(DeployNotice):
+    sha: str
+
+
+@dataclass(frozen=True)
+class BuildStarted(DeployNotice):
+    number: int
+    url: str
+
+
+@dataclass(frozen=True)
+class BuildPassed(DeployNotice):
+    number: int
+    url: str
+
+
+@dataclass(frozen=True)
+class CanaryReminder(DeployNotice):
+    """The canaries have waited `deploy.canary_reminder` for the requester."""
+
+
+@dataclass(frozen=True)
+class RolloutProgress(DeployNotice):
+    counts: tuple[tuple[str, int, int], ...]  # (process, running, desired)
+
+
+@dataclass(frozen=True)
+class RevertByHand(DeployNotice):
+    """The merge could not be reverted without touching others' work: people must revert it."""
+
+    detail: str
+    manual_url: str | None
+    paths: tuple[str, ...]
+
+
+# -- trains ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainNotice(Notice):
+    train: str
+
+    @property
+    def stream(self) -> str:
+        return f"train:{self.train}"
+
+
+@dataclass(frozen=True)
+class Frozen(TrainNotice):
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unfrozen(TrainNotice):
+    by: str
+
+
+@dataclass(frozen=True)
+class QueueMoved(TrainNotice):
+    """The queue's order or its ETAs changed: queued deploys show their place anew."""
+
+
+# -- peas -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PeaNotice(Notice):
+    pea: str
+    train: str
+    holder: str | None  # whom it concerns (None: nobody holds the pea)
+    progress: ClassVar[bool] = False  # a step on the way, rather than something that needs the holder
+
+    @property
+    def stream(self) -> str:
+        return f"pea:{self.pea}"
+
+
+@dataclass(frozen=True)
+class PeaDeploying(PeaNotice):
+    """The pea was claimed (or deployed again) for a PR's head."""
+
+    progress: ClassVar[bool] = True
+    actor: str
+    pr: int
+    sha: str
+    build_number: int | None
+
+
+@dataclass(frozen=True)
+class PeaTakenOver(PeaNotice):
+    """An admin deployed over the holder's claim: `holder` is the one who lost it."""
+
+    by: str
+    pr: int
+
+
+@dataclass(frozen=True)
+class PeaExtended(PeaNotice):
+    progress: ClassVar[bool] = True
+    until: datetime
+
+
+@dataclass(frozen=True)
+class PeaBuildFound(PeaNotice):
+    progress: ClassVar[bool] = True
+    number: int
+    url: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class PeaStarting(PeaNotice):
+    """The build is green: the pea's services are being pointed at its image."""
+
+    progress: ClassVar[bool] = True
+    sha: str
+
+
+@dataclass(frozen=True)
+class PeaUp(PeaNotice):
+    url: str | None
+    pr: int | None
+    sha: str | None
+
+
+@dataclass(frozen=True)
+class PeaFailed(PeaNotice):
+    reason: str
+    system: str | None  # the outside system that failed, if one did
+
+
+@dataclass(frozen=True)
+class PeaLeaseEnding(PeaNotice):
+    until: datetime
+
+
+@dataclass(frozen=True)
+class PeaStale(PeaNotice):
+    """The PR on an up pea has a newer green build, or was closed or merged."""
+
+    why: Stale
+    pr: int
+    sha: str | None
+
+
+@dataclass(frozen=True)
+class PeaReopened(PeaNotice):
+    progress: ClassVar[bool] = True
+    pr: int
+
+
+@dataclass(frozen=True)
+class PeaReleased(PeaNotice):
+    """Nobody holds the pea any more: `holder` is who held it, `by` who let it go (None: the lease ended)."""
+
+    by: str | None
+
+
+@dataclass(frozen=True)
+class PeaReleaseRetrying(PeaNotice):
+    """Scaling the pea to zero keeps failing; it is tried again."""
+
+    error: str
+    retry_seconds: float
+
+
+@dataclass(frozen=True)
+class PeaFree(PeaNotice):
+    """The pea is scaled to zero and free."""
+
+
+# -- the codec of the outbox ------------------------------------------------------------------------
+
+def _kinds() -> dict[str, type[Notice]]:
+    found: dict[str, type[Notice]] = {}
+    pending: list[type[Notice]] = [Notice]
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            found[sub.__name__] = sub
+            pending.append(sub)
+    return found
+
+
+KINDS: dict[str, type[Notice]] = _kinds()
+_ADAPTERS: dict[type[Notice], TypeAdapter[Any]] = {cls: TypeAdapter(cls) for cls in KINDS.values()}
+
+
+def encode(notice: Notice) -> tuple[str, dict[str, Any]]:
+    """The notice as its kind and a JSON-able payload."""
+    payload = _ADAPTERS[type(notice)].dump_python(notice, mode="json")
+    return type(notice).__name__, {f.name: payload[f.name] for f in fields(notice)}
+
+
+def decode(kind: str, payload: dict[str, Any]) -> Notice:
+    """The notice `encode` made (KeyError for a kind this version does not know)."""
+    cls = KINDS[kind]
+    notice: Notice = _ADAPTERS[cls].validate_python(payload)
+    return notice

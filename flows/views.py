@@ -1,0 +1,244 @@
+"""What surfaces see of the domain: frozen snapshots, made from rows inside `flows` and never tied to a session.
+
+A view stays put while the row it was read from moves on; surfaces render views and notices
+(`flows.notices`) and never see an ORM object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flows.deploy.machine import State, Transition, person_transitions
+from flows.pea.machine import PeaState, PeaTransition, Stale
+from flows.pea.machine import person_transitions as pea_person_transitions
+from storage.models import AuditEvent, Deploy, Pea, Train, UndoRecord
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """One process of a deploy: its service, canary, the task definitions before and after, rollout counts."""
+
+    process: str
+    service: str | None
+    canary: str | None
+    old_task_definition: str | None
+    new_task_definition: str | None
+    running: int | None  # during the rollout
+    desired: int | None
+
+
+@dataclass(frozen=True)
+class DeployView:
+    id: int
+    train: str
+    state: State
+    needs_attention: bool
+    attention: str | None  # which outside system failed, and how
+    requester: str
+    pr_number: int
+    pr_title: str | None
+    pr_url: str | None
+    pr_author: str | None
+    pr_head_sha: str | None
+    processes: tuple[str, ...]
+    notes: str | None
+    jump_queue: bool
+    skip_build: bool
+    emergency_reason: str | None
+    build_number: int | None
+    build_url: str | None
+    build_retries: int  # builds started again with Retry build
+    image: str | None
+    merge_sha: str | None
+    revert_sha: str | None
+    revert_status: str | None  # exact, reverted, manual
+    outcome_reason: str | None  # why it failed or was rolled back
+    rollback_from: State | None
+    created_at: datetime
+    state_entered_at: datetime
+    started_at: datetime | None  # when it left the queue
+    finished_at: datetime | None
+    state_times: tuple[tuple[State, datetime], ...]  # when it last entered each state, in order
+    targets: tuple[TargetView, ...]
+
+    @classmethod
+    def of(cls, deploy: Deploy) -> DeployView:
+        targets = deploy.targets or {}
+        return cls(
+            id=deploy.id, train=deploy.train_id, state=State(deploy.state), needs_attention=deploy.needs_attention,
+            attention=deploy.attention, requester=deploy.requester, pr_number=deploy.pr_number,
+            pr_title=deploy.pr_title, pr_url=deploy.pr_url, pr_author=deploy.pr_author,
+            pr_head_sha=deploy.pr_head_sha, processes=tuple(deploy.processes), notes=deploy.notes,
+            jump_queue=deploy.jump_queue, skip_build=deploy.skip_build, emergency_reason=deploy.emergency_reason,
+            build_number=deploy.build_number, build_url=deploy.build_url, build_retries=deploy.build_attempts,
+            image=deploy.image,
+            merge_sha=deploy.merge_sha, revert_sha=deploy.revert_sha, revert_status=deploy.revert_status,
+            outcome_reason=deploy.outcome_reason,
+            rollback_from=State(deploy.rollback_from) if deploy.rollback_from else None,
+            created_at=deploy.created_at, state_entered_at=deploy.state_entered_at, started_at=deploy.started_at,
+            finished_at=deploy.finished_at,
+            state_times=tuple(sorted(((State(s), datetime.fromisoformat(at)) for s, at in
+                                      (deploy.state_times or {}).items()), key=lambda item: item[1])),
+            targets=tuple(_target(process, targets.get(process) or {}) for process in deploy.processes),
+        )
+
+    def entered(self, state: State) -> datetime | None:
+        """When the deploy last entered `state`, if it did."""
+        return next((at for s, at in self.state_times if s is state), None)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long a finished deploy took from leaving the queue (None if it never left it)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def offered(self, state: State | None = None, *, needs_attention: bool | None = None) -> list[Transition]:
+        """The person transitions (buttons) valid in `state` (by default the deploy's own, as it is now)."""
+        return person_transitions(state or self.state,
+                                  needs_attention=self.needs_attention if needs_attention is None else needs_attention,
+                                  skip_build=self.skip_build)
+
+
+def _target(process: str, values: dict[str, Any]) -> TargetView:
+    counts = values.get("counts") or [None, None]
+    return TargetView(process, values.get("service"), values.get("canary"), values.get("old_td"),
+                      values.get("new_td"), counts[0], counts[1])
+
+
+@dataclass(frozen=True)
+class TrainView:
+    """A train's own state: frozen or not, by whom and why."""
+
+    name: str
+    frozen: bool
+    frozen_by: str | None
+    frozen_reason: str | None
+    frozen_at: datetime | None
+
+    @classmethod
+    def of(cls, train: Train) -> TrainView:
+        return cls(train.id, train.frozen, train.frozen_by, train.frozen_reason, train.frozen_at)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    deploy: DeployView
+    position: int  # 0 for the deploy in flight, then 1, 2, ... in train order
+    eta: timedelta  # until it starts (0 for the one in flight)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """A train and its deploys past the queue (position 0) and in it, in train order."""
+
+    train: TrainView
+    entries: tuple[QueueEntry, ...]
+
+    @property
+    def in_flight(self) -> DeployView | None:
+        return next((e.deploy for e in self.entries if e.position == 0), None)
+
+    @property
+    def queued(self) -> tuple[QueueEntry, ...]:
+        return tuple(e for e in self.entries if e.position > 0)
+
+    def entry(self, deploy_id: int) -> QueueEntry | None:
+        return next((e for e in self.entries if e.deploy.id == deploy_id), None)
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One line of the audit trail: who did what, when, with the outside ids."""
+
+    at: datetime
+    actor: str
+    action: str
+    detail: str | None
+    outside_ids: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditView:
+        return cls(event.at, event.actor, event.action, event.detail, tuple(sorted((event.outside_ids or {}).items())))
+
+
+@dataclass(frozen=True)
+class UndoView:
+    """One undo step of a deploy's saga: what it undoes, and how it went."""
+
+    seq: int
+    kind: str  # merge, canary, service_update
+    data: tuple[tuple[str, Any], ...]
+    done_at: datetime | None
+    result: str | None
+
+    @classmethod
+    def of(cls, record: UndoRecord) -> UndoView:
+        data = {k: v for k, v in (record.data or {}).items() if k != "key"}
+        return cls(record.seq, record.kind, tuple(sorted(data.items())), record.done_at, record.result)
+
+
+@dataclass(frozen=True)
+class DeployDetail:
+    """A deploy with its whole story: the audit trail and the undo steps, oldest first."""
+
+    deploy: DeployView
+    audit: tuple[AuditView, ...]
+    undo: tuple[UndoView, ...]
+
+
+@dataclass(frozen=True)
+class PullRequestOption:
+    """An open pull request offered in a picker."""
+
+    number: int
+    title: str
+    author: str
+
+
+@dataclass(frozen=True)
+class PeaView:
+    """A pea as people see it."""
+
+    name: str
+    train: str
+    state: PeaState
+    holder: str | None
+    pr_number: int | None
+    pr_title: str | None
+    pr_url: str | None
+    head_sha: str | None
+    image: str | None
+    build_url: str | None
+    url: str | None
+    claimed_at: datetime | None  # since when it is held
+    claim_expires_at: datetime | None  # until when the claim lasts
+    state_entered_at: datetime | None
+    failure_reason: str | None
+    stale_reason: Stale | None
+    newer_sha: str | None
+
+    @classmethod
+    def of(cls, pea: Pea, train: str) -> PeaView:
+        return cls(
+            name=pea.name, train=train, state=PeaState(pea.state), holder=pea.holder, pr_number=pea.pr_number,
+            pr_title=pea.pr_title, pr_url=pea.pr_url, head_sha=pea.head_sha, image=pea.image,
+            build_url=pea.build_url, url=pea.url, claimed_at=pea.claimed_at, claim_expires_at=pea.claim_expires_at,
+            state_entered_at=pea.state_entered_at, failure_reason=pea.failure_reason,
+            stale_reason=Stale(pea.stale_reason) if pea.stale_reason else None, newer_sha=pea.newer_sha,
+        )
+
+    @property
+    def held(self) -> bool:
+        return self.state.held
+
+    def offered(self) -> list[PeaTransition]:
+        """The buttons valid for the pea as it is, in table order."""
+        return pea_person_transitions(self.state, newer_build=self.stale_reason is Stale.NEWER_BUILD)
+
+    @property
+    def claim(self) -> str:
+        """Which claim this is (buttons belong to one claim): when it began."""
+        return self.claimed_at.isoformat() if self.claimed_at else ""
