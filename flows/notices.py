@@ -64,10 +64,7 @@ class Moved(DeployNotice):
 
 @dataclass(frozen=True)
 class Queued(DeployNotice):
-    """A request joined the train."""
-
-    position: int
-    eta_seconds: float
+    """A request joined the train (its place in the queue is in the queue's view)."""
 
 
 @dataclass(frozen=True)

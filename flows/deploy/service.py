@@ -132,11 +132,14 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
         await session.flush()
         audit(session, request.requester, "requested", deploy_id=deploy.id, detail=_request_detail(deploy),
               pr=pr.number, head_sha=pr.head_sha)
-        entry = await _entry_in(session, train.id, deploy)
-        await outbox.write(session, Queued(deploy.id, train.id, entry.position, entry.eta.total_seconds()),
-                           QueueMoved(train.id))
+        # A deploy joining at the back moves nobody; a jump moves everyone behind it.
+        await outbox.write(session, Queued(deploy.id, train.id),
+                           *((QueueMoved(train.id),) if deploy.jump_queue else ()))
     outbox.wake()
-    return entry
+    async with sessions() as session:
+        # A deploy can already have ended (a PR that no longer merges fails at once) before this read.
+        entries = await _queue_in(session, train.id)
+    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(DeployView.of(deploy), 0, timedelta(0)))
 
 
 def _request_detail(deploy: Deploy) -> str:
@@ -184,11 +187,6 @@ async def _queue_in(session: AsyncSession, train_id: str) -> list[QueueEntry]:
     for position, deploy in enumerate(queued, start=1):
         entries.append(QueueEntry(DeployView.of(deploy), position, remaining + typical * (position - 1)))
     return entries
-
-
-async def _entry_in(session: AsyncSession, train_id: str, deploy: Deploy) -> QueueEntry:
-    entries = await _queue_in(session, train_id)
-    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(DeployView.of(deploy), 0, timedelta(0)))
 
 
 async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> QueueView:
