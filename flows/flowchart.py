@@ -7,14 +7,47 @@ and checked by a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class Actor(StrEnum):
     SYSTEM = "system"
     PERSON = "person"
+
+
+class _Named(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class Edge(Protocol):
+    """A row of a transition table, as a diagram shows it."""
+
+    @property
+    def source(self) -> _Named: ...
+    @property
+    def target(self) -> _Named: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def guard(self) -> _Named | None: ...
+
+
+def mermaid(initial: _Named, edges: Iterable[Edge], terminal: Iterable[_Named] = ()) -> str:
+    """A transition table as a mermaid state diagram, one line per transition."""
+    lines = ["stateDiagram-v2", f"    [*] --> {initial.value}"]
+    for t in edges:
+        label = t.label if t.guard is None else f"{t.label} [{t.guard.value}]"
+        if t.actor is Actor.PERSON:
+            label = f"{label} (person)"
+        lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
+    lines.extend(f"    {state.value} --> [*]" for state in terminal)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from flows.flowchart import Actor, ReadmeBlock
+from flows.flowchart import Actor, ReadmeBlock, mermaid
 
 
 class State(StrEnum):
@@ -164,16 +164,4 @@ def person_transitions(state: State, *, needs_attention: bool, skip_build: bool 
     return list({t.button: t for t in offered}.values())
 
 
-def mermaid() -> str:
-    """The flowchart as a mermaid state diagram, one line per transition of the table."""
-    lines = ["stateDiagram-v2", f"    [*] --> {S.QUEUED.value}"]
-    for t in TRANSITIONS:
-        label = t.label if t.guard is None else f"{t.label} [{t.guard.value}]"
-        if t.actor is Actor.PERSON:
-            label = f"{label} (person)"
-        lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
-    lines.extend(f"    {state.value} --> [*]" for state in sorted(TERMINAL))
-    return "\n".join(lines)
-
-
-README = ReadmeBlock("flowchart", "flows/deploy/machine.py", mermaid)
+README = ReadmeBlock("flowchart", "flows/deploy/machine.py", lambda: mermaid(S.QUEUED, TRANSITIONS, sorted(TERMINAL)))

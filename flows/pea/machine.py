@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from flows.flowchart import Actor, ReadmeBlock
+from flows.flowchart import Actor, ReadmeBlock, mermaid
 
 
 class PeaState(StrEnum):
@@ -120,15 +120,4 @@ def person_transitions(state: PeaState, *, newer_build: bool) -> list[PeaTransit
     return [t for t in TRANSITIONS if t.source is state and t.button and guard_holds(t.guard, newer_build=newer_build)]
 
 
-def mermaid() -> str:
-    """The pea flowchart as a mermaid state diagram, one line per transition of the table."""
-    lines = ["stateDiagram-v2", f"    [*] --> {S.FREE.value}"]
-    for t in TRANSITIONS:
-        label = t.label if t.guard is None else f"{t.label} [{t.guard.value}]"
-        if t.actor is Actor.PERSON:
-            label = f"{label} (person)"
-        lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
-    return "\n".join(lines)
-
-
-README = ReadmeBlock("pea flowchart", "flows/pea/machine.py", mermaid)
+README = ReadmeBlock("pea flowchart", "flows/pea/machine.py", lambda: mermaid(S.FREE, TRANSITIONS))
