@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean flowchart
+.PHONY: demo test lint bench clean flowchart soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The crash-and-fault campaign (tests/reliability/campaign.py): SOAK_RUNS runs of the real bot killed and
+# faulted at random; its figures go into their section of docs/RELIABILITY.md. Exits 1 if a run failed.
+SOAK_RUNS ?= 100
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.campaign --runs $(SOAK_RUNS) --report docs/RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

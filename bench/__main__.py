@@ -1,5 +1,6 @@
 """`make bench`: run every benchmark, each in a process of its own, and write `bench/RESULTS.md` with every
-figure beside its target. Takes about two minutes; each benchmark also runs alone (`python -m bench.<name>`).
+figure beside its target. Takes about six minutes (`bench.waiting` waits for builds and rollouts at real
+durations for about four); each benchmark also runs alone (`python -m bench.<name>`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, deploys, scale
+from bench import ack_latency, deploys, scale, waiting
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FIXES = Path(__file__).with_name("FIXES.md")  # what the numbers showed and what was changed, before/after
-BENCHES = (("ack_latency", ack_latency.report), ("deploys", deploys.report), ("scale", scale.report))
-TIMEOUT = 300  # seconds per benchmark; the three take about two minutes together
+BENCHES = (("ack_latency", ack_latency.report), ("deploys", deploys.report), ("scale", scale.report),
+           ("waiting", waiting.report))
+TIMEOUT = 300  # seconds per benchmark; the first three take about two minutes together
+TIMEOUTS = {"waiting": 540}  # real-duration builds and rollouts: about four minutes
 
 
 def run(name: str, workdir: Path) -> tuple[dict[str, Any], float]:
@@ -29,8 +32,9 @@ def run(name: str, workdir: Path) -> tuple[dict[str, Any], float]:
     began = time.monotonic()
     print(f"bench.{name} ...", flush=True)
     with log.open("w") as errors:
-        finished = subprocess.run([sys.executable, "-m", f"bench.{name}", "--json", str(out)], timeout=TIMEOUT,
-                                  stdout=subprocess.DEVNULL, stderr=errors, check=False)
+        finished = subprocess.run([sys.executable, "-m", f"bench.{name}", "--json", str(out)],
+                                  timeout=TIMEOUTS.get(name, TIMEOUT), stdout=subprocess.DEVNULL, stderr=errors,
+                                  check=False)
     if finished.returncode != 0:
         sys.exit(f"bench.{name} failed (exit code {finished.returncode}):\n{log.read_text()}")
     if log.stat().st_size:
@@ -48,6 +52,108 @@ def _s(value: float) -> str:
 
 def _row(figure: str, measured: str, target: str, met: bool) -> str:
     return f"| {figure} | {measured} | {target} | {'yes' if met else '**no**'} |"
+
+
+def _maybe(figure: str, measured: str | None, target: str, met: bool | None) -> str:
+    """A row whose figure may be missing (a knob the product lacks, a train that failed): n/a, never met;
+    `met` None: a figure reported without a target."""
+    if measured is None:
+        return f"| {figure} | n/a | {target} | **no** |"
+    return f"| {figure} | {measured} | {target} | {'-' if met is None else 'yes' if met else '**no**'} |"
+
+
+def _missing(section: dict[str, Any], available: str | None = "available") -> str | None:
+    """Why a section of bench.waiting has no figures, or None when it has them."""
+    if "error" in section:
+        return f"failed: {section['error'][:80]}"
+    if available and section.get(available) is False:
+        why = section.get("why") or f"POST /hooks/jenkins answered {section.get('hook_probe_status')}"
+        return f"not available: {why}"
+    return None
+
+
+def waiting_rows(w: dict[str, Any]) -> list[str]:
+    """Section 6 of the table: bench.waiting's figures, each with its target (issue 12, DESIGN §7)."""
+    targets, rows = w["targets"], []
+    cost, scaled = w["cost"], w["scaled"]
+    why = _missing(cost, None)
+    if why:
+        rows.append(_maybe(f"6. Cost of waiting (60 s build, 60 s rollout): {why}", None, "", None))
+    else:
+        b, r = cost["build"], cost["rollout"]
+        poll = f"poll {cost['poll']:g} s" + ("" if cost["poll_knob"] else ", built in: no `deploy.poll`")
+        rows.append(_maybe(f"6. Jenkins calls per minute of build waiting (60 s build, no history, {poll})",
+                           f"{b['per_minute']:.1f}/min ({b['jenkins_calls']} in {b['seconds']:.0f} s)", "(reported)",
+                           None))
+        rows.append(_maybe("6. Jenkins calls of a deploy with a 10-minute build, no history (linear from it)",
+                           f"{b['projection_10min']:.0f}", f"≤ {targets['jenkins_10min']}",
+                           b["projection_10min"] <= targets["jenkins_10min"]))
+        rows.append(_maybe(f"6. ECS calls per minute of rollout waiting ({r['seconds']:.0f} s rollout, {poll})",
+                           f"{r['per_minute']:.1f}/min ({r['ecs_calls']}; CloudWatch {r['cloudwatch_calls']})",
+                           "(reported)", None))
+        rows.append(_maybe("6. ECS calls of a deploy with a 10-minute rollout (linear from it)",
+                           f"{r['projection_10min']:.0f} (CloudWatch {r['deploy_cloudwatch_calls']})",
+                           f"≤ {targets['ecs_10min']}", r["projection_10min"] <= targets["ecs_10min"]))
+    why = _missing(scaled)
+    scale = f"1:{w['scale']}, a train with a history"
+    rows.append(_maybe(f"6. Jenkins calls of a deploy with a 10-minute build ({scale})" + (f": {why}" if why else ""),
+                       None if why else f"{scaled['jenkins_10min']:.0f}", f"≤ {targets['jenkins_10min']}",
+                       None if why else scaled["jenkins_10min"] <= targets["jenkins_10min"]))
+    rows.append(_maybe(f"6. ECS calls of a deploy with a 10-minute rollout ({scale})" + (f": {why}" if why else ""),
+                       None if why else f"{scaled['ecs_10min']:.0f} (CloudWatch {scaled['cloudwatch_calls']})",
+                       f"≤ {targets['ecs_10min']}", None if why else scaled["ecs_10min"] <= targets["ecs_10min"]))
+    for key, name, target in (("polling", "polling only", targets["notice_polling"]),
+                              ("hook", "with the Jenkins hook", targets["notice_hook"])):
+        section = w[key]
+        why = _missing(section, "available" if key == "hook" else None)
+        label = f"6. Build end in Jenkins → thread says passed, {name} (p50 / max)"
+        if why or not section.get("passed"):
+            rows.append(_maybe(f"{label}: {why or 'never said'}", None, f"p50 ≤ {target:g} s", None))
+            continue
+        passed, registered = section["passed"], section["task_definition"]
+        usual = f"{passed['count']} builds ending around their usual {section['usual_build']:g} s"
+        rows.append(_maybe(f"{label}, {usual}", f"{_s(passed['p50'])} / {_s(passed['max'])}", f"p50 ≤ {target:g} s",
+                           passed["p50"] <= target))
+        if registered:
+            rows.append(_maybe(f"6. Build end → canary task definition registered, {name} (p50 / max)",
+                               f"{_s(registered['p50'])} / {_s(registered['max'])}", "(reported)", None))
+    rows += _comparison_rows(w)
+    return rows
+
+
+def _comparison_rows(w: dict[str, Any]) -> list[str]:
+    """Fat Controller and fabfuel's ecs-deploy rolling the same service (app-web) at the same ECS speed."""
+    rows = []
+    cost = w["cost"]
+    if "error" not in cost:
+        fc = cost["fc_rollout"]
+        rows.append(_maybe(f"7. Fat Controller rolling app-web (with app-worker, read in the same call; poll "
+                           f"{cost['poll']:g} s): ECS calls, Proceed → Rolled out / per minute rolling / a 10-minute "
+                           "rollout (linear)",
+                           f"{fc['ecs_calls']} / {fc['per_minute']:.1f} / {fc['projection_10min']:.0f}", "(reported)",
+                           None))
+        if fc["completed_to_notice"] is not None:
+            rows.append(_maybe("7. Fat Controller: ECS COMPLETED → thread says Rolled out",
+                               _s(fc["completed_to_notice"]), "(reported)", None))
+    for key, label in (("cost", "ecs_deploy"), ("hook", "ecs_deploy_sleep_5")):
+        tool = w[key].get(label) if "error" not in w[key] else None
+        if tool is None:
+            continue
+        if not tool.get("available") or "rollout_calls" not in tool:
+            why = tool.get("why") or f"exit code {tool.get('exit_code')}"
+            rows.append(_maybe(f"7. ecs-deploy ({label}): {why}", None, "(reported)", None))
+            continue
+        name = (f"ecs-deploy {tool['version']} rolling app-web alone, --sleep-time {tool['sleep_time_used']} "
+                f"--timeout {tool['timeout']}" + (" (its defaults)" if tool["sleep_time_used"] == tool["sleep_time"]
+                                                  else ""))
+        rows.append(_maybe(f"7. {name}: ECS calls, in all / per minute rolling / a 10-minute rollout (linear; it "
+                           f"needs --timeout ≥ 600 for that, it fails at {tool['timeout']} s)",
+                           f"{tool['calls']['ecs']} / {tool['per_minute']:.1f} / {tool['projection_10min']:.0f}",
+                           "(reported)", None))
+        rows.append(_maybe(f"7. {name}: ECS COMPLETED → prints Deployment successful",
+                           _s(tool["completed_to_success"]) if tool["completed_to_success"] is not None else "never",
+                           "(reported)", None))
+    return rows
 
 
 def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[str]:
@@ -96,10 +202,12 @@ def main() -> None:
         f"({', '.join(f'{n} {t:.0f} s' for n, t in took.items())}).",
         "",
         *table(figures["ack_latency"], figures["deploys"], figures["scale"]),
+        *waiting_rows(figures["waiting"]),
         "",
         "Views are timed as the functions their Slack handler calls (reading the database and rendering), "
         "without Slack's side; reaction and overhead figures come from the emulators' own timestamps "
-        "(see `bench/deploys.py`).",
+        "(see `bench/deploys.py`); section 6 and 7 at production durations, counted from the emulators' records "
+        "(see `bench/waiting.py`).",
         "",
     ]
     for name, report in BENCHES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,22 @@ def start_sandbox(spec: SandboxSpec) -> Sandbox:
     return sandbox
 
 
-async def start_bot_on(sandbox: Sandbox, config: AppConfig) -> Bot:
-    """The real bot, on a fresh SQLite database in a temporary directory, connected to the sandbox."""
+async def start_bot_on(sandbox: Sandbox, config: AppConfig, **environment: Any) -> Bot:
+    """The real bot, on a fresh SQLite database in a temporary directory, connected to the sandbox; `environment`
+    adds or overrides variables of its settings (e.g. `FATCONTROLLER_HTTP_PORT`, 0 by default: no HTTP server)."""
     workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))
-    settings = Settings(**sandbox.env(), DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-                        FATCONTROLLER_HTTP_PORT=0)
-    bot = await start_bot(config, settings)
+    values: dict[str, Any] = {**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+                              "FATCONTROLLER_HTTP_PORT": 0, **environment}
+    bot = await start_bot(config, Settings(**values))
     await sandbox.slack.wait_connected()
     return bot
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for the bot's HTTP server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -1,4 +1,5 @@
-"""The process: the Bolt app over Socket Mode and the job loop in one asyncio loop, with `/healthz` and `/metrics`.
+"""The process: the Bolt app over Socket Mode and the job loop in one asyncio loop, with `/healthz` (liveness),
+`/readyz` (readiness) and `/metrics`.
 
 `start_bot` checks everything it needs before taking work (the database schema, both Slack
 tokens, the Socket Mode connection, each within a bound), so a bad token or an unreachable
@@ -14,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +34,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import listeners
 from bot.delivery import CARD_INTERVAL, SlackSink
 from bot.home import HomePublisher
-from bot.metrics import HttpServer, Metrics
+from bot.metrics import Metrics, exposition_of
 from bot.surface import Surface
-from bot.wiring import Wired, WiringError, redact, wire
+from bot.wiring import Wired, WiringError, preflight, redact, wire
 from flows.config import AppConfig, Settings, revealed
 from flows.deploy.flows import DeployFlows
 from flows.engine import Engine
+from web.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +93,17 @@ class Bot:
     def deploys(self) -> DeployFlows:
         return self.wired.engine.deploys
 
-    async def healthy(self) -> dict[str, bool]:
-        """What `/healthz` reports: Slack connected, database answering."""
-        return {"slack": await self.handler.client.is_connected(), "database": await self.wired.database_answers()}
+    def alive(self) -> tuple[bool, str]:
+        """What `/healthz` reports (liveness): whether the job loop ticks. Slack's socket is not asked: it
+        reconnects by itself, and a restart would only cut short the work under way."""
+        return self.engine.alive()
+
+    async def slack_connected(self) -> bool:
+        return await self.handler.client.is_connected()
+
+    def readiness(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        """What `/readyz` checks (readiness): Slack's socket connected, the database answering."""
+        return {"slack": self.slack_connected, "database": self.wired.database_answers}
 
     async def stop(self) -> None:
         """Stop taking requests, stop the job loop, deliver what is due, close the database."""
@@ -154,6 +165,7 @@ async def start_bot(config: AppConfig, settings: Settings, *, card_interval: flo
                        .apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN", settings.slack_api_url)
 
     try:
+        await preflight(config, settings)  # the doctor's fast part: a train that cannot work takes no work
         wired = await wire(config, settings, metrics)
     except WiringError as exc:
         raise StartupError(str(exc)) from None
@@ -173,12 +185,15 @@ async def start_bot(config: AppConfig, settings: Settings, *, card_interval: flo
             raise StartupError(f"cannot open the Socket Mode connection to Slack within {CONNECT_TIMEOUT:.0f}s "
                                f"({type(exc).__name__}): check SLACK_APP_TOKEN and the network") from None
         if settings.http_port:
-            bot.http = HttpServer(metrics, engine.deploys.counts, bot.healthy)
+            bot.http = HttpServer(live=bot.alive, ready=bot.readiness(),
+                                  metrics=lambda: exposition_of(metrics, engine.deploys.counts),
+                                  wake_job=engine.wake_job, hook_token=revealed(settings.hook_token))
             try:
                 await bot.http.start(settings.http_port)
             except OSError as exc:
                 bot.http = None
-                raise StartupError(f"cannot serve /healthz and /metrics on port {settings.http_port} ({exc}): "
+                raise StartupError(f"cannot serve /healthz, /readyz, /metrics and /hooks/jenkins on port "
+                                   f"{settings.http_port} ({exc}): "
                                    "set FATCONTROLLER_HTTP_PORT to a free port, or 0 for none") from None
         engine.start([sink])
     except BaseException:

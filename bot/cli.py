@@ -1,16 +1,101 @@
-"""The `fatcontroller` command line: run, demo, check-config, db upgrade."""
+"""The `fatcontroller` command line: run, demo, check-config, doctor, db upgrade."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from flows.config import AppConfig, ConfigError, Settings, load_config
 
+if TYPE_CHECKING:  # flows.doctor loads every client's library: only `doctor` needs it
+    from flows.doctor import Report
+
 EXIT_BAD_CONFIG = 2
+LOG_FORMAT_VARIABLE = "FATCONTROLLER_LOG_FORMAT"
+# Libraries that log their routine at INFO: their own loggers say what matters only from WARNING on, unless
+# --verbose. APScheduler logs every tick; alembic its plugins and its context at every start.
+QUIET_LOGGERS = ("apscheduler", "alembic")
+
+
+_redactor: Callable[[str], str] | None = None
+
+
+def _redact(text: str) -> str:
+    """Secrets are kept out of messages where they are made; this also catches a traceback that quotes one."""
+    global _redactor
+    if _redactor is None:
+        # Imported at the first record, not at start: bot.wiring loads every client (~1 s), which
+        # `check-config` never needs.
+        try:
+            from bot.wiring import redact
+        except ImportError:  # a record logged while bot.wiring itself is being imported: no client exists yet
+            return text
+        _redactor = redact
+    return _redactor(text)
+
+
+def _utc(created: float) -> str:
+    """`2026-12-01T10:00:00.123Z`: one zone whatever the host's, so the lines of several copies sort together."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    """`<UTC time> LEVEL logger: message`, with anything that looks like a credential redacted."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc(record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and exception (the traceback)
+    or stack when there is one; a multi-line message stays on its line, escaped. Redacted like the text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"time": _utc(record.created), "level": record.levelname, "logger": record.name,
+                                "message": _redact(record.getMessage())}
+        if record.exc_info:
+            line["exception"] = _redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line["exception"] = _redact(record.exc_text)
+        if record.stack_info:
+            line["stack"] = _redact(self.formatStack(record.stack_info))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _log_format() -> str:
+    """FATCONTROLLER_LOG_FORMAT, read through Settings; SystemExit(2) naming it when it is neither text nor json.
+    Another variable that is wrong is left for the command that needs it to report."""
+    try:
+        return Settings().log_format
+    except ValidationError as exc:
+        if any(LOG_FORMAT_VARIABLE in error["loc"] for error in exc.errors()):
+            print(f"fatcontroller: {LOG_FORMAT_VARIABLE} must be text or json", file=sys.stderr)
+            raise SystemExit(EXIT_BAD_CONFIG) from None
+        return "text"
+
+
+def configure_logging(verbose: bool = False, log_format: str | None = None) -> None:
+    """Log records to stderr as text or JSON lines (`log_format`, default FATCONTROLLER_LOG_FORMAT), at DEBUG
+    with `verbose`, else at INFO with the QUIET_LOGGERS at WARNING."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if (log_format or _log_format()) == "json" else TextFormatter())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _summary(config: AppConfig) -> str:
@@ -42,6 +127,45 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(_summary(config))
     print("config ok")
     return 0
+
+
+def _doctor_text(config: AppConfig, report: Report) -> str:
+    """The report, system by system: each check's status, name and what was found, and the fix under it."""
+    from flows.doctor import SYSTEMS, Status
+
+    lines = [f"doctor: {config.github.repo} ({config.github.base_branch}) → ECS cluster {config.ecs.cluster}"]
+    for system in SYSTEMS:
+        checks = [c for c in report.checks if c.system == system]
+        if checks:
+            lines.append(system)
+        for check in checks:
+            label = "note" if check.status is Status.OK and not check.checked else check.status.value
+            lines.append(f"  {label:<8} {check.name}: {check.detail}")
+            if check.fix:
+                lines.append(f"  {'':<8} fix: {check.fix}")
+    problems, warnings = len(report.problems), len(report.warnings)
+    if problems or warnings:
+        counts = [f"{problems} problem{'s' * (problems != 1)}"] if problems else []
+        counts += [f"{warnings} warning{'s' * (warnings != 1)}"] if warnings else []
+        lines.append(f"{' and '.join(counts)} in {len(report.checks)} checks")
+    else:
+        lines.append(f"all {len(report.checks)} checks ok")
+    return "\n".join(lines)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.wiring import doctor
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    report = asyncio.run(doctor(config, Settings()))
+    print(_doctor_text(config, report))
+    return report.exit_code
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -93,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="path of app.yaml (default: $FATCONTROLLER_CONFIG or ./app.yaml)")
     check.set_defaults(handler=cmd_check_config)
 
+    doctor = sub.add_parser("doctor", help="check every credential and permission the train needs")
+    doctor.add_argument("--config", help="path of app.yaml (default: $FATCONTROLLER_CONFIG or ./app.yaml)")
+    doctor.set_defaults(handler=cmd_doctor)
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="migrate the database in $DATABASE_URL to the latest schema")
@@ -102,12 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # APScheduler logs every tick at INFO: the job loop's own log says what matters.
-    logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

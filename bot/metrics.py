@@ -1,4 +1,4 @@
-"""Prometheus metrics and the small HTTP server for `/healthz` and `/metrics`.
+"""Prometheus metrics of the process (served on `/metrics` by `web.server`).
 
 Each bot has its own registry (several can run in one test process). Deploy and queue gauges
 are read from the database when scraped; the rest are counted as things happen.
@@ -10,8 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger(__name__)
 
@@ -61,37 +60,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class HttpServer:
-    """`/healthz` (200 when Slack is connected, 503 otherwise) and `/metrics`, on 0.0.0.0:`port`."""
-
-    def __init__(self, metrics: Metrics, counts: Callable[[], Awaitable[dict[str, int]]],
-                 healthy: Callable[[], Awaitable[dict[str, bool]]]) -> None:
-        self.metrics = metrics
-        self.counts = counts
-        self.healthy = healthy
-        self._runner: web.AppRunner | None = None
-
-    async def start(self, port: int, host: str = "0.0.0.0") -> None:
-        """Serve on every interface by default: Prometheus scrapes from outside the host."""
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        checks = await self.healthy()
-        return web.json_response({"ok": all(checks.values()), **checks}, status=200 if all(checks.values()) else 503)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        try:
-            self.metrics.refresh(await self.counts())
-        except Exception:
-            log.exception("metrics: cannot read the deploys from the database")
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+async def exposition_of(metrics: Metrics, counts: Callable[[], Awaitable[dict[str, int]]]) -> bytes:
+    """`/metrics`: the counters, and the deploy gauges read from the domain now."""
+    try:
+        metrics.refresh(await counts())
+    except Exception:
+        log.exception("metrics: cannot read the deploys")
+    return metrics.exposition()

@@ -40,7 +40,8 @@ def picked(values: dict[str, Any], block_id: str) -> int | None:
 async def suggestions(deploys: DeployFlows, query: str) -> list[dict[str, Any]]:
     """Open pull requests matching `query`; when GitHub is slow or down, a typed number is still offered."""
     try:
-        prs = await asyncio.wait_for(deploys.search_prs(query, SUGGESTIONS), BUDGET)
+        # The search stops itself at the budget; the outer bound is for a page fetch still under way then.
+        prs = await asyncio.wait_for(deploys.search_prs(query, SUGGESTIONS, within=BUDGET - 0.5), BUDGET)
         options = [option(pr) for pr in prs]
     except (Refused, TimeoutError) as exc:
         log.warning("pull request search for %r failed: %s", query, exc)

@@ -84,9 +84,6 @@ WORDS: dict[Why, Wording] = {
     Why.PEA_NOT_CLAIMED: lambda f: (
         f"`{escape(f['pea'])}` is not claimed: there is nothing to release." if f["action"] == "release"
         else f"`{escape(f['pea'])}` is not claimed: `{PEA} deploy {escape(f['pea'])} <pr>` claims it."),
-    Why.PEA_NO_BUILD: lambda f: (f"Jenkins has no build of #{f['pr']}'s head {f['sha'][:12]} on "
-                                 f"`{escape(f['job'])}` yet: wait until it starts (or push to the PR to start one), "
-                                 "then try again."),
     Why.PEA_BUILD_RED: lambda f: (f"Build {f['build']} of #{f['pr']}'s head {f['sha'][:12]} ended "
                                   f"{escape(str(f['result']).lower())} (<{f['url']}|build log>): push a fix, then "
                                   "try again."),

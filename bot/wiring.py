@@ -3,32 +3,44 @@
 It opens the database (creating the schema on an empty one, refusing an out-of-date one), builds
 the outside systems' clients from the environment, the engine (whose `deploys` and `peas` are the
 domain's public API), and the store where the Slack surface keeps its messages. Every other module
-of `bot/` sees only the domain's API and views.
+of `bot/` sees only the domain's API and views. It also builds what `fatcontroller doctor` asks
+(`flows.doctor`), and `preflight`, the doctor's fast part that `run` makes before it takes work.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import aiohttp
 import sqlalchemy as sa
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.metrics import Metrics
 from bot.store import MessageStore
 from flows.config import AppConfig, Settings, revealed
+from flows.doctor import Report, SlackAnswer, Systems, examine
 from flows.engine import Engine
 from flows.outside import Outside
+from integrations.cloudwatch import CloudWatch
 from integrations.ecs import Ecs
 from integrations.github import GitHub
 from integrations.jenkins import Jenkins
-from integrations.outside import OutsideError, TransientError, redact
+from integrations.outside import Facade, OutsideError, TransientError, redact
 from storage.db import StorageError, make_engine, make_sessionmaker
 from storage.migrate import ensure_schema, upgrade
 from storage.slack import SlackStore
 
 # `redact` is the outside systems' scrubber, for the process's own start-up errors.
-__all__ = ["Wired", "WiringError", "build_outside", "redact", "upgrade_database", "wire"]
+__all__ = ["Wired", "WiringError", "build_outside", "doctor", "preflight", "redact", "upgrade_database", "wire"]
+
+log = logging.getLogger(__name__)
 
 
 class WiringError(Exception):
@@ -70,6 +82,7 @@ class Wired:
             return False
 
     async def close(self) -> None:
+        self.engine.outside.close()
         await self.database.dispose()
 
 
@@ -99,3 +112,91 @@ async def upgrade_database(settings: Settings) -> None:
         await upgrade(settings.database_url.get_secret_value())
     except StorageError as exc:
         raise WiringError(str(exc)) from None
+
+
+# -- `fatcontroller doctor`, and its fast part before `run` takes work ---------------------------------------
+PREFLIGHT_TIMEOUT = 15.0  # seconds each outside system has to answer the checks `run` makes at start
+SLACK_CHECK_TIMEOUT = 10.0
+# manifest.yaml's bot scopes (tests/bot/test_doctor.py keeps the two in step)
+BOT_SCOPES = ("chat:write", "chat:write.public", "commands", "im:write")
+
+
+class SlackTokens:
+    """The doctor's questions to Slack: auth.test with the bot token, apps.connections.open with the app token."""
+
+    expected_scopes: tuple[str, ...] = BOT_SCOPES
+
+    def __init__(self, settings: Settings, timeout: float = SLACK_CHECK_TIMEOUT) -> None:
+        self.api_url = settings.slack_api_url
+        self._bot, self._app = revealed(settings.slack_bot_token), revealed(settings.slack_app_token)
+        self._timeout = timeout
+
+    async def bot_token(self) -> SlackAnswer:
+        if not self._bot:
+            return SlackAnswer(ok=False, unset=True)
+        client = AsyncWebClient(token=self._bot, base_url=self.api_url, timeout=int(self._timeout))
+        return await self._ask(client.auth_test(), bot=True)
+
+    async def app_token(self) -> SlackAnswer:
+        if not self._app:
+            return SlackAnswer(ok=False, unset=True)
+        client = AsyncWebClient(base_url=self.api_url, timeout=int(self._timeout))
+        # hands out a Socket Mode URL, nothing more: no connection is opened
+        return await self._ask(client.apps_connections_open(app_token=self._app), bot=False)
+
+    async def _ask(self, call: Awaitable[AsyncSlackResponse], *, bot: bool) -> SlackAnswer:
+        try:
+            response = await asyncio.wait_for(call, self._timeout)
+        except SlackApiError as exc:
+            data = exc.response.data  # not JSON (a wrong SLACK_API_URL's 404 page): a str
+            said = data.get("error") if isinstance(data, dict) else None
+            return SlackAnswer(ok=False, error=str(said or f"HTTP {exc.response.status_code}"))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return SlackAnswer(ok=False, unreachable=True,
+                               error=f"{type(exc).__name__}: {redact(str(exc)) or 'no answer'}")
+        if not bot:
+            return SlackAnswer(ok=True)
+        # Slack names a token's scopes in this header of every Web API answer
+        scopes = next((v for k, v in (response.headers or {}).items() if k.lower() == "x-oauth-scopes"), None)
+        who = f"{response.get('user')} in {response.get('team')}" if response.get("user") else None
+        return SlackAnswer(ok=True, who=who, scopes=None if scopes is None else
+                           tuple(s.strip() for s in str(scopes).split(",") if s.strip()))
+
+
+def doctor_systems(config: AppConfig, settings: Settings, *, slack: bool = True) -> tuple[Systems, list[Facade]]:
+    """The clients the doctor asks, built as `build_outside` builds them (without JENKINS_URL: no Jenkins),
+    and the facades to close afterwards."""
+    github = GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
+                    api_url=settings.github_api_url)
+    jenkins = (Jenkins(settings.jenkins_url, settings.jenkins_user, revealed(settings.jenkins_token),
+                       sha_parameter=config.jenkins.sha_parameter) if settings.jenkins_url else None)
+    ecs = Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url)
+    cloudwatch = CloudWatch(region=ecs.region, endpoint_url=settings.aws_endpoint_url)
+    facades: list[Facade] = [github, ecs, cloudwatch, *([jenkins] if jenkins is not None else [])]
+    return Systems(github, jenkins, ecs, cloudwatch, SlackTokens(settings) if slack else None), facades
+
+
+async def doctor(config: AppConfig, settings: Settings, *, fast: bool = False,
+                 within: float | None = None) -> Report:
+    """`fatcontroller doctor`: every check of the configured train (`fast`: the part `run` makes at start)."""
+    systems, facades = doctor_systems(config, settings, slack=not fast)
+    try:
+        return await examine(config, systems, fast=fast, within=within)
+    finally:
+        for facade in facades:
+            facade.close()
+
+
+async def preflight(config: AppConfig, settings: Settings, *, within: float = PREFLIGHT_TIMEOUT) -> None:
+    """The doctor's fast part, before the bot takes work: WiringError naming every problem with its fix, in the
+    doctor's words. A system that does not answer is only logged: the bot waits out outside failures itself."""
+    report = await doctor(config, settings, fast=True, within=within)
+    for check in report.problems:
+        if check.transient:
+            log.warning("not checked at start: %s", check.words)
+    problems = [check for check in report.problems if not check.transient]
+    if len(problems) == 1:
+        raise WiringError(problems[0].words)
+    if problems:
+        raise WiringError(f"{len(problems)} problems (`fatcontroller doctor` checks everything):\n"
+                          + "\n".join(f"  {check.words}" for check in problems))

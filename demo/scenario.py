@@ -61,7 +61,7 @@ def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
         "ecs": {"cluster": sandbox.spec.cluster, "region": "eu-west-1"},
         "processes": {name: {"service": service, "container": "app"} for name, service in PROCESSES.items()},
         "deploy": {"canary_tasks": 1, "batch_percent": 25, "canary_reminder": "10m", "confirm_timeout": "15m",
-                   "rollout_timeout": "60s", "tick": "200ms"},
+                   "rollout_timeout": "60s", "tick": "200ms", "poll": "200ms"},
         "peas": {"cluster": sandbox.spec.pea_cluster, "names": list(PEAS), "service": "pea-{pea}-{process}",
                  "url": "https://{pea}.dev.acme.com", "lease": "1h"},
         "permissions": {"deployers": [], "emergency": [EMERGENCY], "admins": [ADMIN]},

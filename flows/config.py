@@ -85,6 +85,9 @@ class JenkinsConfig(_Section):
     )
     sha_parameter: str = Field("GIT_COMMIT", description="Build parameter that carries the commit SHA.")
     build_timeout: Duration = Field(timedelta(minutes=30), description="How long a build may take.")
+    build_start_wait: Duration = Field(
+        timedelta(minutes=1),
+        description="How long to wait for a build GitHub's webhook should start before starting it through the API.")
 
 
 class ProcessConfig(_Section):
@@ -104,6 +107,9 @@ class DeployConfig(_Section):
     confirm_timeout: Duration = Field(timedelta(minutes=15), description="Auto-complete after this.")
     rollout_timeout: Duration = Field(timedelta(minutes=30), description="Roll back a rollout slower than this.")
     tick: Duration = Field(timedelta(seconds=2), description="The job loop's interval.")
+    poll: Duration = Field(
+        timedelta(seconds=5),
+        description="How often a waiting step looks at the outside world (more often when the wait should end).")
 
     @field_validator("batch_percent")
     @classmethod
@@ -273,7 +279,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL; may carry a password, so it is a secret.",
     )
     http_port: int = Field(
-        8080, validation_alias="FATCONTROLLER_HTTP_PORT", description="Port of /healthz and /metrics (0: off)."
+        8080, validation_alias="FATCONTROLLER_HTTP_PORT",
+        description="Port of /healthz, /metrics and /hooks/jenkins (0: off)."
+    )
+    hook_token: SecretStr | None = Field(
+        None, validation_alias="FATCONTROLLER_HOOK_TOKEN",
+        description="When set, /hooks/jenkins requires it (X-Fatcontroller-Token header or ?token=).",
     )
     instance: str | None = Field(
         None, validation_alias="FATCONTROLLER_INSTANCE", description="This copy's name in work leases."
@@ -281,4 +292,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         30.0, gt=0, validation_alias="FATCONTROLLER_LEASE_SECONDS",
         description="How long a copy holds work it is doing; a dead copy's work passes on after this.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias="FATCONTROLLER_LOG_FORMAT",
+        description="text: one readable line per record; json: one JSON object per line (time, level, logger, "
+                    "message, exception), for a log collector. Timestamps are UTC either way.",
     )

@@ -17,10 +17,12 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,16 +30,17 @@ from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import Event, State
-from flows.deploy.steps import POLL, STEPS, RollbackStuck, StepContext, StepResult
+from flows.deploy.steps import STEPS, RollbackStuck, StepContext, StepResult
 from flows.errors import Superseded
-from flows.leased import LeasedWork, save_held
+from flows.leased import NOT_FAILING, Backoff, LeasedWork, failing, save_held
 from flows.outbox import Outbox, Sink
 from flows.outside import Outside
 from flows.pea.flows import PeaFlows
+from flows.pea.machine import PeaState
 from flows.pea.worker import PeaWorker
-from integrations.outside import OutsideError
+from integrations.outside import OutsideError, TransientError
 from storage.clock import utcnow
-from storage.models import Deploy
+from storage.models import Deploy, Pea
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +56,20 @@ def default_owner() -> str:
 class Engine:
     def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside, *,
                  sinks: Sequence[str] = (SLACK,), owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
-                 poll: timedelta | None = None) -> None:
+                 backoff: Backoff | None = None) -> None:
         self.config = config
         self.sessions = sessions
         self.outside = outside
         self.owner = owner or default_owner()
         self.lease_ttl = lease_ttl
+        self.backoff = backoff or Backoff()
         self.outbox = Outbox(sessions, sinks, owner=self.owner, lease_ttl=lease_ttl)
         self.deploys = DeployFlows(config, sessions, outside.github, self.outbox, self.wake)
         self.peas = PeaFlows(config, sessions, outside, self.outbox, self.wake)
         self.work = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
-        poll = poll or min(config.deploy.tick, POLL)
-        self.context = StepContext(config, outside, sessions, self.outbox, poll=poll)
+        self.context = StepContext(config, outside, sessions, self.outbox)
         self.pea_worker = PeaWorker(config, sessions, outside, self.outbox, owner=self.owner, lease_ttl=lease_ttl,
-                                    poll=poll, wake=self.wake)
+                                    poll=config.deploy.poll, backoff=self.backoff, wake=self.wake)
         self._scheduler: AsyncIOScheduler | None = None
         self._running = False
         self._again = False
@@ -74,11 +77,15 @@ class Engine:
         self.steps_run = 0  # by this copy, since it started
         self._stopped = False
         self._peas_task: asyncio.Task[int] | None = None
+        # time.monotonic() when the loop started and when a tick last finished: what liveness reads (`alive`)
+        self.started_at: float | None = None
+        self.last_tick: float | None = None
 
     # -- the loop -------------------------------------------------------------------------------
     def start(self, sinks: Sequence[Sink] = ()) -> None:
         """Start ticking in the running event loop, and delivering the outbox to `sinks`."""
         self._stopped = False
+        self.started_at, self.last_tick = time.monotonic(), None
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self.tick, "interval", seconds=self.config.deploy.tick.total_seconds(),
                                 id="tick", max_instances=1, coalesce=True, next_run_time=datetime.now())
@@ -126,21 +133,44 @@ class Engine:
             while self._again and not self._stopped:
                 self._again = False
                 ran += await self._pass()
+                self.last_tick = time.monotonic()  # a loop woken again and again still shows it turns
             await self._run_again_when_due()
         finally:
             self._running = False
             self._tick_task = None
+            # Even a tick whose pass failed counts: the loop turns. A database that fails every pass is
+            # readiness's to report; restarting the process would not cure it.
+            self.last_tick = time.monotonic()
         return ran
 
+    def alive(self, now: float | None = None) -> tuple[bool, str]:
+        """Whether the job loop turns (liveness), and what says so: a tick, or the start when no tick has
+        finished yet, less than three ticks and one lease ago (a step may hold a tick up to its lease).
+        `now` is a `time.monotonic()` reading."""
+        if self._scheduler is None or self.started_at is None:
+            return False, "the job loop is not running"
+        now = time.monotonic() if now is None else now
+        limit = 3 * self.config.deploy.tick.total_seconds() + self.lease_ttl.total_seconds()
+        if self.last_tick is None:
+            since = now - self.started_at
+            if since < limit:
+                return True, f"the job loop started {since:.1f}s ago; its first tick is under way"
+            return False, f"the job loop has finished no tick since it started {since:.0f}s ago (limit {limit:.0f}s)"
+        since = now - self.last_tick
+        if since < limit:
+            return True, f"the job loop's last tick finished {since:.1f}s ago"
+        return False, f"the job loop's last tick finished {since:.0f}s ago (limit {limit:.0f}s): it is stuck"
+
     async def _run_again_when_due(self) -> None:
-        """Bring the next tick forward to the earliest future look-at time, so a step that waits a
-        second is not kept waiting for a long `deploy.tick`."""
+        """Bring the next tick forward to the earliest look-at time (at once for a row that fell due during
+        this pass), so a step that waits a second is not kept waiting for a long `deploy.tick`."""
         if self._scheduler is None or (job := self._scheduler.get_job("tick")) is None:
             return
         due = min((d for d in (await self.work.next_due(), await self.pea_worker.next_due()) if d), default=None)
         if due is None or job.next_run_time is None:
             return
-        due_local = due.replace(tzinfo=UTC).astimezone(job.next_run_time.tzinfo)
+        # Never in the past: APScheduler would take a time past its grace for a missed run and skip it.
+        due_local = max(due.replace(tzinfo=UTC), datetime.now(UTC)).astimezone(job.next_run_time.tzinfo)
         if due_local < job.next_run_time:
             job.modify(next_run_time=due_local)
 
@@ -153,6 +183,24 @@ class Engine:
         """Peas run beside the train, never holding it up: their pass is a task of its own."""
         if self._peas_task is None or self._peas_task.done():
             self._peas_task = asyncio.create_task(self.pea_worker.pass_once())
+
+    async def wake_job(self, job: str) -> int:
+        """A build of Jenkins job `job` moved (its notification says so): what waits on that job looks now.
+        How many deploys and peas were woken; the build is read through the API as usual."""
+        now = utcnow()
+        woken = 0
+        async with self.sessions() as session, session.begin():
+            if job == self.config.jenkins.job:
+                woken += len((await session.execute(
+                    sa.update(Deploy).where(Deploy.state == State.BUILDING.value, Deploy.needs_attention.is_(False))
+                    .values(due_at=now).returning(Deploy.id))).scalars().all())
+            if self.config.peas is not None and job == self.config.jenkins.pr_job:
+                woken += len((await session.execute(
+                    sa.update(Pea).where(Pea.state == PeaState.DEPLOYING.value, Pea.rollout_started_at.is_(None))
+                    .values(due_at=now).returning(Pea.name))).scalars().all())
+        if woken:
+            self.wake()
+        return woken
 
     # -- one deploy -----------------------------------------------------------------------------
     async def advance(self, deploy_id: int) -> None:
@@ -172,18 +220,43 @@ class Engine:
             log.info("deploy %s changed while its %s step ran; looking again", deploy_id, state.value)
             self.wake()
             return
+        except TransientError as exc:
+            gave_up = await self._failing(deploy, exc)
+            if gave_up is None:
+                return
+            result = gave_up
         except (OutsideError, RollbackStuck) as exc:
-            reason = str(exc)
-            log.warning("deploy %s needs attention in %s: %s", deploy_id, state.value, reason)
-            result = StepResult(Event.RETRIES_EXHAUSTED, reason)
+            log.warning("deploy %s needs attention in %s: %s", deploy_id, state.value, exc)
+            result = StepResult(Event.RETRIES_EXHAUSTED, str(exc))
+        except Exception as exc:
+            # Logged once, with its traceback: the deploy waits for a person, so the step does not run again.
+            log.exception("deploy %s: its %s step failed unexpectedly", deploy_id, state.value)
+            result = StepResult(Event.STEP_FAILED, f"the {state.label} step failed unexpectedly: "
+                                                   f"{type(exc).__name__}: {exc}")
         await self._settle(deploy, result)
+
+    async def _failing(self, deploy: Deploy, exc: TransientError) -> StepResult | None:
+        """Try the step again later through the schedule, or give up after the backoff's deadline."""
+        now = utcnow()
+        failed = failing(deploy.retry_since, deploy.retry_attempts, exc, self.backoff, now)
+        if failed.exhausted:
+            log.warning("deploy %s needs attention in %s: %s", deploy.id, deploy.state, failed.reason)
+            return StepResult(Event.RETRIES_EXHAUSTED, failed.reason)
+        log_at = logging.WARNING if deploy.retry_since is None else logging.INFO
+        log.log(log_at, "deploy %s: %s in %s; trying again in %.0fs", deploy.id, exc, deploy.state,
+                (failed.values["due_at"] - now).total_seconds())
+        try:
+            await save_held(self.sessions, self.outbox, deploy, failed.values)
+        except Superseded:
+            self.wake()
+        return None
 
     async def _settle(self, deploy: Deploy, result: StepResult) -> None:
         try:
             if result.event is None:
                 due = None if result.wait is None else utcnow() + result.wait
-                if due != deploy.due_at:
-                    await save_held(self.sessions, self.outbox, deploy, {"due_at": due})
+                if due != deploy.due_at or deploy.retry_since is not None:
+                    await save_held(self.sessions, self.outbox, deploy, {"due_at": due, **NOT_FAILING})
                 return
             await service.apply_event(self.sessions, self.outbox, deploy.id, result.event,
                                       expected_version=deploy.version, reason=result.reason,

@@ -46,7 +46,6 @@ class Why(StrEnum):
     PEA_BUSY = "pea_busy"  # pea
     PEA_NOT_POSSIBLE_NOW = "pea_not_possible_now"  # pea, state
     PEA_NOT_CLAIMED = "pea_not_claimed"  # pea, action
-    PEA_NO_BUILD = "pea_no_build"  # pea, pr, sha, job
     PEA_BUILD_RED = "pea_build_red"  # pea, pr, sha, build, result, url
     UNKNOWN_BUTTON = "unknown_button"  # button
     STALE_PEA_BUTTON = "stale_pea_button"  # pea, state, holder

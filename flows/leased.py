@@ -5,7 +5,9 @@ advanced by its own step; the lease is renewed while the step runs and given bac
 If another copy takes the lease meanwhile (this one stalled past it), the step is stopped.
 
 A worker persists what it learnt with `save_held`: the row's fields, the audit records and the
-notices of that change, in one transaction.
+notices of that change, in one transaction. A step whose outside system fails transiently is
+tried again through the schedule (`Backoff`), never by sleeping: the row's `retry_since` and
+`retry_attempts` say for how long it has been failing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +35,45 @@ from storage.models import AuditEvent, Deploy, Pea
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a step whose outside system fails transiently is tried again: later, through the schedule, with
+    exponential full-jitter delays, until `deadline` after the first failure."""
+
+    deadline: timedelta = timedelta(minutes=2)
+    base: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(seconds=20)
+
+    def delay(self, attempts: int) -> timedelta:
+        """The wait before try number `attempts + 1`."""
+        top = min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=random.uniform(self.base.total_seconds() / 2, top.total_seconds()))
+
+
+@dataclass(frozen=True)
+class Failing:
+    """Where a transiently failing step stands: the values to save to try again later, or that it gave up."""
+
+    values: dict[str, Any]
+    exhausted: bool
+    reason: str  # the error, and for how long it has failed
+
+
+def failing(since: datetime | None, attempts: int, error: Exception, backoff: Backoff, now: datetime) -> Failing:
+    """The step failed again with `error` (after `attempts` earlier failures in a row, since `since`)."""
+    first = since or now
+    tries = attempts + 1
+    reason = f"{error} (still failing after {tries} attempt{'s' if tries > 1 else ''} over " \
+             f"{(now - first).total_seconds():.0f}s)"
+    if now - first >= backoff.deadline:
+        return Failing({}, True, reason)
+    return Failing({"retry_since": first, "retry_attempts": tries, "due_at": now + backoff.delay(tries)}, False,
+                   reason)
+
+
+NOT_FAILING: dict[str, Any] = {"retry_since": None, "retry_attempts": 0}
 Held = TypeVar("Held", Deploy, Pea)  # the rows a worker holds under a work lease
 
 
@@ -97,9 +139,13 @@ class LeasedWork(Generic[Held]):
         return len(due)
 
     async def next_due(self) -> datetime | None:
-        """The earliest future time a row wants looking at, if any."""
+        """The earliest time a row nobody is working on wants looking at, if any (in the past: it fell due
+        while the pass ran). Rows under a live lease are left out: their worker looks at them."""
+        owner, expires = leases.lease_columns(self.model)
+        now = utcnow()
         async with self.sessions() as session:
-            return await session.scalar(sa.select(sa.func.min(self.model.due_at)).where(self.model.due_at > utcnow()))
+            return await session.scalar(sa.select(sa.func.min(self.model.due_at)).where(
+                self.model.due_at.is_not(None), sa.or_(owner.is_(None), expires < now)))
 
     async def _advance_leased(self, key: Any) -> None:
         keeper = asyncio.create_task(self._keep_lease(key, asyncio.current_task()))

@@ -178,6 +178,15 @@ class PeaBuildFound(PeaNotice):
 
 
 @dataclass(frozen=True)
+class PeaBuildRequested(PeaNotice):
+    """No build of the head started by itself in time: the bot started one through Jenkins' API."""
+
+    progress: ClassVar[bool] = True
+    job: str
+    sha: str
+
+
+@dataclass(frozen=True)
 class PeaStarting(PeaNotice):
     """The build is green: the pea's services are being pointed at its image."""
 

@@ -6,36 +6,47 @@ ECR through boto3); `Outside` is the set a process runs with.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from integrations.ecs import Progress, ServiceState
 from integrations.github import MergeResult, PullRequest, RevertResult
 from integrations.jenkins import Build
+from integrations.outside import TransientError
+
+T = TypeVar("T")
 
 
-class GitHubApi(Protocol):
-    async def search_open_prs(self, text: str = "", limit: int = 25) -> list[PullRequest]: ...
+class Closing(Protocol):
+    def close(self) -> None:
+        """Let the client's threads go (after the process's last call)."""
+
+
+class GitHubApi(Closing, Protocol):
+    async def search_open_prs(self, text: str = "", limit: int = 25, *, within: float = 10.0) -> list[PullRequest]: ...
     async def get_pr(self, number: int) -> PullRequest: ...
     async def merge(self, number: int, head_sha: str) -> MergeResult: ...
     async def find_merge(self, number: int) -> str | None: ...
     async def revert_merge(self, merge_sha: str, number: int) -> RevertResult: ...
 
 
-class JenkinsApi(Protocol):
+class JenkinsApi(Closing, Protocol):
     async def find_build(self, job: str, sha: str, *, limit: int = 50) -> Build | None: ...
     async def start_build(self, job: str, sha: str) -> int: ...
     async def build_from_queue(self, queue_id: int) -> tuple[str, int] | None: ...
     async def get_build(self, job: str, number: int) -> Build: ...
 
 
-class EcsApi(Protocol):
+class EcsApi(Closing, Protocol):
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, ServiceState | None]: ...
     async def describe_service(self, cluster: str, service: str) -> ServiceState | None: ...
-    async def register_with_image(self, task_definition: str, container: str, image: str) -> str: ...
+    async def register_once(self, task_definition: str, container: str, image: str, *, key: str, value: str,
+                            tags: Mapping[str, str] | None = None) -> str: ...
     async def create_canary(self, cluster: str, service: str, canary: str, task_definition: str,
                             count: int) -> None: ...
-    async def canary_ready(self, cluster: str, canary: str, task_definition: str, count: int) -> Progress: ...
+    async def canaries_ready(self, cluster: str, canaries: Mapping[str, str], count: int) -> dict[str, Progress]: ...
     async def delete_service(self, cluster: str, service: str) -> None: ...
     async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int) -> None: ...
     async def rollout_progress(self, cluster: str, service: str, task_definition: str) -> Progress: ...
@@ -46,6 +57,23 @@ class EcsApi(Protocol):
     async def image_exists(self, image: str) -> bool: ...
 
 
+ASK_ATTEMPTS = 3
+ASK_PAUSE = 0.25  # seconds
+
+
+async def ask(call: Callable[[], Awaitable[T]], *, attempts: int = ASK_ATTEMPTS, pause: float = ASK_PAUSE) -> T:
+    """A read on behalf of someone waiting for an answer (a request being checked): a passing failure is tried
+    again a couple of times at once rather than refused. Steps never do this: the schedule tries them again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except TransientError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(pause * attempt)
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class Outside:
     """The outside systems a step may talk to."""
@@ -53,3 +81,7 @@ class Outside:
     github: GitHubApi
     jenkins: JenkinsApi
     ecs: EcsApi
+
+    def close(self) -> None:
+        for system in (self.github, self.jenkins, self.ecs):
+            system.close()

@@ -18,27 +18,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from integrations.outside import NotFound, OutsideCaller, OutsideError, PermanentError, RetryPolicy, TransientError
+from integrations.aws import DEFAULT_REGION, AccessDenied, classify, client_config
+from integrations.outside import CallPolicy, Facade, NotFound, OutsideCaller, OutsideError
 
 T = TypeVar("T")
 
 SYSTEM = "AWS CloudWatch"
-DEFAULT_REGION = "eu-west-1"
 OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
 BATCH = 100  # names per DescribeAlarms
-_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-                    "InternalServiceError", "InternalServiceFault", "InternalFailure", "ServiceUnavailable",
-                    "ServiceUnavailableException", "ServerException"}
-_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
-                 "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException"}
-
-
-class AccessDenied(PermanentError):
-    """The credentials are refused, or lack a permission the call needs."""
+__all__ = ["ALARM", "INSUFFICIENT_DATA", "OK", "AccessDenied", "AlarmState", "CloudWatch"]
 
 
 @dataclass(frozen=True)
@@ -66,39 +55,25 @@ def _alarm(data: dict[str, Any]) -> AlarmState:
                       reason=data.get("StateReason") or "", updated_at=updated, arn=data.get("AlarmArn", ""))
 
 
-class CloudWatch:
+class CloudWatch(Facade):
     """Async facade over boto3's CloudWatch client; every call goes through `OutsideCaller`."""
 
     def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
-                 policy: RetryPolicy | None = None, timeout: float = 20.0) -> None:
+                 policy: CallPolicy | None = None, timeout: float = 20.0) -> None:
         self._session = boto3.session.Session()
         self.region = region or self._session.region_name or DEFAULT_REGION
-        # one attempt per call: OutsideCaller is the one retry loop (see integrations.ecs)
-        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
-                        read_timeout=timeout)
         self._client = self._session.client("cloudwatch", region_name=self.region, endpoint_url=endpoint_url,
-                                            config=config)
+                                            config=client_config(timeout))
         self._caller = OutsideCaller(SYSTEM, self._classify, policy)
 
     @staticmethod
     def _classify(exc: BaseException) -> OutsideError | None:
-        if isinstance(exc, NoCredentialsError):
-            return AccessDenied(SYSTEM, "no AWS credentials")
-        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-            return TransientError(SYSTEM, f"connection failed: {exc}")
-        if not isinstance(exc, ClientError):
+        def read(code: str, message: str, text: str, status: int | None) -> OutsideError | None:
+            if code in ("ResourceNotFound", "ResourceNotFoundException"):
+                return NotFound(SYSTEM, text, status=status)
             return None
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), error.get("Message") or str(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        text = f"{exc.operation_name}: {code}: {message}"
-        if code in _TRANSIENT_CODES or (status or 0) >= 500:
-            return TransientError(SYSTEM, text, status=status)
-        if code in _DENIED_CODES or status == 403:
-            return AccessDenied(SYSTEM, text, status=status)
-        if code in ("ResourceNotFound", "ResourceNotFoundException"):
-            return NotFound(SYSTEM, text, status=status)
-        return PermanentError(SYSTEM, text, status=status)
+
+        return classify(exc, SYSTEM, read)
 
     async def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
         return await self._caller.call(what, fn, **kwargs)

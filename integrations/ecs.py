@@ -30,27 +30,23 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from integrations.aws import DEFAULT_REGION, classify, client_config
 from integrations.outside import (
+    CallPolicy,
     Conflict,
+    Facade,
     NotFound,
     OutsideCaller,
     OutsideError,
     PermanentError,
-    RetryPolicy,
     TransientError,
 )
 
 T = TypeVar("T")
 
 SYSTEM = "AWS"
-DEFAULT_REGION = "eu-west-1"
 CANARY_TAG = "fatcontroller:canary-of"
-_TRANSIENT_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServerException",
-                    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "RequestLimitExceeded"}
 _NOT_FOUND_CODES = {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException",
                     "RepositoryNotFoundException", "ImageNotFoundException", "TargetGroupNotFound"}
 _ECR_IMAGE = re.compile(
@@ -210,18 +206,15 @@ def failure_threshold(desired: int) -> int:
     return max(3, min(200, math.ceil(desired * 0.5)))
 
 
-class Ecs:
+class Ecs(Facade):
     """Async facade over boto3's ECS, ECR and ELBv2 clients; every call goes through `OutsideCaller`."""
 
     def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
-                 policy: RetryPolicy | None = None, timeout: float = 20.0) -> None:
+                 policy: CallPolicy | None = None, timeout: float = 20.0) -> None:
         self._session = boto3.session.Session()
         self.region = region or self._session.region_name or DEFAULT_REGION
         self._endpoint_url = endpoint_url  # None: boto3 itself honours AWS_ENDPOINT_URL
-        # one attempt per call, OutsideCaller being the one retry loop (botocore's `max_attempts: 1`
-        # would still retry once: it counts retries, `total_max_attempts` counts attempts)
-        self._config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
-                              read_timeout=timeout)
+        self._config = client_config(timeout)
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
         self._caller = OutsideCaller(SYSTEM, self._classify, policy)
@@ -240,26 +233,16 @@ class Ecs:
 
     @staticmethod
     def _classify(exc: BaseException) -> OutsideError | None:
-        if isinstance(exc, NoCredentialsError):
-            return PermanentError(SYSTEM, "no AWS credentials")
-        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-            return TransientError(SYSTEM, f"connection failed: {exc}")
-        if not isinstance(exc, ClientError):
+        def read(code: str, message: str, text: str, status: int | None) -> OutsideError | None:
+            if code in _NOT_FOUND_CODES:
+                return NotFound(SYSTEM, text, status=status)
+            if code == "InvalidParameterException" and "still Draining" in message:
+                return TransientError(SYSTEM, text, status=status)  # gone once its tasks have stopped
+            if code == "InvalidParameterException" and "not idempotent" in message:
+                return Conflict(SYSTEM, text, status=status)
             return None
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), error.get("Message") or str(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        operation = exc.operation_name
-        text = f"{operation}: {code}: {message}"
-        if code in _TRANSIENT_CODES or (status or 0) >= 500:
-            return TransientError(SYSTEM, text, status=status)
-        if code in _NOT_FOUND_CODES:
-            return NotFound(SYSTEM, text, status=status)
-        if code == "InvalidParameterException" and "still Draining" in message:
-            return TransientError(SYSTEM, text, status=status)  # gone once its tasks have stopped
-        if code == "InvalidParameterException" and "not idempotent" in message:
-            return Conflict(SYSTEM, text, status=status)
-        return PermanentError(SYSTEM, text, status=status)
+
+        return classify(exc, SYSTEM, read)
 
     async def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
         return await self._caller.call(what, fn, **kwargs)
@@ -422,19 +405,54 @@ class Ecs:
                          taskDefinition=task_definition, desiredCount=count)
 
     async def canary_ready(self, cluster: str, canary: str, task_definition: str, count: int) -> Progress:
-        state = await self._existing(cluster, canary)
-        primary = state.primary
-        running = primary.running if primary is not None and primary.task_definition == task_definition else 0
-        failure = await self._failure(cluster, state, task_definition, threshold=failure_threshold(count))
-        if failure is not None:
-            return Progress(done=False, failed=True, reason=failure, running=running, desired=count)
-        done = running >= count and await self._healthy_tasks(cluster, state, task_definition) >= count
-        return Progress(done=done, failed=False, reason=None, running=running, desired=count)
+        return (await self.canaries_ready(cluster, {canary: task_definition}, count))[canary]
 
-    async def _healthy_tasks(self, cluster: str, state: ServiceState, task_definition: str) -> int:
+    async def canaries_ready(self, cluster: str, canaries: Mapping[str, str], count: int) -> dict[str, Progress]:
+        """How far each canary service (name -> the task definition it should run) has come: up when `count`
+        tasks run that task definition and its target groups find them healthy. One DescribeServices for all
+        of them, and one DescribeTasks for those whose tasks are running."""
+        states = await self.describe_services(cluster, list(canaries))
+        progress: dict[str, Progress] = {}
+        up: list[tuple[str, ServiceState]] = []
+        for canary, task_definition in canaries.items():
+            state = states[canary]
+            if state is None:
+                raise NotFound(SYSTEM, f"service {canary} not found in cluster {cluster}")
+            primary = state.primary
+            running = primary.running if primary is not None and primary.task_definition == task_definition else 0
+            failure = await self._failure(cluster, state, task_definition, threshold=failure_threshold(count))
+            if failure is not None:
+                progress[canary] = Progress(done=False, failed=True, reason=failure, running=running, desired=count)
+            elif running >= count:
+                up.append((canary, state))
+            else:
+                progress[canary] = Progress(done=False, failed=False, reason=None, running=running, desired=count)
+        tasks = await self._running_tasks(cluster, [state.name for _, state in up])
+        for canary, state in up:
+            healthy = await self._healthy_tasks(state, canaries[canary], tasks.get(canary, []))
+            progress[canary] = Progress(done=healthy >= count, failed=False, reason=None,
+                                        running=state.primary.running if state.primary else 0, desired=count)
+        return progress
+
+    async def _running_tasks(self, cluster: str, services: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The RUNNING tasks of each service: a ListTasks each (it takes one service), one DescribeTasks."""
+        arns: dict[str, str] = {}
+        for service in services:
+            listed = await self._call(f"list tasks of {service}", self._ecs.list_tasks, cluster=cluster,
+                                      serviceName=service, desiredStatus="RUNNING", maxResults=100)
+            arns.update({arn: service for arn in listed.get("taskArns") or []})
+        found: dict[str, list[dict[str, Any]]] = {service: [] for service in services}
+        batch = list(arns)
+        for start in range(0, len(batch), 100):
+            answer = await self._call("describe tasks", self._ecs.describe_tasks, cluster=cluster,
+                                      tasks=batch[start:start + 100])
+            for task in answer.get("tasks") or []:
+                found[arns[task["taskArn"]]].append(task)
+        return found
+
+    async def _healthy_tasks(self, state: ServiceState, task_definition: str, tasks: list[dict[str, Any]]) -> int:
         """Running tasks on `task_definition` that every target group of the service finds healthy."""
         groups = [b["targetGroupArn"] for b in state.load_balancers if b.get("targetGroupArn")]
-        tasks = await self._tasks(cluster, state.name, "RUNNING")
         addresses = [_address(t) for t in tasks
                      if t.get("lastStatus") == "RUNNING" and t.get("taskDefinitionArn") == task_definition]
         unchecked = sum(a is None for a in addresses)
@@ -604,6 +622,87 @@ class Ecs:
         except NotFound:
             return False
         return True
+
+    # -- checks for `fatcontroller doctor`: what the credentials may read (no writes) -------------------------
+    @dataclass(frozen=True)
+    class ServiceAccess:
+        """One service as the doctor sees it: its status and what its task definition holds."""
+
+        name: str
+        status: str | None  # ACTIVE or DRAINING; None when missing (or INACTIVE)
+        task_definition: str | None = None
+        containers: tuple[str, ...] = ()
+        roles: tuple[str, ...] = ()  # the task definition's execution and task roles (passed to ECS)
+        unreadable: str | None = None  # why the task definition could not be described
+
+    @dataclass(frozen=True)
+    class ImageRepository:
+        """The ECR repository of an image URI."""
+
+        name: str
+        registry: str
+        region: str
+        exists: bool
+        refused: str | None = None  # AWS's words when it would not say (a missing permission)
+
+    # the codes that refuse the credentials themselves rather than one permission
+    _CREDENTIALS_REFUSED = ("UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
+                            "ExpiredToken", "no AWS credentials")
+
+    def credentials_refused(self, error: OutsideError) -> bool:
+        """Whether `error` says AWS does not accept the credentials at all (not that one permission is missing)."""
+        from integrations.aws import AccessDenied
+
+        return isinstance(error, AccessDenied) and any(code in error.message for code in self._CREDENTIALS_REFUSED)
+
+    async def cluster_status(self, cluster: str) -> str | None:
+        """The cluster's status (ACTIVE, PROVISIONING, INACTIVE...), None when it does not exist."""
+        answer = await self._call(f"describe cluster {cluster}", self._ecs.describe_clusters, clusters=[cluster])
+        found = answer.get("clusters") or []
+        return str(found[0].get("status")) if found else None
+
+    async def service_access(self, cluster: str, services: list[str], *,
+                             task_definitions: bool = True) -> dict[str, Ecs.ServiceAccess]:
+        """Each named service, and (with `task_definitions`) the containers and roles of the one it runs;
+        NotFound when the cluster does not exist."""
+        states = await self.describe_services(cluster, services)
+        found: dict[str, Ecs.ServiceAccess] = {}
+        for name, state in states.items():
+            if state is None or not task_definitions:
+                found[name] = Ecs.ServiceAccess(name, state.status if state else None,
+                                                state.task_definition if state else None)
+                continue
+            try:
+                definition, _ = await self._task_definition(state.task_definition)
+            except TransientError:
+                raise
+            except OutsideError as error:
+                found[name] = Ecs.ServiceAccess(name, state.status, state.task_definition, unreadable=error.message)
+                continue
+            roles = tuple(str(definition[key]) for key in ("executionRoleArn", "taskRoleArn") if definition.get(key))
+            found[name] = Ecs.ServiceAccess(
+                name, state.status, state.task_definition,
+                containers=tuple(str(c["name"]) for c in definition.get("containerDefinitions") or []), roles=roles)
+        return found
+
+    async def image_repository(self, image: str) -> Ecs.ImageRepository | None:
+        """Whether the ECR repository of `image` exists (one DescribeImages: the permission the train has);
+        None when `image` is not an ECR URI."""
+        match = _ECR_IMAGE.match(image)
+        if match is None:
+            return None
+        name, registry, region = match["repository"], match["registry"], match["region"]
+        ecr = self._client("ecr", region)
+        try:
+            await self._call(f"describe images of {name}", ecr.describe_images, registryId=registry,
+                             repositoryName=name, maxResults=1)
+        except NotFound:
+            return Ecs.ImageRepository(name, registry, region, exists=False)
+        except TransientError:
+            raise
+        except PermanentError as error:
+            return Ecs.ImageRepository(name, registry, region, exists=False, refused=error.message)
+        return Ecs.ImageRepository(name, registry, region, exists=True)
 
 
 def _address(task: dict[str, Any]) -> str | None:

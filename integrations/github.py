@@ -1,8 +1,8 @@
 """GitHub: open pull requests, merging one, and reverting a merge without undoing anyone else's work.
 
-Every call runs PyGithub in a worker thread through `OutsideCaller` (timeout, one retry loop: the
+Every call runs PyGithub in a worker thread through `OutsideCaller` (one attempt with a timeout: the
 client's own retries and throttling are switched off). Each public call is idempotent and re-reads
-GitHub before it writes, so a retry, or a resume after a crash, never merges or reverts twice.
+GitHub before it writes, so trying again, or a resume after a crash, never merges or reverts twice.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -22,17 +23,18 @@ from github.PullRequest import PullRequest as GithubPullRequest
 from github.Repository import Repository
 
 from integrations.outside import (
+    CallPolicy,
     Conflict,
+    Facade,
     NotFound,
     OutsideCaller,
     OutsideError,
     PermanentError,
-    RetryPolicy,
     TransientError,
 )
 
 SYSTEM = "github"
-SCAN_LIMIT = 1000  # open pull requests one search looks through, newest first
+SCAN_LIMIT = 500  # open pull requests one search looks through, newest first
 REVERT_ATTEMPTS = 3  # times a revert is recomputed when the base branch moves under it
 
 
@@ -102,11 +104,11 @@ def _server_message(exc: GithubException) -> str:
     return str(message or "no message")[:300]
 
 
-class GitHub:
+class GitHub(Facade):
     """Pull requests and the base branch of one repository, for the deploy train."""
 
     def __init__(self, repo: str, base_branch: str, *, token: str | None,
-                 api_url: str = "https://api.github.com", policy: RetryPolicy | None = None,
+                 api_url: str = "https://api.github.com", policy: CallPolicy | None = None,
                  timeout: float = 15.0) -> None:
         self.repo = repo
         self.base_branch = base_branch
@@ -118,10 +120,11 @@ class GitHub:
         self._caller = OutsideCaller(SYSTEM, self._classify, policy)
 
     # -- public API ----------------------------------------------------------------------------
-    async def search_open_prs(self, text: str = "", limit: int = 25) -> list[PullRequest]:
+    async def search_open_prs(self, text: str = "", limit: int = 25, *, within: float = 10.0) -> list[PullRequest]:
         """Open PRs against the base branch, newest first, matching a number ("123", "#123") or
-        a case-insensitive substring of the title or the author's login."""
-        return await self._caller.call("list open pull requests", self._search, text, limit)
+        a case-insensitive substring of the title or the author's login; what was found within `within`
+        seconds (the search stops there, in its thread too)."""
+        return await self._caller.call("list open pull requests", self._search, text, limit, within)
 
     async def get_pr(self, number: int) -> PullRequest:
         return await self._caller.call(f"read pull request #{number}", self._get_pr, number)
@@ -158,7 +161,8 @@ class GitHub:
             repo = self._local.repo = client.get_repo(self.repo)
         return repo
 
-    def _search(self, text: str, limit: int) -> list[PullRequest]:
+    def _search(self, text: str, limit: int, within: float) -> list[PullRequest]:
+        stop = time.monotonic() + within
         needle = text.strip().lower()
         number = needle.removeprefix("#").strip()
 
@@ -168,8 +172,15 @@ class GitHub:
 
         pulls = self._repo().get_pulls(state="open", base=self.base_branch, sort="created", direction="desc")
         prs = (self._pull_request(pull, detailed=False) for pull in itertools.islice(pulls, SCAN_LIMIT))
-        # Lazy all the way down: pages are fetched only until `limit` matches are found.
-        return list(itertools.islice(filter(matches, prs), max(0, limit)))
+        # Lazy all the way down: pages are fetched only until `limit` matches are found, or until whoever
+        # asked has stopped waiting.
+        found: list[PullRequest] = []
+        for pr in prs:
+            if len(found) >= limit or time.monotonic() > stop:
+                break
+            if matches(pr):
+                found.append(pr)
+        return found
 
     def _get_pr(self, number: int) -> PullRequest:
         return self._pull_request(self._read_pull(number), detailed=True)
@@ -335,3 +346,93 @@ class GitHub:
         if status in (401, 403):
             return PermanentError(SYSTEM, f"bad credentials or missing permission ({message})", status=status)
         return PermanentError(SYSTEM, message, status=status)
+
+    # -- checks for `fatcontroller doctor`: what the token may do, read without writing anything ---------------
+    @dataclass(frozen=True)
+    class Access:
+        """Whose GITHUB_TOKEN is, its scopes, and what GitHub lets it do in the repository."""
+
+        login: str | None  # the token's user; None when GitHub will not say (an app's installation token)
+        scopes: tuple[str, ...] | None  # a classic token's X-OAuth-Scopes; None: a token without scopes
+        visible: bool  # False: the repository answers 404 (missing, or hidden from this token)
+        permissions: dict[str, bool]  # the repository's `permissions` for this token: admin, push, pull...
+        merge_methods: dict[str, bool | None]  # merge, squash, rebase -> allowed; None: GitHub did not say
+        default_branch: str | None
+
+    @dataclass(frozen=True)
+    class BranchRules:
+        """The base branch, and what its protection requires of a merge or a push."""
+
+        exists: bool
+        protected: bool
+        refused: str | None = None  # why the protection's rules could not be read (they exist: `protected`)
+        pull_requests: bool = False  # changes only through pull requests
+        bypass: tuple[str, ...] = ()  # logins allowed to push without a pull request
+        signatures: bool = False
+        up_to_date: bool = False  # required_status_checks.strict
+        linear_history: bool = False
+        enforce_admins: bool = True
+
+    _MERGE_SETTINGS = {"merge": "allow_merge_commit", "squash": "allow_squash_merge", "rebase": "allow_rebase_merge"}
+
+    @property
+    def api_url(self) -> str:
+        return self._api_url
+
+    async def access(self) -> GitHub.Access:
+        """The token's user and scopes, and its permissions in the repository; PermanentError (401) if refused."""
+        return await self._caller.call("check the token", self._access)
+
+    async def branch_rules(self) -> GitHub.BranchRules:
+        """The base branch and its protection (GET .../protection needs admin: a 403 is reported, not raised)."""
+        return await self._caller.call(f"read the protection of {self.base_branch}", self._branch_rules)
+
+    def _access(self) -> GitHub.Access:
+        requester = self._repo().requester
+        try:
+            headers, user = requester.requestJsonAndCheck("GET", "/user")
+            login: str | None = user.get("login")
+        except GithubException as exc:
+            if exc.status != 403:  # an app's installation token may not read /user; anything else is the token
+                raise
+            headers, login = exc.headers or {}, None
+        scopes = headers.get("x-oauth-scopes")
+        granted = None if scopes is None else tuple(s.strip() for s in scopes.split(",") if s.strip())
+        try:
+            _, data = requester.requestJsonAndCheck("GET", f"/repos/{self.repo}")
+        except UnknownObjectException:
+            return GitHub.Access(login, granted, False, {}, dict.fromkeys(self._MERGE_SETTINGS), None)
+        permissions = {str(k): bool(v) for k, v in (data.get("permissions") or {}).items()}
+        methods = {method: (None if data.get(setting) is None else bool(data[setting]))
+                   for method, setting in self._MERGE_SETTINGS.items()}
+        return GitHub.Access(login, granted, True, permissions, methods, data.get("default_branch"))
+
+    def _branch_rules(self) -> GitHub.BranchRules:
+        requester = self._repo().requester
+        branch = f"/repos/{self.repo}/branches/{self.base_branch}"  # a `/` in a branch's name stays as it is
+        try:
+            _, data = requester.requestJsonAndCheck("GET", branch)
+        except UnknownObjectException:
+            return GitHub.BranchRules(exists=False, protected=False)
+        if not data.get("protected"):  # anyone who can read the branch sees this; the rules need admin
+            return GitHub.BranchRules(exists=True, protected=False)
+        try:
+            _, rules = requester.requestJsonAndCheck("GET", f"{branch}/protection")
+        except GithubException as exc:
+            if exc.status not in (403, 404):
+                raise
+            # reading the rules needs admin rights (fine-grained: Administration: read)
+            return GitHub.BranchRules(exists=True, protected=True,
+                                      refused=self._scrub(f"HTTP {exc.status}: {_server_message(exc)}"))
+
+        def enabled(key: str) -> bool:
+            return bool((rules.get(key) or {}).get("enabled"))
+
+        reviews = rules.get("required_pull_request_reviews")
+        allowed = ((reviews or {}).get("bypass_pull_request_allowances") or {}).get("users") or []
+        return GitHub.BranchRules(
+            exists=True, protected=True, pull_requests=reviews is not None,
+            bypass=tuple(str(u.get("login")) for u in allowed), signatures=enabled("required_signatures"),
+            up_to_date=bool((rules.get("required_status_checks") or {}).get("strict")),
+            linear_history=enabled("required_linear_history"),
+            enforce_admins=enabled("enforce_admins") if "enforce_admins" in rules else True)

@@ -17,11 +17,12 @@ import jenkins
 import requests
 
 from integrations.outside import (
+    CallPolicy,
+    Facade,
     NotFound,
     OutsideCaller,
     OutsideError,
     PermanentError,
-    RetryPolicy,
     TransientError,
 )
 
@@ -99,7 +100,7 @@ def _http_response(exc: BaseException | None) -> requests.Response | None:
     return None
 
 
-class Jenkins:
+class Jenkins(Facade):
     """Async facade over python-jenkins; every call goes through `OutsideCaller` (retries, timeout)."""
 
     def __init__(
@@ -109,7 +110,7 @@ class Jenkins:
         token: str | None,
         *,
         sha_parameter: str = "GIT_COMMIT",
-        policy: RetryPolicy | None = None,
+        policy: CallPolicy | None = None,
         timeout: float = 15.0,
     ) -> None:
         self.url = url.rstrip("/")
@@ -176,3 +177,70 @@ class Jenkins:
             # str() carries no response body here: python-jenkins quotes bodies only for 401/403/500, above
             return PermanentError(SYSTEM, f"{type(exc).__name__}: {exc}", status=status)
         return None
+
+    # -- checks for `fatcontroller doctor`: who the credentials are and what they may read (GETs only) ---------
+    @dataclass(frozen=True)
+    class Access:
+        """Whom Jenkins takes JENKINS_USER and JENKINS_TOKEN for, and whether it lets them read (Overall/Read)."""
+
+        user: str
+        anonymous: bool
+        denied: str | None  # the permission Jenkins says is missing (Overall/Read); None: allowed
+
+    @dataclass(frozen=True)
+    class JobAccess:
+        """What the user may see of one job (or folder, or multibranch project)."""
+
+        job: str
+        exists: bool  # False: no such item, or one the user may not even discover (Jenkins answers 404 to both)
+        denied: str | None = None  # the permission Jenkins says is missing to read it (Job/Read)
+        kind: str | None = None  # Jenkins' class of the item
+        buildable: bool | None = None  # False: disabled
+
+    # what Jenkins calls a permission in the X-Required-Permission header of a 403, and in its words
+    _PERMISSION_NAMES = {"hudson.model.Hudson.Read": "Overall/Read", "hudson.model.Item.Discover": "Job/Discover",
+                         "hudson.model.Item.Read": "Job/Read", "hudson.model.Item.Build": "Job/Build"}
+
+    async def access(self) -> Jenkins.Access:
+        """whoAmI (answered without Overall/Read), then the root; PermanentError (401) if the token is refused."""
+        return await self._caller.call("check the credentials", self._access)
+
+    async def job_access(self, job: str) -> Jenkins.JobAccess:
+        return await self._caller.call(f"check job {job}", self._job_access, job)
+
+    def _access(self) -> Jenkins.Access:
+        _, who, _ = self._probe("whoAmI/api/json?tree=name,anonymous")
+        status, _, denied = self._probe("api/json?tree=mode")
+        return Jenkins.Access(str(who.get("name") or "anonymous"), bool(who.get("anonymous")),
+                              denied if status == 403 else None)
+
+    def _job_access(self, job: str) -> Jenkins.JobAccess:
+        status, data, denied = self._probe(f"{_job_path(job)}api/json?tree=name,buildable")
+        if status == 404:
+            return Jenkins.JobAccess(job, exists=False)
+        if status == 403:
+            return Jenkins.JobAccess(job, exists=True, denied=denied)
+        buildable = data.get("buildable")
+        return Jenkins.JobAccess(job, exists=True, kind=data.get("_class"),
+                                 buildable=None if buildable is None else bool(buildable))
+
+    def _probe(self, path: str) -> tuple[int, dict[str, Any], str | None]:
+        """GET `path`: (status, its JSON, the permission a 403 names); 401 and the rest raise as usual."""
+        request = requests.Request("GET", urljoin(self._client.server, path))
+        try:
+            response = self._client.jenkins_request(request, add_crumb=False)  # a GET needs no crumb
+        except (jenkins.JenkinsException, requests.HTTPError) as exc:
+            answer = _http_response(exc)
+            if answer is None or answer.status_code not in (403, 404):
+                raise
+            return answer.status_code, {}, self._missing_permission(answer)
+        data: dict[str, Any] = json.loads(response.text)
+        return response.status_code, data, None
+
+    def _missing_permission(self, answer: requests.Response) -> str | None:
+        """`Job/Read` of Jenkins' "<user> is missing the Job/Read permission", else of its header."""
+        if answer.status_code != 403:
+            return None
+        said = answer.text.partition(" is missing the ")[2].partition(" permission")[0].strip()
+        header = answer.headers.get("X-Required-Permission", "")
+        return said or self._PERMISSION_NAMES.get(header, header) or None

@@ -1,19 +1,20 @@
 """What every integration shares: typed errors and calling a blocking client off the event loop.
 
-Each facade classifies its vendor's exceptions into `TransientError` (worth retrying: 5xx,
-throttling, timeouts, refused connections) or `PermanentError` (retrying cannot help), and
-runs every vendor call through `OutsideCaller.call`, which retries transient failures with
-exponential backoff until a deadline and then raises `RetriesExhausted`.
+Each facade classifies its vendor's exceptions into `TransientError` (worth trying again later:
+5xx, throttling, timeouts, refused connections) or `PermanentError` (trying again cannot help),
+and runs every vendor call through `OutsideCaller.call`: one attempt, in a thread of that outside
+system's own bounded pool (so one slow system cannot starve the others), within a timeout that
+counts from when the call starts running. Nothing here retries or sleeps: the caller decides when
+to try again (the engine, through its schedule).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
-import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,54 +64,35 @@ class Conflict(PermanentError):
     """The request disagrees with the current state of the outside system."""
 
 
-class RetriesExhausted(OutsideError):
-    """A transient failure outlasted the retry deadline."""
-
-    def __init__(self, last: TransientError, attempts: int, elapsed: float) -> None:
-        self.last = last
-        self.attempts = attempts
-        self.elapsed = elapsed
-        super().__init__(
-            last.system,
-            f"{last.message} (still failing after {attempts} attempts over {elapsed:.0f}s)",
-            status=last.status,
-        )
-
-
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How long and how often transient failures are retried."""
+class CallPolicy:
+    """How long one vendor call may run, and how many may run at once for one outside system."""
 
-    deadline: float = 120.0  # seconds from the first attempt
-    base_delay: float = 0.5
-    max_delay: float = 15.0
-    call_timeout: float = 30.0  # one vendor call, enforced on top of the client's own timeout
-
-    def delay(self, attempt: int) -> float:
-        """Full-jitter exponential backoff (AWS architecture blog), attempt counted from 1."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+    timeout: float = 30.0  # seconds from the call's start, enforced on top of the client's own timeout
+    workers: int = 8
 
 
 class OutsideCaller:
-    """Runs blocking vendor calls in threads with a timeout, retrying transient failures."""
+    """Runs blocking vendor calls of one outside system in its own threads, one attempt each, with a timeout."""
 
     def __init__(
         self,
         system: str,
         classify: Callable[[BaseException], OutsideError | None],
-        policy: RetryPolicy | None = None,
+        policy: CallPolicy | None = None,
         on_error: Callable[[str, OutsideError], None] | None = None,
     ) -> None:
         self.system = system
         self.classify = classify
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or CallPolicy()
         self.on_error = on_error
+        self._pool = ThreadPoolExecutor(max_workers=self.policy.workers, thread_name_prefix=f"outside-{system}")
 
     def _as_outside(self, exc: BaseException) -> OutsideError:
         if isinstance(exc, OutsideError):
             return exc
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-            return TransientError(self.system, "timed out")
+        if isinstance(exc, TimeoutError):
+            return TransientError(self.system, f"no answer within {self.policy.timeout:g}s")
         known = self.classify(exc)
         if known is not None:
             return known
@@ -119,27 +101,45 @@ class OutsideCaller:
         return PermanentError(self.system, f"{type(exc).__name__}: {exc}")
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call `fn(*args, **kwargs)` in a thread; `what` names the call in errors and logs."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await asyncio.wait_for(
-                    asyncio.to_thread(fn, *args, **kwargs), timeout=self.policy.call_timeout
-                )
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                error = self._as_outside(exc)
-                if self.on_error is not None:
-                    self.on_error(what, error)
-                if not isinstance(error, TransientError):
-                    raise error from exc
-                elapsed = time.monotonic() - started
-                pause = self.policy.delay(attempt)
-                if elapsed + pause > self.policy.deadline:
-                    raise RetriesExhausted(error, attempt, elapsed) from exc
-                log.warning("%s %s failed (attempt %d), retrying in %.1fs: %s",
-                            self.system, what, attempt, pause, error.message)
-                await asyncio.sleep(pause)
+        """Call `fn(*args, **kwargs)` in a thread; `what` names the call in errors and logs.
+
+        The timeout runs from the moment a thread takes the call, not while it waits for one: a
+        burst of calls to a slow system queues behind its pool instead of timing out unstarted.
+        """
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def run() -> T:
+            loop.call_soon_threadsafe(started.set)
+            return fn(*args, **kwargs)
+
+        future = loop.run_in_executor(self._pool, run)
+        waiting = asyncio.ensure_future(started.wait())
+        try:
+            either: set[asyncio.Future[Any]] = {waiting, future}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            return await asyncio.wait_for(asyncio.shield(future), timeout=self.policy.timeout)
+        except asyncio.CancelledError:
+            future.cancel()  # not started yet: it never will be
+            raise
+        except BaseException as exc:
+            error = self._as_outside(exc)
+            if self.on_error is not None:
+                self.on_error(what, error)
+            log.debug("%s %s failed: %s", self.system, what, error.message)
+            raise error from exc
+        finally:
+            waiting.cancel()
+
+    def close(self) -> None:
+        """Let the threads go once their calls end (a call left running ends by its client's own timeout)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Facade:
+    """What every facade of an outside system has: its caller, and a way to let its threads go."""
+
+    _caller: OutsideCaller
+
+    def close(self) -> None:
+        self._caller.close()

@@ -39,6 +39,11 @@ def _key(model: type[Base]) -> InstrumentedAttribute[Any]:
     return key
 
 
+def lease_columns(model: type[Base]) -> tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any]]:
+    """The (owner, expires) columns of a model's work lease."""
+    return _lease(model)
+
+
 def _lease(model: type[Base]) -> tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any]]:
     owner, expires = model.work_lease  # type: ignore[attr-defined]
     return getattr(model, owner), getattr(model, expires)

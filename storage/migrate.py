@@ -110,9 +110,15 @@ def _upgrade(connection: Connection, migrations: Path, revision: str = "head") -
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+    before = set(_revisions(connection))
     config = alembic_config(migrations=migrations)
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+    after = set(_revisions(connection))
+    # Alembic's own lines are silenced below WARNING (the CLI's logging set-up): this one says what changed.
+    if after != before:
+        log.info("upgraded the database schema from %s to revision %s",
+                 f"revision {', '.join(sorted(before))}" if before else "nothing", ", ".join(sorted(after)))
 
 
 async def upgrade(target: str | AsyncEngine, *, migrations: Path = MIGRATIONS, revision: str = "head") -> None:

@@ -106,6 +106,9 @@ class Deploy(Base):
     rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
 
     canary_reminded_at: Mapped[datetime | None]
+    # A step whose outside system fails transiently is tried again through the schedule: since when, how often.
+    retry_since: Mapped[datetime | None]
+    retry_attempts: Mapped[int] = mapped_column(default=0)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -201,6 +204,8 @@ class Pea(Base):
     checked_at: Mapped[datetime | None]  # last look at the PR for newer builds, closing or merging
     stale_reason: Mapped[str | None] = mapped_column(sa.String(16))  # "newer build", "closed" or "merged"
     newer_sha: Mapped[str | None] = mapped_column(sa.String(40))  # the newer green head, with "newer build"
+    retry_since: Mapped[datetime | None]  # a step failing transiently is tried again: since when, how often
+    retry_attempts: Mapped[int] = mapped_column(default=0)
 
     due_at: Mapped[datetime | None] = mapped_column(index=True)
     work_owner: Mapped[str | None] = mapped_column(sa.String(128))

@@ -1,10 +1,11 @@
 """Shared fixtures: each outside system's emulator, the database, a fast retry policy."""
 
 import os
+from datetime import timedelta
 
 import pytest
 
-from integrations.outside import RetryPolicy
+from flows.leased import Backoff
 
 # Tests talk to emulators on 127.0.0.1: a proxy from the environment would swallow that traffic.
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -26,6 +27,6 @@ pytest_plugins = [
 
 
 @pytest.fixture
-def fast_retry() -> RetryPolicy:
-    """Retries that give up within a couple of seconds, so exhausted-retry paths are quick to test."""
-    return RetryPolicy(deadline=2.0, base_delay=0.01, max_delay=0.05, call_timeout=10.0)
+def quick_give_up() -> Backoff:
+    """Steps tried again within milliseconds and given up on after a second, so exhausted paths are quick to test."""
+    return Backoff(deadline=timedelta(seconds=1), base=timedelta(milliseconds=10), cap=timedelta(milliseconds=50))

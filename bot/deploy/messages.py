@@ -88,7 +88,7 @@ def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | 
         return f":x: Failed: {why}"
     if event is Event.CANCEL:
         return f":no_entry_sign: Cancelled{by}."
-    if event is Event.RETRIES_EXHAUSTED:
+    if event.parks:
         return f":warning: Needs attention: {escape(shorten(notice.reason or '', LONG))}"
     if notice.by_person and event in PRESSED:
         return f"{user(notice.actor)} pressed *{PRESSED[event]}*."
@@ -123,7 +123,7 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) 
         return DirectMessage(f":rocket: *Rolled out*: {title} runs on every process. Check production, then press "
                              f"*Done* (it completes by itself in {human_duration(config.deploy.confirm_timeout)}), "
                              "or *Roll back*.", State.AWAITING_CONFIRMATION)
-    if event is Event.RETRIES_EXHAUSTED:
+    if event.parks:
         return DirectMessage(f":warning: *{title} needs attention* in `{notice.source.label}`: "
                              f"{escape(shorten(notice.reason or '', LONG))}\nPress *Retry* once it is fixed, or "
                              "*Roll back*.", notice.source, needs_attention=True)

@@ -13,6 +13,7 @@ from bot.pea.cards import SINCE, pea_blocks, pea_line
 from bot.text import context, escape, link, section, shorten, user, when
 from flows.notices import (
     PeaBuildFound,
+    PeaBuildRequested,
     PeaDeploying,
     PeaExtended,
     PeaFailed,
@@ -52,8 +53,11 @@ def headline(notice: PeaNotice, view: PeaView) -> str | None:
     """What happened, in one line (None: nothing to tell anyone)."""
     name = f"`{escape(notice.pea)}`"
     if isinstance(notice, PeaDeploying):
-        waiting = f"build {notice.build_number}" if notice.build_number else "its build"
+        waiting = f"build {notice.build_number}" if notice.build_number else f"the build of {_short(notice.sha)}"
         return f"Deploying #{notice.pr} ({_short(notice.sha)}) to {name}: waiting for {waiting}"
+    if isinstance(notice, PeaBuildRequested):
+        return (f"No build of {_short(notice.sha)} started by itself: started one on `{escape(notice.job)}`, "
+                "waiting for it")
     if isinstance(notice, PeaTakenOver):
         return f"{user(notice.by)} took {name} over to deploy #{notice.pr}"
     if isinstance(notice, PeaExtended):
@@ -67,7 +71,8 @@ def headline(notice: PeaNotice, view: PeaView) -> str | None:
         up = f"{name} is up at {notice.url}: #{notice.pr} {title} ({_short(notice.sha)})"
         return up + (f"\n<{notice.url}|Open {escape(notice.pea)}>" if notice.url else "")
     if isinstance(notice, PeaFailed):
-        return f"Deploying #{view.pr_number} to {name} failed: {escape(shorten(notice.reason, 2000))}"
+        log = f" ({link(view.build_url, 'build log')})" if view.build_url else ""
+        return f"Deploying #{view.pr_number} to {name} failed: {escape(shorten(notice.reason, 2000))}{log}"
     if isinstance(notice, PeaLeaseEnding):
         return f"Your claim on {name} ends at {when(notice.until, SINCE)}: Extend it or Release it"
     if isinstance(notice, PeaStale):

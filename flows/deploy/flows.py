@@ -112,10 +112,11 @@ class DeployFlows:
         """How many deploys are in each state of the flowchart (zeros included)."""
         return await stats.count_by_state(self.sessions)
 
-    async def search_prs(self, query: str, limit: int) -> list[PullRequestOption]:
-        """Open pull requests matching `query` (a number, words of the title, an author)."""
+    async def search_prs(self, query: str, limit: int, *, within: float) -> list[PullRequestOption]:
+        """Open pull requests matching `query` (a number, words of the title, an author): what GitHub gave
+        within `within` seconds (the search stops then)."""
         try:
-            prs = await self.github.search_open_prs(query, limit)
+            prs = await self.github.search_open_prs(query, limit, within=within)
         except OutsideError as exc:
             raise Refused(Why.UNREACHABLE, system=exc.system, message=exc.message) from None
         return [PullRequestOption(pr.number, pr.title, pr.author) for pr in prs]

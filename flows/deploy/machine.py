@@ -66,6 +66,12 @@ class Event(StrEnum):
     UNDONE = "undone"
     CANCEL = "cancel"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    STEP_FAILED = "step_failed"  # the step raised an error nothing expected
+
+    @property
+    def parks(self) -> bool:
+        """The deploy stays where it is, needing attention (a person's Retry or Roll back moves it on)."""
+        return self in (Event.RETRIES_EXHAUSTED, Event.STEP_FAILED)
     RETRY = "retry"
 
 
@@ -115,10 +121,15 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.AWAITING_CONFIRMATION, E.CONFIRM_TIMEOUT, S.COMPLETED, "confirm timeout passes"),
     Transition(S.AWAITING_CONFIRMATION, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
     Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "every step undone, newest first", tells_requester=True),
-    # An outside system failing past its retries parks the deploy where it is, for a person to act.
+    # An outside system failing past its retries, or a step failing in a way nothing expected, parks the
+    # deploy where it is, for a person to act.
     *(
         Transition(state, E.RETRIES_EXHAUSTED, state, "outside system keeps failing (needs attention)",
                    tells_requester=True)
+        for state in _WORKING_IN_ORDER
+    ),
+    *(
+        Transition(state, E.STEP_FAILED, state, "step fails unexpectedly (needs attention)", tells_requester=True)
         for state in _WORKING_IN_ORDER
     ),
     *(

@@ -8,9 +8,9 @@ the notices of the change (`Outbox.write`), and talks to no outside system, exce
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from flows.deploy.machine import IN_FLIGHT, TERMINAL, Event, State, Transition, 
 from flows.errors import Refused, Superseded, Why
 from flows.notices import SYSTEM, Frozen, Moved, Notice, Queued, QueueMoved, Unfrozen
 from flows.outbox import Outbox
-from flows.outside import GitHubApi
+from flows.outside import GitHubApi, ask
 from flows.views import DeployView, QueueEntry, QueueView, TrainView
 from integrations.outside import NotFound, OutsideError
 from storage.clock import utcnow
@@ -92,7 +92,7 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
     processes = _check_request(config, request)
     repo, base = config.github.repo, config.github.base_branch
     try:
-        pr = await github.get_pr(request.pr_number)
+        pr = await ask(lambda: github.get_pr(request.pr_number))
     except NotFound:
         raise Refused(Why.NO_SUCH_PR, field="pr", pr=request.pr_number, repo=repo) from None
     except OutsideError as exc:
@@ -167,6 +167,24 @@ async def typical_duration(session: AsyncSession, train_id: str = TRAIN, sample:
     )).all()
     took = [(f - s).total_seconds() for s, f in rows if s is not None and f is not None]
     return timedelta(seconds=statistics.median(took)) if took else DEFAULT_DURATION
+
+
+async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State, ended: State,
+                        train_id: str = TRAIN, sample: int = 20) -> timedelta | None:
+    """Median time from entering `began` to entering `ended` (e.g. building to canarying: a green build) of
+    the train's recent deploys that went through both; None until there is such a deploy."""
+    async with sessions() as session:
+        rows: Sequence[dict[str, Any] | None] = (await session.scalars(
+            sa.select(Deploy.state_times)
+            .where(Deploy.train_id == train_id, Deploy.finished_at.is_not(None), Deploy.skip_build.is_(False))
+            .order_by(Deploy.finished_at.desc()).limit(sample * 3)
+        )).all()
+    took = []
+    for times in rows:
+        start, end = (times or {}).get(began.value), (times or {}).get(ended.value)
+        if start and end and end > start:
+            took.append((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    return timedelta(seconds=statistics.median(took[:sample])) if took else None
 
 
 async def _queue_in(session: AsyncSession, train_id: str) -> list[QueueEntry]:
@@ -250,8 +268,10 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
     now = utcnow()
     for key, value in (updates or {}).items():
         setattr(deploy, key, value)
+    # Whatever came of the step, it is not failing any more: a new failure starts a new backoff.
+    deploy.retry_since, deploy.retry_attempts = None, 0
     target = transition.target
-    if event is Event.RETRIES_EXHAUSTED:
+    if event.parks:
         deploy.needs_attention = True
         deploy.attention = reason
         deploy.due_at = None

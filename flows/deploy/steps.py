@@ -9,8 +9,9 @@ and returns either an event of the transition table or how long to wait before l
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -19,20 +20,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.config import AppConfig
 from flows.deploy import service
 from flows.deploy.machine import Event, State
+from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
 from flows.notices import BuildPassed, BuildStarted, CanaryReminder, Merged, Notice, RevertByHand, RolloutProgress
 from flows.outbox import Outbox
 from flows.outside import Outside
-from integrations.ecs import Progress
+from flows.waiting import next_look
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
 from storage.clock import utcnow
 from storage.models import Deploy
 
-# How often a waiting step looks again when nothing wakes it. A build turning green or a rollout completing
-# is only seen by looking, so this is most of the reaction time; measured in bench/RESULTS.md, with its cost
-# in outside calls.
-POLL = timedelta(seconds=0.5)
+# How long the typical build found in the train's history is trusted before it is read again.
+TYPICAL_TTL = 60.0
+SETTLING = 5  # a rollout whose new tasks all run is looked at this many times as often as `deploy.poll`
+REVISION_TAG = "fatcontroller:deploy"  # on each task definition revision a deploy registers
 
 
 @dataclass
@@ -49,7 +51,23 @@ class StepContext:
     outside: Outside
     sessions: async_sessionmaker[AsyncSession]
     outbox: Outbox
-    poll: timedelta = POLL
+    # (read at, median) of the train's recent builds and rollouts
+    _typical: dict[tuple[State, State], tuple[float, timedelta | None]] = field(default_factory=dict)
+
+    @property
+    def poll(self) -> timedelta:
+        """How often a waiting step looks (a rollout batch by batch; a build near its usual end)."""
+        return self.config.deploy.poll
+
+    async def typical(self, began: State, ended: State) -> timedelta | None:
+        """How long the train's recent deploys took from `began` to `ended` (None without history), read at most
+        once a minute."""
+        now = time.monotonic()
+        known = self._typical.get((began, ended))
+        if known is None or now - known[0] > TYPICAL_TTL:
+            known = self._typical[(began, ended)] = (now, await service.typical_stage(self.sessions, began, ended,
+                                                                                     TRAIN))
+        return known[1]
 
     async def save(self, deploy: Deploy, values: dict[str, Any] | None = None, *, record: Record | None = None,
                    notice: Notice | None = None) -> None:
@@ -100,8 +118,11 @@ async def _current_build(ctx: StepContext, deploy: Deploy) -> Build | None:
     sha = deploy.merge_sha or ""
     if deploy.build_number is not None:
         return await jenkins.get_build(job, deploy.build_number)
-    # `Retry build` always goes through the API; the first attempt only when the train is set to.
-    by_api = ctx.config.jenkins.trigger == "api" or deploy.build_attempts > 0
+    # `Retry build` always goes through the API; the first attempt when the train is set to, or when GitHub's
+    # webhook started none within `build_start_wait` (Jenkins may coalesce webhook builds).
+    jenkins_config = ctx.config.jenkins
+    by_api = (jenkins_config.trigger == "api" or deploy.build_attempts > 0
+              or _elapsed(deploy) > jenkins_config.build_start_wait)
     build = await jenkins.find_build(job, sha)
     if build is not None and build.number > (deploy.build_previous or 0):
         return build  # also finds a build this step started before a crash lost its queue id
@@ -137,15 +158,16 @@ async def build(ctx: StepContext, deploy: Deploy) -> StepResult:
     if _elapsed(deploy) > timeout:
         what = f"build {current.number}" if current else "no build of the merge commit"
         return StepResult(Event.BUILD_TIMEOUT, f"{what} did not finish within {timeout}")
-    return StepResult(wait=ctx.poll)
+    typical = await ctx.typical(State.BUILDING, State.CANARYING)
+    return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
 
 
 # -- canaries -----------------------------------------------------------------------------------
 
-async def _each(items: dict[str, Any], fn: Callable[[str, Any], Awaitable[Any]]) -> dict[str, Any]:
-    """Run one call per process in parallel, keyed like the input."""
-    results = await asyncio.gather(*(fn(name, value) for name, value in items.items()))
-    return dict(zip(items, results, strict=True))
+def revision_tag(deploy: Deploy) -> str:
+    """The tag value that names the task definition revisions one deploy registers (with its image, so that
+    two installations sharing an AWS account never take each other's)."""
+    return f"{deploy.id}@{(deploy.image or '').rsplit(':', 1)[-1][:40]}"
 
 
 async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
@@ -153,14 +175,20 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
     targets = _targets(deploy)
     for process in deploy.processes:
         spec = ctx.config.processes[process]
-        target = targets.setdefault(process, {"service": spec.service, "canary": f"{spec.service}-canary"})
+        targets.setdefault(process, {"service": spec.service, "canary": f"{spec.service}-canary"})
+    unread = [targets[p]["service"] for p in deploy.processes if "old_td" not in targets[p]]
+    states = await ecs.describe_services(cluster, unread) if unread else {}
+    for process in deploy.processes:
+        spec, target = ctx.config.processes[process], targets[process]
         if "old_td" not in target:
-            state = await ecs.describe_service(cluster, spec.service)
+            state = states[spec.service]
             if state is None:
                 return StepResult(Event.CANARY_FAILED, f"service {spec.service} is not in cluster {cluster}")
             target["old_td"] = state.task_definition
         if "new_td" not in target:
-            target["new_td"] = await ecs.register_with_image(target["old_td"], spec.container, deploy.image or "")
+            # Found again rather than registered twice when a crash came between registering and saving.
+            target["new_td"] = await ecs.register_once(target["old_td"], spec.container, deploy.image or "",
+                                                       key=REVISION_TAG, value=revision_tag(deploy))
             await ctx.save(deploy, {"targets": targets},
                            record=Record("task_definition_registered", f"{process}: {target['new_td']}",
                                          {"task_definition": target["new_td"]}))
@@ -175,10 +203,9 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         target["canary_created"] = True
         await ctx.save(deploy, {"targets": targets},
                        record=Record("canary_created", target["canary"], {"task_definition": target["new_td"]}))
-    progress: dict[str, Progress] = await _each(
-        {p: targets[p] for p in deploy.processes},
-        lambda _p, t: ecs.canary_ready(cluster, t["canary"], t["new_td"], ctx.config.deploy.canary_tasks),
-    )
+    by_canary = await ecs.canaries_ready(cluster, {targets[p]["canary"]: targets[p]["new_td"]
+                                                   for p in deploy.processes}, ctx.config.deploy.canary_tasks)
+    progress = {p: by_canary[targets[p]["canary"]] for p in deploy.processes}
     failed = {p: pr for p, pr in progress.items() if pr.failed}
     if failed:
         process, why = next(iter(failed.items()))
@@ -235,7 +262,11 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
         if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
             return StepResult(Event.ROLLOUT_FAILED,
                               f"the rollout did not finish within {ctx.config.deploy.rollout_timeout}")
-        return StepResult(wait=ctx.poll)
+        if all(pr.running >= pr.desired for pr in progress.values()):
+            # Every new task runs: ECS says COMPLETED as soon as the old ones have drained.
+            return StepResult(wait=ctx.poll / SETTLING)
+        typical = await ctx.typical(State.ROLLING_OUT, State.AWAITING_CONFIRMATION)
+        return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
     for record in await service.pending_undo(ctx.sessions, deploy.id):
         if record.kind == "canary":
             await ecs.delete_service(record.data["cluster"], record.data["service"])

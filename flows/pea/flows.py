@@ -15,7 +15,7 @@ from flows.deploy.service import TRAIN
 from flows.errors import Refused, Why
 from flows.notices import Notice, PeaDeploying, PeaExtended, PeaReleased, PeaTakenOver
 from flows.outbox import Outbox
-from flows.outside import Outside
+from flows.outside import Outside, ask
 from flows.pea import service
 from flows.pea.machine import BUTTONS, PeaEvent, PeaState
 from flows.views import PeaView
@@ -166,7 +166,7 @@ class PeaFlows:
     async def _open_pr(self, name: str, number: int) -> PullRequest:
         repo = self.config.github.repo
         try:
-            pr = await self.outside.github.get_pr(number)
+            pr = await ask(lambda: self.outside.github.get_pr(number))
         except NotFound:
             raise Refused(Why.NO_SUCH_PR, field="pr", pr=number, repo=repo, pea=name) from None
         except OutsideError as exc:
@@ -180,14 +180,11 @@ class PeaFlows:
         return pr
 
     async def _build_of(self, name: str, pr: PullRequest) -> Build | None:
-        """The PR job's build of the head, if one exists yet; refused when it is red."""
+        """The PR job's build of the head, if one exists yet (if not, the pea waits for it); refused when red."""
         try:
-            build = await self.outside.jenkins.find_build(self.config.jenkins.pr_job, pr.head_sha)
+            build = await ask(lambda: self.outside.jenkins.find_build(self.config.jenkins.pr_job, pr.head_sha))
         except OutsideError as exc:
             raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
-        if build is None and self.config.jenkins.trigger == "webhook":
-            raise Refused(Why.PEA_NO_BUILD, field="pr", pea=name, pr=pr.number, sha=pr.head_sha,
-                          job=self.config.jenkins.pr_job)
         if build is not None and build.red:
             raise Refused(Why.PEA_BUILD_RED, field="pr", pea=name, pr=pr.number, sha=pr.head_sha, build=build.number,
                           result=build.result or "red", url=build.url)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.config import AppConfig, PeasConfig
 from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
-from flows.notices import Notice, PeaBuildFound, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
+from flows.notices import Notice, PeaBuildFound, PeaBuildRequested, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
 from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.pea import service
@@ -43,7 +43,8 @@ from storage.models import Pea
 
 log = logging.getLogger(__name__)
 
-POLL = timedelta(seconds=2)  # how often a waiting step looks again
+POLL = timedelta(seconds=5)  # how often a waiting step looks again (the engine passes `deploy.poll`)
+REVISION_TAG = "fatcontroller:pea"  # on each task definition revision a pea deploy registers
 CHECK_EVERY = timedelta(seconds=30)  # how often an up pea's pull request is looked at
 
 
@@ -102,11 +103,15 @@ async def _build(ctx: PeaContext, pea: Pea) -> Build | None:
     if pea.build_number is not None:
         return await jenkins.get_build(job, pea.build_number)
     build = await jenkins.find_build(job, sha)  # also finds one started before a crash lost its queue id
-    if build is None and ctx.config.jenkins.trigger == "api":
+    # Ours to start when the train starts builds itself, or when none started within `build_start_wait`
+    # (GitHub's webhook may be late, or Jenkins may have coalesced it away).
+    waited = utcnow() - (pea.state_entered_at or utcnow())
+    if build is None and (ctx.config.jenkins.trigger == "api" or waited > ctx.config.jenkins.build_start_wait):
         if pea.build_queue_id is None:
             queue_id = await jenkins.start_build(job, sha)
             await ctx.save(pea, {"build_queue_id": queue_id},
-                           record=Record("pea_build_requested", f"{job} for {_short(sha)}", {"queue_id": queue_id}))
+                           record=Record("pea_build_requested", f"{job} for {_short(sha)}", {"queue_id": queue_id}),
+                           notice=PeaBuildRequested(pea.name, TRAIN, pea.holder, job, sha))
         started = await jenkins.build_from_queue(pea.build_queue_id or 0)
         build = None if started is None else await jenkins.get_build(job, started[1])
     if build is not None:
@@ -126,8 +131,9 @@ async def _register(ctx: PeaContext, pea: Pea) -> Next | None:
         if state is None:
             return Next(PeaEvent.FAIL, f"service {name} is not in cluster {cluster}: create it (desired 0), "
                                        "then Redeploy")
-        arn = await ecs.register_with_image(state.task_definition, ctx.config.processes[process].container,
-                                            pea.image or "")
+        # Found again rather than registered twice when a crash came between registering and saving.
+        arn = await ecs.register_once(state.task_definition, ctx.config.processes[process].container,
+                                      pea.image or "", key=REVISION_TAG, value=f"{pea.name}@{pea.head_sha or ''}")
         await ctx.save(pea, {"task_definitions": {**pea.task_definitions, process: arn}},
                        record=Record("pea_task_definition_registered", f"{process}: {arn}", {"task_definition": arn}))
     return None

@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.config import AppConfig
 from flows.deploy.service import TRAIN
 from flows.errors import Superseded
-from flows.leased import LeasedWork, save_held
+from flows.leased import NOT_FAILING, Backoff, LeasedWork, failing, save_held
 from flows.notices import Notice, PeaFailed, PeaFree, PeaReleased, PeaReleaseRetrying, PeaUp
 from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.pea import service
 from flows.pea.machine import PeaEvent, PeaState
 from flows.pea.steps import CHECK_EVERY, POLL, STEPS, Next, PeaContext
-from integrations.outside import OutsideError
+from integrations.outside import OutsideError, TransientError
 from storage.clock import utcnow
 from storage.models import Pea
 
@@ -53,12 +53,13 @@ class PeaWorker:
     def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
                  outbox: Outbox, *, owner: str, lease_ttl: timedelta, poll: timedelta = POLL,
                  check_every: timedelta = CHECK_EVERY, retry_release: timedelta = RELEASE_RETRY,
-                 wake: Callable[[], None] | None = None) -> None:
+                 backoff: Backoff | None = None, wake: Callable[[], None] | None = None) -> None:
         self.config = config
         self.sessions = sessions
         self.outbox = outbox
         self.owner = owner
         self.retry_release = retry_release
+        self.backoff = backoff or Backoff()
         self.wake = wake or (lambda: None)
         self.context = PeaContext(config, outside, sessions, outbox, poll=poll, check_every=check_every)
         self.work = LeasedWork(Pea, sessions, owner=owner, lease_ttl=lease_ttl, advance=self.advance)
@@ -88,13 +89,30 @@ class PeaWorker:
                 result = await step(self.context, pea)
             except OutsideError as exc:
                 result = await self._outside_failed(pea, state, exc)
+            except Superseded:
+                raise
+            except Exception as exc:
+                # Logged once, with its traceback: a failed pea waits for its holder, so nothing runs it again.
+                log.exception("pea %s: its %s step failed unexpectedly", name, state.value)
+                reason = f"the {state.value} step failed unexpectedly: {type(exc).__name__}: {exc}"
+                result = Next(PeaEvent.FAIL, reason) if state.held else Next(wait=self.retry_release)
             await self._settle(pea, result)
         except Superseded:
             log.info("pea %s changed while its %s step ran; looking again", name, state.value)
             self.wake()
 
     async def _outside_failed(self, pea: Pea, state: PeaState, exc: OutsideError) -> Next:
-        """A deploy fails naming the system and why; a release keeps trying (nobody holds the pea)."""
+        """A transient failure is tried again later through the schedule, for a while; then (or at once for
+        one that cannot pass) a deploy fails naming the system and why, and a release keeps trying (nobody
+        holds the pea)."""
+        now = utcnow()
+        if isinstance(exc, TransientError) and state is not PeaState.RELEASING:
+            failed = failing(pea.retry_since, pea.retry_attempts, exc, self.backoff, now)
+            if not failed.exhausted:
+                log.log(logging.WARNING if pea.retry_since is None else logging.INFO,
+                        "pea %s: %s in %s; trying again", pea.name, exc, state.value)
+                return Next(values=failed.values)
+            return Next(PeaEvent.FAIL, failed.reason, system=exc.system)
         log.warning("pea %s: %s in %s", pea.name, exc, state.value)
         if state is not PeaState.RELEASING:
             return Next(PeaEvent.FAIL, str(exc), system=exc.system)
@@ -106,11 +124,14 @@ class PeaWorker:
 
     async def _settle(self, pea: Pea, result: Next) -> None:
         if result.event is None:
+            if result.values:  # trying again later: the values say when
+                await save_held(self.sessions, self.outbox, pea, result.values)
+                return
             due = None if result.wait is None else utcnow() + result.wait
-            if due != pea.due_at:
-                await save_held(self.sessions, self.outbox, pea, {"due_at": due})
+            if due != pea.due_at or pea.retry_since is not None:
+                await save_held(self.sessions, self.outbox, pea, {"due_at": due, **NOT_FAILING})
             return
-        values = dict(result.values)
+        values = {**NOT_FAILING, **result.values}
         if result.event is PeaEvent.FAIL:
             values["failure_reason"] = result.reason
         await service.apply(self.sessions, self.outbox, pea, result.event, reason=result.reason, values=values,

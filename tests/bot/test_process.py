@@ -66,7 +66,7 @@ async def test_sigterm_stops_the_bot_cleanly(sandbox: Sandbox, tmp_path: Path) -
     assert (tmp_path / "bot.db").exists()  # the schema was created on the empty database
 
 
-async def test_healthz_and_metrics_report_slack_the_train_acks_and_outside_errors(
+async def test_healthz_readyz_and_metrics_report_the_loop_slack_the_train_acks_and_outside_errors(
         sandbox: Sandbox, tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -82,9 +82,11 @@ async def test_healthz_and_metrics_report_slack_the_train_acks_and_outside_error
         await sandbox.slack.wait_for(lambda: sandbox.slack.ephemerals("U0ALICE"), what="the answer")
 
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
-                assert health.status == 200
-                assert await health.json() == {"ok": True, "slack": True, "database": True}
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as live:
+                assert live.status == 200 and (await live.json())["ok"] is True
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                assert ready.status == 200
+                assert await ready.json() == {"ok": True, "slack": True, "database": True}
             async with http.get(f"http://127.0.0.1:{port}/metrics") as scraped:
                 metrics = await scraped.text()
     finally:

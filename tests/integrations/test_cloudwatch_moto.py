@@ -14,7 +14,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from integrations.cloudwatch import CloudWatch
-from integrations.outside import RetryPolicy
+from integrations.outside import CallPolicy
 
 METRIC = {"Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count", "Statistic": "Sum",
           "Period": 60, "EvaluationPeriods": 1, "Threshold": 5.0, "ComparisonOperator": "GreaterThanThreshold"}
@@ -37,7 +37,7 @@ def moto(moto_url: str, aws_credentials: None) -> str:
 
 def facade(url: str) -> CloudWatch:
     return CloudWatch(region="eu-west-1", endpoint_url=url,
-                      policy=RetryPolicy(deadline=5.0, base_delay=0.01, max_delay=0.05, call_timeout=10.0))
+                      policy=CallPolicy(timeout=10.0))
 
 
 async def test_alarm_states_on_moto(moto: str) -> None:

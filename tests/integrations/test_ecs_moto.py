@@ -16,7 +16,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from integrations.ecs import CANARY_TAG, Ecs
-from integrations.outside import RetryPolicy
+from integrations.outside import CallPolicy
 from tests.fixtures.aws import FARGATE, ROLES, SIDECAR_IMAGE, web_containers
 
 REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"
@@ -60,7 +60,7 @@ def moto(moto_url: str, aws_credentials: None) -> MotoAccount:
                        launchType="FARGATE", networkConfiguration=network,
                        loadBalancers=[{"targetGroupArn": TARGET_GROUP, "containerName": "app", "containerPort": 8080}],
                        tags=[{"key": "team", "value": "checkout"}])
-    policy = RetryPolicy(deadline=5.0, base_delay=0.01, max_delay=0.05, call_timeout=10.0)
+    policy = CallPolicy(timeout=10.0)
     facade = Ecs(region="eu-west-1", endpoint_url=moto_url, policy=policy, timeout=10.0)
     return MotoAccount(moto_url, ecs, facade, task_definition, network)
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from integrations.jenkins import Jenkins
-from integrations.outside import NotFound, PermanentError, RetriesExhausted, RetryPolicy
+from integrations.outside import NotFound, PermanentError, TransientError
 from sandbox.jenkins import JenkinsEmulator
 from tests.fixtures.jenkins import JENKINS_TOKEN, JENKINS_USER, RecordingRegistry, eventually, finished_build
 
@@ -234,52 +234,54 @@ async def test_an_unknown_job_build_or_queue_item_is_not_found(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_server_errors_on_reads_are_retried(
+async def test_server_errors_on_reads_are_transient_after_one_attempt(
     jenkins: Jenkins, jenkins_emulator: JenkinsEmulator, status: int
 ) -> None:
     number = jenkins_emulator.start_build("app-master", sha(32))
-    jenkins_emulator.faults.fail_next(2, match=r"^GET /job/app-master/", status=status)
+    jenkins_emulator.faults.fail_next(1, match=r"^GET /job/app-master/", status=status)
+
+    with pytest.raises(TransientError):
+        await jenkins.find_build("app-master", sha(32))
+    assert jenkins_emulator.faults.injected == 1
 
     build = await jenkins.find_build("app-master", sha(32))
-
-    assert build.number == number
-    assert jenkins_emulator.faults.injected == 2
+    assert build is not None and build.number == number
 
 
-async def test_server_errors_on_starting_a_build_are_retried_without_starting_it_twice(
+async def test_a_server_error_on_starting_a_build_is_transient_and_the_build_is_found_afterwards(
     jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
 ) -> None:
-    jenkins_emulator.faults.fail_next(2, match=r"^POST /job/app-master/buildWithParameters$", status=503)
+    """Jenkins may have queued the build before failing its answer: the caller looks before starting again."""
+    jenkins_emulator.faults.fail_next(1, match=r"^POST /job/app-master/buildWithParameters$", status=503)
 
+    with pytest.raises(TransientError):
+        await jenkins.start_build("app-master", sha(33))
     queue_id = await jenkins.start_build("app-master", sha(33))
     await started(jenkins, queue_id)
 
-    assert jenkins_emulator.faults.injected == 2
     assert jenkins_emulator.build_count("app-master", sha(33)) == 1
 
 
-async def test_a_dropped_connection_is_retried(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
+async def test_a_dropped_connection_is_transient(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
     number = jenkins_emulator.start_build("app-master", sha(34))
     jenkins_emulator.faults.fail_next(1, match=r"^GET /job/app-master/", drop=True)
 
+    with pytest.raises(TransientError):
+        await jenkins.get_build("app-master", number)
     assert (await jenkins.get_build("app-master", number)).sha == sha(34)
-    assert jenkins_emulator.faults.injected == 1
 
 
-async def test_unreachable_jenkins_exhausts_the_retries_without_quoting_the_token(
-    fast_retry: RetryPolicy,
-) -> None:
+async def test_unreachable_jenkins_is_transient_at_once_without_quoting_the_token() -> None:
     gone = JenkinsEmulator().start()
     url = gone.url
     gone.stop()
-    facade = Jenkins(url, JENKINS_USER, JENKINS_TOKEN, policy=fast_retry, timeout=1.0)
+    facade = Jenkins(url, JENKINS_USER, JENKINS_TOKEN, timeout=1.0)
 
     began = time.monotonic()
-    with pytest.raises(RetriesExhausted) as caught:
+    with pytest.raises(TransientError) as caught:
         await facade.find_build("app-master", sha(35))
 
-    assert time.monotonic() - began < fast_retry.deadline + 1.5
-    assert caught.value.attempts > 1
+    assert time.monotonic() - began < 1.5
     assert JENKINS_TOKEN not in str(caught.value)
 
 

@@ -42,7 +42,7 @@ def _reverts(sandbox: Sandbox) -> int:
 
 @dataclass(frozen=True)
 class Crash:
-    state: str  # the flowchart state the process dies in
+    state: str  # the flowchart state the process dies in (or, for "registering", the moment within canarying)
     system: str | None  # the emulator that holds its answer (None: killed while waiting)
     match: str
     landed: Callable[[ProcessWorld, dict[str, str]], Any]  # the outside action has happened
@@ -53,6 +53,8 @@ class Crash:
 CRASHES = [
     Crash("merging", "github", r"^PUT .*/merge$", lambda w, _: w.sandbox.github.writes["merges"] == 1),
     Crash("building", None, "", lambda w, _: _state_is(w, "building")),
+    Crash("registering", "aws", "ecs:RegisterTaskDefinition",
+          lambda w, _: w.sandbox.aws.calls.count("ecs:RegisterTaskDefinition") >= 1),
     Crash("canarying", "aws", "ecs:CreateService",
           lambda w, _: any(_service(w.sandbox, "production", f"{s}-canary") for s in SERVICES)),
     Crash("rolling_out", "aws", "ecs:UpdateService",
@@ -109,6 +111,8 @@ async def test_a_killed_process_is_replaced_and_the_deploy_ends_as_it_would_have
     assert deploy.state == expected, deploy.outcome_reason
     assert sandbox.github.writes["merges"] == 1
     assert _reverts(sandbox) == (0 if crash.plan == "complete" else 1)
+    # One task definition revision per process, however the crash fell (found again by its deploy's tag).
+    assert sandbox.aws.calls.count("ecs:RegisterTaskDefinition") == len(SERVICES)
     for service in SERVICES:
         canary = _service(sandbox, "production", f"{service}-canary")
         assert canary is None or canary["status"] in ("DRAINING", "INACTIVE"), canary

@@ -5,10 +5,17 @@ with one merge and every service on the new image, and people are still answered
 
 from __future__ import annotations
 
-from sandbox.server import Fault
-from tests.fixtures.bot import BotWorld
+import time
+from pathlib import Path
 
-ALICE = "U0ALICE"
+from flows.deploy.machine import Event
+from sandbox.server import Fault
+from sandbox.world import Sandbox
+from tests.fixtures.bot import BotWorld, start_world
+from tests.fixtures.peas import PEAS
+from tests.fixtures.world import eventually
+
+ALICE, BOB = "U0ALICE", "U0BOB"
 JENKINS_API = r"^GET .*/api/json"
 
 
@@ -46,3 +53,46 @@ async def test_a_deploy_completes_through_every_kind_of_fault(world: BotWorld) -
     assert slack.connection_count >= 3  # reconnected after the drop and after the disconnect
     for system in ("github", "jenkins", "aws", "slack"):
         assert getattr(sandbox, system).faults.injected > 0, f"no fault reached {system}"
+
+
+async def test_github_failing_for_a_minute_during_a_rollback_holds_up_no_pea_and_no_answer(
+        pea_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The rollback's revert is retried through the schedule: nothing waits for it but the deploy itself."""
+    peas = {"cluster": "peas", "names": list(PEAS), "url": "https://{pea}.dev.acme.com", "lease": "1h"}
+    bot, config = await start_world(pea_sandbox, tmp_path, peas=peas)
+    world = BotWorld(bot, pea_sandbox, config)
+    slack, github = world.slack, pea_sandbox.github
+    try:
+        pr = world.new_pr("Rolled back through an outage")
+        pea_pr = world.new_pr("Preview meanwhile")
+        await slack.command(ALICE, "/deploy", str(pr))
+        deploy = await world.reaches(pr, "canary_check", within=30)
+        await slack.wait_for(lambda: pea_sandbox.jenkins.build_count("app-pr", github.pr_head(pea_pr)),
+                             what="the preview's build")
+        outage = time.monotonic()
+        github.faults.add(Fault(match="/git/", status=500))  # the revert's calls: refs, commits, trees
+        await bot.deploys.act(deploy.id, "canary_check", Event.ROLL_BACK, ALICE)
+
+        began = time.monotonic()
+        answer = await (await slack.command(ALICE, "/pea", f"deploy sweet-pea {pea_pr}")).ephemeral(timeout=3)
+        assert "Deploying" in answer.text, answer.text
+        for command, text in (("/deploy", "queue"), ("/pea", "")):
+            asked = time.monotonic()
+            await (await slack.command(BOB, command, text)).ephemeral(timeout=3)
+            assert time.monotonic() - asked < 3
+        await slack.wait_for(lambda: any("is up at https://sweet-pea.dev.acme.com" in m.render()
+                                         for m in slack.dms(ALICE)), 30, what="the pea up while GitHub fails")
+        assert time.monotonic() - began < 30
+        rolling = await world.deploy_of(pr)
+        assert rolling.state == "rolling_back" and not rolling.needs_attention
+
+        await eventually(lambda: _after(outage, 60), within=70, what="a minute of GitHub failing")
+        github.faults.clear()
+        done = await world.reaches(pr, "rolled_back", within=60)
+        assert done.revert_sha
+    finally:
+        await bot.stop()
+
+
+async def _after(since: float, seconds: float) -> bool:
+    return time.monotonic() - since >= seconds

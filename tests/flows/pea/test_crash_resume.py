@@ -70,3 +70,35 @@ async def test_a_pea_deploy_interrupted_by_a_crash_is_finished_by_another_worker
         assert len(revisions(pool, f"pea-sweet-pea-{process}")) == 2  # the seed's and one of ours: not two
     await pool.runs("sweet-pea", sandbox.image(sha))
     await pool.told(PeaUp, "sweet-pea")
+
+
+async def test_a_crash_between_registering_a_task_definition_and_recording_it_registers_no_second_one(
+        make_pool: Callable[..., Pool], tmp_path: Path) -> None:
+    pool = make_pool()
+    sandbox = pool.sandbox
+    pr, sha = await pool.ready_pr("Registered once")
+    config = write_config(pool.config, tmp_path / "app.yaml")
+    # AWS registers the revision and holds its answer: the worker dies before it can record it.
+    sandbox.aws.faults.hold_after(5, match="ecs:RegisterTaskDefinition")
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fixtures.pea_process", str(config), pool.database.url, "doomed",
+        str(LEASE_SECONDS), cwd=ROOT, env={**sandbox.env(), "PATH": "/usr/bin:/bin"})
+    try:
+        await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
+
+        async def registered() -> bool:
+            return sandbox.aws.calls.count("ecs:RegisterTaskDefinition") >= 1
+
+        await eventually(registered, within=30, what="the first revision registered")
+    finally:
+        doomed.kill()
+        await doomed.wait()
+    assert (await pool.pea("sweet-pea")).task_definitions == {}  # the dead worker recorded nothing
+
+    pool.run(pool.worker("survivor"))
+    up = await pool.reaches("sweet-pea", "up", within=30)
+
+    assert set(up.task_definitions) == set(PROCESSES) and up.head_sha == sha
+    for process in PROCESSES:
+        assert len(revisions(pool, f"pea-sweet-pea-{process}")) == 2  # the seed's and one of ours: not two
+    await pool.runs("sweet-pea", sandbox.image(sha))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flows.leased import Backoff
 from flows.notices import PeaFailed, PeaReleaseRetrying
-from integrations.outside import RetryPolicy
 from tests.fixtures.peas import MANUAL_JOB, PROCESSES, Pool
 from tests.fixtures.world import REQUESTER, eventually
 
@@ -80,8 +80,8 @@ async def test_services_that_never_become_stable_fail_the_pea_after_the_rollout_
 
 
 async def test_aws_failing_past_its_retries_fails_the_pea_naming_aws(make_pool: Callable[..., Pool],
-                                                                      fast_retry: RetryPolicy) -> None:
-    pool = make_pool(policy=fast_retry)
+                                                                      quick_give_up: Backoff) -> None:
+    pool = make_pool(backoff=quick_give_up)
     pool.run()
     pr, sha = await pool.ready_pr()
     outage = pool.sandbox.aws.server_error(10_000, match="RegisterTaskDefinition")
@@ -101,8 +101,8 @@ async def test_aws_failing_past_its_retries_fails_the_pea_naming_aws(make_pool: 
 
 
 async def test_a_release_that_aws_refuses_keeps_trying_and_says_so(make_pool: Callable[..., Pool],
-                                                                   fast_retry: RetryPolicy) -> None:
-    pool = make_pool(policy=fast_retry)
+                                                                   quick_give_up: Backoff) -> None:
+    pool = make_pool(backoff=quick_give_up)
     pool.run()
     pr, _ = await pool.ready_pr()
     await pool.flows.deploy(REQUESTER, "sweet-pea", pr)

@@ -138,15 +138,6 @@ async def test_a_pull_request_from_a_fork_is_refused(held: Pool) -> None:
         await held.flows.deploy(REQUESTER, "chick-pea", fork)
 
 
-async def test_a_pull_request_with_no_build_is_refused_when_github_starts_the_builds(
-        make_pool: Callable[..., Pool]) -> None:
-    pool = make_pool(jenkins={"pr_job": MANUAL_JOB, "trigger": "webhook"})
-    pr = pool.new_pr("Never built")
-    sha = pool.sandbox.github.pr_head(pr)
-    async with refused(pool, Why.PEA_NO_BUILD, f"no build of #{pr}'s head {sha[:12]}", MANUAL_JOB, "try again"):
-        await pool.flows.deploy(REQUESTER, "sweet-pea", pr)
-
-
 async def test_a_pull_request_whose_build_is_red_is_refused(make_pool: Callable[..., Pool]) -> None:
     pool = make_pool(jenkins={"pr_job": MANUAL_JOB})
     pr = pool.new_pr("Broken")
