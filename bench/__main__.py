@@ -85,13 +85,15 @@ def waiting_rows(w: dict[str, Any]) -> list[str]:
         rows.append(_maybe(f"6. Jenkins calls per minute of build waiting (60 s build, no history, {poll})",
                            f"{b['per_minute']:.1f}/min ({b['jenkins_calls']} in {b['seconds']:.0f} s)", "(reported)",
                            None))
-        rows.append(_maybe("6. Jenkins calls of a deploy with a 10-minute build, no history (linear from it)",
+        rows.append(_maybe("6. Jenkins calls of a deploy with a 10-minute build, no history (the product's schedule "
+                           "from it)",
                            f"{b['projection_10min']:.0f}", f"≤ {targets['jenkins_10min']}",
                            b["projection_10min"] <= targets["jenkins_10min"]))
         rows.append(_maybe(f"6. ECS calls per minute of rollout waiting ({r['seconds']:.0f} s rollout, {poll})",
                            f"{r['per_minute']:.1f}/min ({r['ecs_calls']}; CloudWatch {r['cloudwatch_calls']})",
                            "(reported)", None))
-        rows.append(_maybe("6. ECS calls of a deploy with a 10-minute rollout (linear from it)",
+        rows.append(_maybe("6. ECS calls of a deploy with a 10-minute rollout, no history (the product's schedule "
+                           "from it)",
                            f"{r['projection_10min']:.0f} (CloudWatch {r['deploy_cloudwatch_calls']})",
                            f"≤ {targets['ecs_10min']}", r["projection_10min"] <= targets["ecs_10min"]))
     why = _missing(scaled)
@@ -129,7 +131,7 @@ def _comparison_rows(w: dict[str, Any]) -> list[str]:
         fc = cost["fc_rollout"]
         rows.append(_maybe(f"7. Fat Controller rolling app-web (with app-worker, read in the same call; poll "
                            f"{cost['poll']:g} s): ECS calls, Proceed → Rolled out / per minute rolling / a 10-minute "
-                           "rollout (linear)",
+                           "rollout (the product's schedule)",
                            f"{fc['ecs_calls']} / {fc['per_minute']:.1f} / {fc['projection_10min']:.0f}", "(reported)",
                            None))
         if fc["completed_to_notice"] is not None:

@@ -13,11 +13,12 @@ each Slack message was posted or edited.
   tasks at the default `batch_percent` 25 take 9 steps, app-worker's 2 take 3; the canaries 2-3 steps). Jenkins
   calls per minute of build waiting (build start → build end in Jenkins), ECS calls (`ecs:` operations only;
   CloudWatch and the rest apart) per minute of rollout waiting (first `UpdateService` → the last service
-  COMPLETED), and the linear projection to a 10-minute build and a 10-minute rollout: the deploy's calls plus
-  the looks (the reads a waiting step repeats: Jenkins' build JSON, ECS' Describe and List) its window would
-  have made over the rest of the 10 minutes at the rate it made them; the actions (UpdateService, the
-  canaries' calls...) counted once. Without a history the product looks every `deploy.poll` throughout, so for
-  such a train the linear projection is what a 10-minute wait costs.
+  COMPLETED), and the projection to a 10-minute build and a 10-minute rollout: the deploy's calls plus the
+  looks (the reads a waiting step repeats: Jenkins' build JSON, ECS' Describe and List) its window would have
+  made over the rest of the 10 minutes, by the product's own schedule without a history
+  (`flows.waiting.next_look`: every `deploy.poll` at first, then a sixth of the time waited so far, at most
+  30 s), each look costing what a look cost in the measured minute; the actions (UpdateService, the canaries'
+  calls...) counted once. The measured minute checks the schedule: its looks are the schedule's.
 - **10 minutes at 1:10** (a train with a history): the product looks more often when a build should be about to
   end (near the median of the train's recent builds) and in halving steps before that, so its cost does not
   grow linearly with the wait. This train plays a 10-minute build and a 10-minute rollout ten times faster: the
@@ -66,6 +67,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -76,6 +78,7 @@ from pydantic import ValidationError
 from bench.common import config_for, free_port, people, quiet, spread, start_bot_on, write_json
 from bot.app import Bot
 from flows.config import AppConfig
+from flows.waiting import next_look
 from integrations.ecs import max_percent
 from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
@@ -298,6 +301,24 @@ def project(deploy_calls: int, looks: list[float], seconds: float, target: float
     return deploy_calls + (target - seconds) * rate
 
 
+def scheduled_looks(seconds: float, poll: float) -> int:
+    """How many times the product's schedule without a history looks during a wait of `seconds`."""
+    elapsed, count = 0.0, 0
+    while elapsed < seconds:
+        count += 1
+        elapsed += next_look(timedelta(seconds=elapsed), None, timedelta(seconds=poll)).total_seconds()
+    return count
+
+
+def project_scheduled(deploy_calls: int, looks: list[float], seconds: float, target: float, poll: float) -> float:
+    """The deploy's calls if its waiting window (`seconds` long, its look calls at `looks`) had lasted `target`
+    seconds, looking as the product's schedule without a history does, each look as costly as the measured
+    ones; the rest (the actions, the calls outside the window) counted as made."""
+    measured = scheduled_looks(seconds, poll)
+    per_look = len(looks) / measured if measured else 0.0
+    return deploy_calls + (scheduled_looks(target, poll) - measured) * per_look
+
+
 def looks_in(log_: Iterable[tuple[float, str]], start: float, end: float) -> list[float]:
     """When the waiting step looked (see `is_look`) in [start, end)."""
     return [at for at, op in list(log_) if start <= at < end and is_look(op)]
@@ -317,14 +338,14 @@ async def cost_train() -> dict[str, Any]:
         run = await run_deploy(train, BUILD_SECONDS, roll_back=False)
         await train.stop_bot()  # from here on, every call the AWS emulator gets is ecs-deploy's
         figures = {"poll": train.poll, "poll_knob": train.poll_knob, "state": run["state"],
-                   **analyse_cost(sandbox, run)}
+                   **analyse_cost(sandbox, run, train.poll)}
         figures["ecs_deploy"] = await ecs_deploy(sandbox)
         return figures
     finally:
         await train.close()
 
 
-def analyse_cost(sandbox: Sandbox, run: dict[str, Any]) -> dict[str, Any]:
+def analyse_cost(sandbox: Sandbox, run: dict[str, Any], poll: float) -> dict[str, Any]:
     start, end = build_window(sandbox, run["merge_sha"])
     requested, ended, proceeded = run["requested"], run["ended"], run["proceeded"]
     aws = list(sandbox.aws.received)
@@ -348,20 +369,22 @@ def analyse_cost(sandbox: Sandbox, run: dict[str, Any]) -> dict[str, Any]:
                   "notice_passed": None if passed is None else passed - end,
                   "looks": [round(at - start, 2) for at, op in list(sandbox.jenkins.received)
                             if start <= at < end + 10 and is_look(op)],
-                  "projection_10min": project(len(all_jenkins), looks_in(sandbox.jenkins.received, start, end),
-                                              end - start, 600)},
+                  "projection_10min": project_scheduled(len(all_jenkins),
+                                                        looks_in(sandbox.jenkins.received, start, end), end - start,
+                                                        600, poll)},
         "rollout": {"seconds": done - update, "ecs_calls": rollout["ecs"], "per_minute": rollout_rate,
                     "cloudwatch_calls": rollout["cloudwatch"], "other_aws_calls": rollout["other"],
                     "deploy_ecs_calls": whole["ecs"], "deploy_cloudwatch_calls": whole["cloudwatch"],
                     "deploy_other_aws_calls": whole["other"],
                     "canary_seconds": up - end,
                     "by_operation": ecs_by_operation(sandbox, requested, ended),
-                    "projection_10min": project(whole["ecs"], looks_in(sandbox.aws.received, update, done),
-                                                done - update, 600)},
+                    "projection_10min": project_scheduled(whole["ecs"], looks_in(sandbox.aws.received, update, done),
+                                                          done - update, 600, poll)},
         # Fat Controller's rollout of both services, read together: Proceed → the thread says "Rolled out"
         "fc_rollout": {"ecs_calls": aws_calls(sandbox, proceeded, fc_rollout_end)["ecs"],
-                       "projection_10min": project(aws_calls(sandbox, proceeded, fc_rollout_end)["ecs"],
-                                                   looks_in(sandbox.aws.received, update, done), done - update, 600),
+                       "projection_10min": project_scheduled(aws_calls(sandbox, proceeded, fc_rollout_end)["ecs"],
+                                                             looks_in(sandbox.aws.received, update, done),
+                                                             done - update, 600, poll),
                        "by_operation": ecs_by_operation(sandbox, proceeded, fc_rollout_end),
                        "per_minute": rollout_rate, "seconds": done - update,
                        "completed_to_notice": None if rolled_out is None else rolled_out - done,
@@ -583,13 +606,14 @@ def report(figures: dict[str, Any]) -> str:
         lines += [
             f"cost (real durations, no history; poll {cost['poll']:g}s, {knob}); ended {cost['state']}",
             f"  build {b['seconds']:.1f}s: {b['jenkins_calls']} Jenkins calls = {b['per_minute']:.1f}/min; the "
-            f"deploy {b['deploy_jenkins_calls']}; 10-minute build, linear: {b['projection_10min']:.0f}; "
+            f"deploy {b['deploy_jenkins_calls']}; 10-minute build, by the schedule: {b['projection_10min']:.0f}; "
             f"build → passed {_f(b['notice_passed'])}",
             "    " + ", ".join(f"{op} {n}" for op, n in b["by_operation"].items()),
             f"  rollout {r['seconds']:.1f}s: {r['ecs_calls']} ECS calls = {r['per_minute']:.1f}/min (CloudWatch "
             f"{r['cloudwatch_calls']}, other AWS {r['other_aws_calls']}); the deploy {r['deploy_ecs_calls']} ECS "
             f"(CloudWatch {r['deploy_cloudwatch_calls']}, other {r['deploy_other_aws_calls']}), canaries up "
-            f"{r['canary_seconds']:.1f}s after the build; 10-minute rollout, linear: {r['projection_10min']:.0f}",
+            f"{r['canary_seconds']:.1f}s after the build; 10-minute rollout, by the schedule: "
+            f"{r['projection_10min']:.0f}",
             "    " + ", ".join(f"{op} {n}" for op, n in r["by_operation"].items()),
         ]
         lines.append(f"  Fat Controller rolling {', '.join(SERVICES)} ({COMPARED} {fc['web_seconds']:.1f}s): "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows.config import AppConfig, ConfigError, Settings, load_config
+from flows.config import AppConfig, ConfigError, Settings, format_duration, load_config
 
 if TYPE_CHECKING:  # flows.doctor loads every client's library: only `doctor` needs it
     from flows.doctor import Report
@@ -107,8 +107,12 @@ def _summary(config: AppConfig) -> str:
         *(f"  {name} → {p.service} (container {p.container})" for name, p in config.processes.items()),
     ]
     if config.peas and config.peas.names:
-        lines.append(f"peas on {config.peas.cluster}: {', '.join(config.peas.names)} (lease {config.peas.lease})")
+        lines.append(f"peas on {config.peas.cluster}: {', '.join(config.peas.names)} "
+                     f"(lease {format_duration(config.peas.lease)})")
     lines.append(f"slack channel: {config.slack.channel}")
+    # Slack sends the app only the commands its manifest declares: the names here must be those.
+    commands = config.slack.commands
+    lines.append(f"slack commands: {commands.deploy}, {commands.pea} (as in the manifest's slash_commands)")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.messages import PeaMessage, pea_message
 from bot.store import MessageStore
-from bot.text import context, escape, section, shorten, user
+from bot.text import context, deploy_ref, escape, section, shorten, user
 from flows.config import AppConfig
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import State
@@ -195,9 +195,11 @@ class SlackSink:
         entry = train = None
         if deploy.state is State.QUEUED:
             queue = await self._queue_view()
+            if queue.entry(deploy.id) is None:  # queued after that read: it has no place in it yet
+                queue = await self._queue_view(fresh=True)
             entry, train = queue.entry(deploy.id), queue.train
             self._queue_lines[deploy.id] = cards.queue_line(entry, train)
-        return cards.card_blocks(deploy, entry=entry, train=train), cards.fallback_text(deploy)
+        return cards.card_blocks(deploy, entry=entry, train=train), cards.fallback_text(cards.shown(deploy, entry))
 
     async def _post_card(self, deploy: DeployView) -> tuple[str, str] | None:
         blocks, text = await self._card(deploy)
@@ -233,7 +235,9 @@ class SlackSink:
             self.metrics.step_ended(notice.source.value, entered, left)
 
     async def _send_dm(self, deploy: DeployView, dm: DirectMessage) -> None:
-        blocks = [section(dm.text), context(f"Deploy {deploy.id} · its card is in <#{self.config.slack.channel}>")]
+        where = (f"{deploy_ref(deploy.id, deploy.pr_number).capitalize()} · its card is in "
+                 f"<#{self.config.slack.channel}>")
+        blocks = [section(dm.text), context(where)]
         buttons = None
         if dm.offered is not None:
             if deploy.state is dm.offered and deploy.needs_attention == dm.needs_attention:

@@ -93,15 +93,16 @@ class HomePublisher:
             log.exception("home: cannot publish for %s", user_id)
 
     async def render(self, user_id: str, queue: QueueView) -> list[dict[str, Any]]:
-        train = queue.train
+        train, commands = queue.train, self.deploys.config.slack.commands
+        deploy_command, pea_command = commands.deploy, commands.pea
         blocks: list[dict[str, Any]] = [{"type": "header", "text": plain("Deploy train", 150)}]
         if train.frozen:
             blocks.append(section(f":snowflake: *Frozen* by {user(train.frozen_by)} since {when(train.frozen_at)}: "
                                   f"{escape(train.frozen_reason)}\nQueued deploys wait until an admin runs "
-                                  "`/deploy unfreeze`."))
+                                  f"`{deploy_command} unfreeze`."))
         else:
-            blocks.append(section(":large_green_circle: *Running*. `/deploy <pr>` joins the queue, "
-                                  "`/deploy` opens the form, `/deploy help` says the rest."))
+            blocks.append(section(f":large_green_circle: *Running*. `{deploy_command} <pr>` joins the queue, "
+                                  f"`{deploy_command}` opens the form, `{deploy_command} help` says the rest."))
 
         blocks += [{"type": "divider"}, section("*In flight*")]
         deploy = queue.in_flight
@@ -117,7 +118,7 @@ class HomePublisher:
                      f"{cards.title(e.deploy)} · {user(e.deploy.requester)} · starts {eta(e.eta)}"
                      for e in queued[:QUEUE_SHOWN]]
             if len(queued) > QUEUE_SHOWN:
-                lines.append(f"…and {len(queued) - QUEUE_SHOWN} more: `/deploy queue` lists them all.")
+                lines.append(f"…and {len(queued) - QUEUE_SHOWN} more: `{deploy_command} queue` lists them all.")
             blocks.append(section("\n".join(lines)))
             mine = [e for e in queued if self.deploys.may_act(user_id, e.deploy)][:OWN_BUTTONS_SHOWN]
             for entry in mine:
@@ -131,7 +132,7 @@ class HomePublisher:
             peas = await self.peas.peas_of(user_id)
             blocks += [{"type": "divider"}, section("*Your peas*")]
             blocks += [block for view in peas for block in pea_blocks(view)] or [
-                context("You hold no pea. `/pea` lists them; `/pea deploy <pea> <pr>` claims one.")]
+                context(f"You hold no pea. `{pea_command}` lists them; `{pea_command} deploy <pea> <pr>` claims one.")]
 
         recent = await self.deploys.history(limit=RECENT_SHOWN, requester=user_id)
         blocks += [{"type": "divider"}, section("*Your recent deploys*")]

@@ -30,24 +30,23 @@ from bot.pea.cards import ACTIONS as PEA_ACTIONS
 from bot.refusals import word
 from bot.surface import Surface, tell
 from bot.text import shorten
+from flows.config import CommandsConfig
 from flows.deploy.machine import BUTTON_EVENTS, Event
 from flows.errors import Refused
 from flows.pea.machine import BUTTONS as PEA_BUTTONS
-from flows.views import PeaView, QueueEntry
+from flows.views import PeaView, Placed
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_FORM = "That form is not one this app knows: open it again with `/deploy` or `/pea`. Nothing was changed."
 NOT_VALID = "That button is not valid any more: use the buttons on the deploy's latest message or card."
-PEA_NOT_VALID = "That button is not valid any more: `/pea` shows the peas."
 SUBMIT_BUDGET = 2.0  # seconds to check against GitHub and Jenkins before a form's ack (Slack allows 3)
 _ERROR_LENGTH = 250
 
 Listener = Callable[..., Awaitable[None]]
 
 
-def refused(exc: Refused) -> str:
-    return f"{word(exc)}\nNothing was changed."
+def refused(exc: Refused, commands: CommandsConfig) -> str:
+    return f"{word(exc, commands)}\nNothing was changed."
 
 
 def register(app: AsyncApp, surface: Surface) -> None:
@@ -62,7 +61,7 @@ def register(app: AsyncApp, surface: Surface) -> None:
         app.action(PEA_ACTIONS[label])(_pea_button(surface, label))
     _picker(app, surface)
     _home(app, surface)
-    _fallbacks(app)
+    _fallbacks(app, surface.commands)
 
 
 # -- the train ------------------------------------------------------------------------------------
@@ -82,22 +81,22 @@ def _deploy_command(app: AsyncApp, surface: Surface) -> None:
             if isinstance(parsed, Subcommand):
                 answer = await deploy_answers.run_subcommand(surface.deploys, surface.config, parsed, user_id)
             else:
-                entry = await surface.deploys.request(deploy_answers.deploy_request(parsed, user_id))
-                answer = deploy_answers.queued_text(entry, surface.config.slack.channel)
+                placed = await surface.deploys.request(deploy_answers.deploy_request(parsed, user_id))
+                answer = deploy_answers.queued_text(placed, surface.config.slack.channel)
         except BadInput as exc:
             answer = f"{exc}\nNothing was changed. `{surface.commands.deploy} help` lists what you can type."
         except Refused as exc:
-            answer = refused(exc)
+            answer = refused(exc, surface.commands)
         await tell(client, user_id, answer, respond=respond)
 
 
 def _deploy_form(app: AsyncApp, surface: Surface) -> None:
-    async def answer_later(user_id: str, channel: str | None, request: asyncio.Future[QueueEntry]) -> None:
+    async def answer_later(user_id: str, channel: str | None, request: asyncio.Future[Placed]) -> None:
         """The form closed before GitHub answered: say how the request went, ephemerally."""
         try:
             text = deploy_answers.queued_text(await request, surface.config.slack.channel)
         except Refused as exc:
-            text = f"Your deploy request was not queued: {word(exc)}"
+            text = f"Your deploy request was not queued: {word(exc, surface.commands)}"
         await tell(app.client, user_id, text, channel=channel)
 
     @app.view(form.CALLBACK_ID)
@@ -111,16 +110,17 @@ def _deploy_form(app: AsyncApp, surface: Surface) -> None:
         # The train checks the pull request on GitHub; the answer belongs beside the field if it comes in time.
         pending = asyncio.ensure_future(surface.deploys.request(request))
         try:
-            entry = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
+            placed = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
         except Refused as exc:
-            await ack(response_action="errors", errors=form.error(exc.field, shorten(word(exc), _ERROR_LENGTH)))
+            await ack(response_action="errors",
+                      errors=form.error(exc.field, shorten(word(exc, surface.commands), _ERROR_LENGTH)))
             return
         except TimeoutError:
             await ack()
             await answer_later(user_id, channel, pending)
             return
         await ack()
-        await tell(app.client, user_id, deploy_answers.queued_text(entry, surface.config.slack.channel),
+        await tell(app.client, user_id, deploy_answers.queued_text(placed, surface.config.slack.channel),
                    channel=channel)
 
 
@@ -141,7 +141,7 @@ def _deploy_button(surface: Surface, event: Event) -> Listener:
         try:
             await surface.deploys.act(value.deploy_id, value.state.value, event, user_id)
         except Refused as exc:
-            await tell(client, user_id, refused(exc), respond=respond)
+            await tell(client, user_id, refused(exc, surface.commands), respond=respond)
 
     listener.__name__ = listener.__qualname__ = f"handle_{event.value}_action"
     return listener
@@ -161,11 +161,11 @@ def _pea_command(app: AsyncApp, surface: Surface) -> None:
                 modal = pea_form.deploy_modal(await surface.peas.all(), user_id, command.get("channel_id"))
                 await client.views_open(trigger_id=command["trigger_id"], view=modal)
                 return
-            answer = await pea_answers.run_command(surface.peas, parsed, user_id)
+            answer = await pea_answers.run_command(surface.peas, parsed, user_id, surface.commands.pea)
         except BadInput as exc:
             answer = f"{exc}\nNothing was changed. `{surface.commands.pea} help` lists what you can type."
         except Refused as exc:
-            answer = refused(exc)
+            answer = refused(exc, surface.commands)
         await tell(client, user_id, answer, respond=respond)
 
 
@@ -183,23 +183,25 @@ def _pea_form(app: AsyncApp, surface: Surface) -> None:
             deployed = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
         except Refused as exc:
             block = exc.field if exc.field in (pea_form.PEA, pea_form.PR) else pea_form.PR
-            await ack(response_action="errors", errors={block: shorten(word(exc), _ERROR_LENGTH)})
+            await ack(response_action="errors", errors={block: shorten(word(exc, surface.commands), _ERROR_LENGTH)})
             return
         except TimeoutError:  # the form closes now; the answer follows as an ephemeral message
             await ack()
             try:
-                text = pea_answers.deployed(await pending)
+                text = pea_answers.deployed(await pending, surface.commands.pea)
             except Refused as exc:
-                text = f"Nothing was deployed: {word(exc)}"
+                text = f"Nothing was deployed: {word(exc, surface.commands)}"
             await tell(app.client, user_id, text, channel=channel)
             return
         await ack()
-        await tell(app.client, user_id, pea_answers.deployed(deployed), channel=channel)
+        await tell(app.client, user_id, pea_answers.deployed(deployed, surface.commands.pea), channel=channel)
 
 
 def _pea_button(surface: Surface, label: str) -> Listener:
-    answers: dict[str, Callable[[PeaView], str]] = {"Redeploy": pea_answers.deployed, "Extend": pea_answers.extended,
-                                                    "Release": pea_answers.released}
+    answers: dict[str, Callable[[PeaView], str]] = {
+        "Redeploy": lambda view: pea_answers.deployed(view, surface.commands.pea), "Extend": pea_answers.extended,
+        "Release": pea_answers.released}
+    not_valid = f"That button is not valid any more: `{surface.commands.pea}` shows the peas."
 
     async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
                        client: AsyncWebClient) -> None:
@@ -212,12 +214,12 @@ def _pea_button(surface: Surface, label: str) -> Listener:
         except ValueError:
             log.warning("pea button %s from %s with a value we did not make: %r", label, user_id,
                         action.get("value"))
-            await tell(client, user_id, PEA_NOT_VALID, respond=respond)
+            await tell(client, user_id, not_valid, respond=respond)
             return
         try:
             pea = await surface.peas.press(user_id, label, value)
         except Refused as exc:
-            await tell(client, user_id, refused(exc), respond=respond)
+            await tell(client, user_id, refused(exc, surface.commands), respond=respond)
             return
         await tell(client, user_id, answers[label](pea), respond=respond)
 
@@ -241,8 +243,10 @@ def _home(app: AsyncApp, surface: Surface) -> None:
             await surface.home.opened(event["user"])
 
 
-def _fallbacks(app: AsyncApp) -> None:
+def _fallbacks(app: AsyncApp, commands: CommandsConfig) -> None:
     """Ack and answer what no listener claims (a crafted action id or form), which Bolt would leave unacked."""
+    unknown_form = (f"That form is not one this app knows: open it again with `{commands.deploy}` or "
+                    f"`{commands.pea}`. Nothing was changed.")
 
     @app.action(re.compile(".*"))
     async def handle_unknown_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
@@ -256,4 +260,4 @@ def _fallbacks(app: AsyncApp) -> None:
     async def handle_unknown_view(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         log.warning("unknown form %r from %s", str(body.get("view", {}).get("callback_id"))[:80], body["user"]["id"])
-        await tell(client, body["user"]["id"], UNKNOWN_FORM)
+        await tell(client, body["user"]["id"], unknown_form)

@@ -54,6 +54,11 @@ def user(user_id: str | None) -> str:
     return f"<@{user_id}>" if user_id else "someone"
 
 
+def deploy_ref(deploy_id: int, pr: int) -> str:
+    """How every message names a deploy: `deploy 6 of #5` (the id `/deploy cancel` takes, and its pull request)."""
+    return f"deploy {deploy_id} of #{pr}"
+
+
 def human_duration(value: timedelta | float | None) -> str:
     """`45s`, `4m 12s`, `2h 5m`, `3d 4h`."""
     if value is None:
@@ -72,8 +77,11 @@ def human_duration(value: timedelta | float | None) -> str:
     return f"{secs}s"
 
 
-def eta(value: timedelta) -> str:
-    """When a queued deploy starts, after "starts": `any moment now`, `in about 12 min`."""
+def eta(value: timedelta | None) -> str:
+    """When a queued deploy starts, after "starts": `any moment now`, `in about 12 min`; None is a frozen train's
+    (nothing starts until it is unfrozen)."""
+    if value is None:
+        return "when the train is unfrozen"
     if value.total_seconds() < 30:
         return "any moment now"
     return f"in about {max(round(value.total_seconds() / 60), 1)} min"

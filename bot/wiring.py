@@ -47,12 +47,16 @@ class WiringError(Exception):
     """Something the process needs is missing or unusable; the message says what to fix (and holds no secret)."""
 
 
+def _github(config: AppConfig, settings: Settings) -> GitHub:
+    return GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
+                  api_url=settings.github_api_url, merge_method=config.github.merge_method)
+
+
 def build_outside(config: AppConfig, settings: Settings, metrics: Metrics | None = None) -> Outside:
     """The clients of GitHub, Jenkins and AWS for `config`, from the environment's endpoints and secrets."""
     if not settings.jenkins_url:
         raise WiringError("JENKINS_URL is not set: the train needs Jenkins to follow builds")
-    github = GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
-                    api_url=settings.github_api_url)
+    github = _github(config, settings)
     jenkins = Jenkins(settings.jenkins_url, settings.jenkins_user, revealed(settings.jenkins_token),
                       sha_parameter=config.jenkins.sha_parameter)
     ecs = Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url)
@@ -166,8 +170,7 @@ class SlackTokens:
 def doctor_systems(config: AppConfig, settings: Settings, *, slack: bool = True) -> tuple[Systems, list[Facade]]:
     """The clients the doctor asks, built as `build_outside` builds them (without JENKINS_URL: no Jenkins),
     and the facades to close afterwards."""
-    github = GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
-                    api_url=settings.github_api_url)
+    github = _github(config, settings)
     jenkins = (Jenkins(settings.jenkins_url, settings.jenkins_user, revealed(settings.jenkins_token),
                        sha_parameter=config.jenkins.sha_parameter) if settings.jenkins_url else None)
     ecs = Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url)

@@ -23,6 +23,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integrations.ecs import ecr_region
+
+PR_PLACEHOLDER = "{pr}"  # in `jenkins.pr_job`: the pull request's number
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -38,6 +41,17 @@ def parse_duration(value: Any) -> timedelta:
     if seconds <= 0:
         raise ValueError("must be longer than zero")
     return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of `parse_duration`: a duration as app.yaml writes it (`8h`, `90s`, `500ms`), in the largest
+    unit that keeps it a whole number, so what people are shown is what they can type back."""
+    micros = value // timedelta(microseconds=1)
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = round(_UNITS[unit] * 1_000_000)
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros / 1000:g}ms"
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -68,6 +82,9 @@ class SlackConfig(_Section):
 class GitHubConfig(_Section):
     repo: str = Field(description="owner/name of the repository whose pull requests are deployed.")
     base_branch: str = Field("master", description="The branch pull requests are merged into.")
+    merge_method: Literal["merge", "squash", "rebase"] = Field(
+        "merge", description="How pull requests are merged; the repository must allow it (a rollback reverts what "
+                             "landed: the merge commit, the squash commit, or every rebased commit).")
 
     @field_validator("repo")
     @classmethod
@@ -79,7 +96,8 @@ class GitHubConfig(_Section):
 
 class JenkinsConfig(_Section):
     job: str = Field(description="The job that builds the base branch.")
-    pr_job: str = Field(description="The job that builds pull request heads (for peas).")
+    pr_job: str = Field(description="The job that builds pull request heads (for peas); with {pr}, one job per "
+                                    "pull request, e.g. app-pr/PR-{pr} in a multibranch project.")
     trigger: Literal["webhook", "api"] = Field(
         "webhook", description="webhook: GitHub starts builds; api: Fat Controller starts them."
     )
@@ -89,6 +107,32 @@ class JenkinsConfig(_Section):
         timedelta(minutes=1),
         description="How long to wait for a build GitHub's webhook should start before starting it through the API.")
 
+    @field_validator("pr_job")
+    @classmethod
+    def _only_the_pr_placeholder(cls, value: str) -> str:
+        others = value.replace(PR_PLACEHOLDER, "")
+        if "{" in others or "}" in others:
+            raise ValueError(f"{value!r}: only {PR_PLACEHOLDER} (the pull request's number) may be in braces, "
+                             "e.g. app-pr/PR-{pr} for a multibranch project")
+        return value
+
+    @property
+    def per_pr(self) -> bool:
+        """`pr_job` names one job per pull request (a multibranch project's `PR-{pr}`), not one for all."""
+        return PR_PLACEHOLDER in self.pr_job
+
+    def pr_job_of(self, pr: int) -> str:
+        """The job that builds pull request `pr`."""
+        return self.pr_job.replace(PR_PLACEHOLDER, str(pr))
+
+    def pr_of_job(self, job: str) -> int | None:
+        """The pull request a per-PR job builds (`app-pr/PR-110` -> 110); None for any other job."""
+        first, *rest = (re.escape(part) for part in self.pr_job.split(PR_PLACEHOLDER))
+        if not rest:
+            return None
+        match = re.fullmatch(first + "(?P<pr>[0-9]+)" + "(?P=pr)".join(rest), job)
+        return int(match["pr"]) if match else None
+
 
 class ProcessConfig(_Section):
     service: str = Field(description="The ECS service that runs this process.")
@@ -97,7 +141,8 @@ class ProcessConfig(_Section):
 
 class EcsConfig(_Section):
     cluster: str = Field(description="The ECS cluster of the train's services.")
-    region: str | None = Field(None, description="AWS region; default from the AWS chain or the image URI.")
+    region: str | None = Field(None, description="AWS region; default: the image's ECR registry's, else AWS's own "
+                                                 "configuration (AWS_REGION, AWS_DEFAULT_REGION, the profile).")
 
 
 class DeployConfig(_Section):
@@ -207,11 +252,8 @@ class AppConfig(_Section):
 
     @property
     def region(self) -> str | None:
-        """The configured region, else the one in an ECR image URI."""
-        if self.ecs.region:
-            return self.ecs.region
-        match = re.match(r"^\d+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/", self.image)
-        return match.group(1) if match else None
+        """`ecs.region`, else the region of the image's ECR registry (None: AWS's own configuration decides)."""
+        return self.ecs.region or ecr_region(self.image)
 
 
 class ConfigError(Exception):

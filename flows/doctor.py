@@ -245,8 +245,7 @@ async def _github(config: AppConfig, github: GitHubChecks, full: bool) -> list[C
 
 def _merge_method(config: AppConfig, access: GitHub.Access) -> Check:
     repo = config.github.repo
-    method: str = getattr(config.github, "merge_method", "merge")
-    configurable = hasattr(config.github, "merge_method")
+    method = config.github.merge_method
     name = f"merge method {method}"
     allowed = access.merge_methods.get(method)
     if allowed is None:
@@ -256,7 +255,7 @@ def _merge_method(config: AppConfig, access: GitHub.Access) -> Check:
         return Check(GITHUB, name, Status.OK, f"{repo} allows {_MERGE_WORDS[method]}")
     others = [m for m, ok in access.merge_methods.items() if ok]
     setting = _MERGE_SETTINGS[method]
-    if configurable and others:
+    if others:
         fix = (f"set github.merge_method to one {repo} allows ({', '.join(others)}), or turn on {setting} in its "
                "settings")
     else:
@@ -266,7 +265,7 @@ def _merge_method(config: AppConfig, access: GitHub.Access) -> Check:
 
 
 def _protection(config: AppConfig, access: GitHub.Access, rules: GitHub.BranchRules) -> list[Check]:
-    base, method = config.github.base_branch, getattr(config.github, "merge_method", "merge")
+    base, method = config.github.base_branch, config.github.merge_method
     name = f"protection of {base}"
     if not rules.protected:
         return [Check(GITHUB, name, Status.OK, f"{base} is not protected")]
@@ -280,10 +279,8 @@ def _protection(config: AppConfig, access: GitHub.Access, rules: GitHub.BranchRu
     checks: list[Check] = []
     who = access.login or "the token"
     if rules.linear_history and method == "merge":
-        fix = ("set github.merge_method to squash or rebase" if hasattr(config.github, "merge_method")
-               else f"turn off 'Require linear history' on {base} (the train merges with merge commits)")
         checks.append(Check(GITHUB, name, Status.PROBLEM, f"{base} requires a linear history, which refuses merge "
-                            "commits", fix))
+                            "commits", "set github.merge_method to squash or rebase"))
     bypassed = (not rules.enforce_admins and access.permissions.get("admin", False)) or (
         access.login is not None and access.login in rules.bypass)
     needs = [what for what, needed in (("changes through pull requests", rules.pull_requests and not bypassed),
@@ -390,7 +387,8 @@ async def _aws(config: AppConfig, ecs: EcsChecks, cloudwatch: AlarmChecks | None
                           "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")]
         if isinstance(error, TransientError):
             return [_failed(AWS, f"cluster {cluster}", error, "")]
-        # not in the README's policy, and not needed by the train: its services say whether the cluster exists
+        # the README's policy grants it for this check only, and a policy without it still runs the train: its
+        # services say whether the cluster exists
         status, refused = unknown, error.message
     checks = [Check(AWS, "credentials", Status.OK, f"accepted (region {ecs.region})")]
     name = f"cluster {cluster}"

@@ -74,6 +74,8 @@ class Engine:
         self._running = False
         self._again = False
         self._tick_task: asyncio.Task[object] | None = None
+        self._woken: asyncio.Task[None] | None = None  # the tick a wake started (kept so it is not collected)
+        self._timer: asyncio.TimerHandle | None = None  # the wake at the next look-at time
         self.steps_run = 0  # by this copy, since it started
         self._stopped = False
         self._peas_task: asyncio.Task[int] | None = None
@@ -99,10 +101,12 @@ class Engine:
         Only a step that outlives the grace is cancelled: cancelling one in the middle of a database
         call would leave its connection half-closed. A cancelled step resumes on the next start.
         """
+        # Paused, not shut down yet: APScheduler's shutdown cancels the tick under way at once.
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+            self._scheduler.pause()
         self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
         running = {t for t in (self._tick_task, self._peas_task)
                    if t is not None and not t.done() and t is not asyncio.current_task()}
         if running:
@@ -110,15 +114,25 @@ class Engine:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
         await self.outbox.stop()
 
     def wake(self) -> None:
         """Run a tick now (or right after the one under way) instead of waiting for the interval."""
         self._again = True
-        if self._scheduler is not None and not self._running:
-            job = self._scheduler.get_job("tick")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo if job.next_run_time else None))
+        if self._scheduler is None or self._running or self._stopped:
+            return
+        # A task of our own, not the scheduler's job brought forward: APScheduler skips a run whose previous
+        # instance it has not yet seen finish, and the wake would then wait a whole `deploy.tick`.
+        self._woken = asyncio.get_running_loop().create_task(self._tick_woken())
+
+    async def _tick_woken(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("a tick failed; the next one tries again")  # as APScheduler logs a failed run
 
     async def tick(self) -> int:
         """Advance everything due; returns how many steps ran. Runs again at once if woken meanwhile."""
@@ -134,7 +148,8 @@ class Engine:
                 self._again = False
                 ran += await self._pass()
                 self.last_tick = time.monotonic()  # a loop woken again and again still shows it turns
-            await self._run_again_when_due()
+                if not self._again:  # a wake while this looks for the next due time goes round again
+                    await self._run_again_when_due()
         finally:
             self._running = False
             self._tick_task = None
@@ -162,17 +177,17 @@ class Engine:
         return False, f"the job loop's last tick finished {since:.0f}s ago (limit {limit:.0f}s): it is stuck"
 
     async def _run_again_when_due(self) -> None:
-        """Bring the next tick forward to the earliest look-at time (at once for a row that fell due during
-        this pass), so a step that waits a second is not kept waiting for a long `deploy.tick`."""
-        if self._scheduler is None or (job := self._scheduler.get_job("tick")) is None:
-            return
+        """Wake at the earliest look-at time (at once for a row that fell due during this pass), so a step that
+        waits a second is not kept waiting for a long `deploy.tick`."""
         due = min((d for d in (await self.work.next_due(), await self.pea_worker.next_due()) if d), default=None)
-        if due is None or job.next_run_time is None:
+        if due is None or self._stopped:
             return
-        # Never in the past: APScheduler would take a time past its grace for a missed run and skip it.
-        due_local = max(due.replace(tzinfo=UTC), datetime.now(UTC)).astimezone(job.next_run_time.tzinfo)
-        if due_local < job.next_run_time:
-            job.modify(next_run_time=due_local)
+        # A timer of our own, not the scheduler's job brought forward: APScheduler skips a run that falls due
+        # while its previous instance still runs and then waits a whole interval.
+        delay = max(0.0, (due.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds())
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def _pass(self) -> int:
         started = await service.start_next(self.sessions, self.outbox)
@@ -184,6 +199,15 @@ class Engine:
         if self._peas_task is None or self._peas_task.done():
             self._peas_task = asyncio.create_task(self.pea_worker.pass_once())
 
+    def _peas_building_on(self, job: str) -> sa.ColumnElement[bool] | None:
+        """Which peas the PR job `job` builds for (None: it is not a PR job): all of them, or with `{pr}` in
+        `jenkins.pr_job`, the one pull request it is the job of."""
+        jobs = self.config.jenkins
+        if not jobs.per_pr:
+            return sa.true() if job == jobs.pr_job else None
+        pr = jobs.pr_of_job(job)
+        return None if pr is None else Pea.pr_number == pr
+
     async def wake_job(self, job: str) -> int:
         """A build of Jenkins job `job` moved (its notification says so): what waits on that job looks now.
         How many deploys and peas were woken; the build is read through the API as usual."""
@@ -194,10 +218,10 @@ class Engine:
                 woken += len((await session.execute(
                     sa.update(Deploy).where(Deploy.state == State.BUILDING.value, Deploy.needs_attention.is_(False))
                     .values(due_at=now).returning(Deploy.id))).scalars().all())
-            if self.config.peas is not None and job == self.config.jenkins.pr_job:
+            if self.config.peas is not None and (peas := self._peas_building_on(job)) is not None:
                 woken += len((await session.execute(
-                    sa.update(Pea).where(Pea.state == PeaState.DEPLOYING.value, Pea.rollout_started_at.is_(None))
-                    .values(due_at=now).returning(Pea.name))).scalars().all())
+                    sa.update(Pea).where(Pea.state == PeaState.DEPLOYING.value, Pea.rollout_started_at.is_(None),
+                                         peas).values(due_at=now).returning(Pea.name))).scalars().all())
         if woken:
             self.wake()
         return woken
@@ -225,7 +249,10 @@ class Engine:
             if gave_up is None:
                 return
             result = gave_up
-        except (OutsideError, RollbackStuck) as exc:
+        except RollbackStuck as exc:
+            log.warning("deploy %s needs people in %s: %s", deploy_id, state.value, exc)
+            result = StepResult(Event.UNDO_STUCK, str(exc), notices=exc.notices)
+        except OutsideError as exc:
             log.warning("deploy %s needs attention in %s: %s", deploy_id, state.value, exc)
             result = StepResult(Event.RETRIES_EXHAUSTED, str(exc))
         except Exception as exc:

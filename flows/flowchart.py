@@ -15,7 +15,13 @@ from typing import Protocol
 
 class Actor(StrEnum):
     SYSTEM = "system"
-    PERSON = "person"
+    PERSON = "person"  # the requester or an admin, with a button
+    ADMIN = "admin"  # an admin only, with a button
+
+    @property
+    def presses(self) -> bool:
+        """Whether the transition is asked for by someone pressing a button."""
+        return self is not Actor.SYSTEM
 
 
 class _Named(Protocol):
@@ -43,8 +49,8 @@ def mermaid(initial: _Named, edges: Iterable[Edge], terminal: Iterable[_Named] =
     lines = ["stateDiagram-v2", f"    [*] --> {initial.value}"]
     for t in edges:
         label = t.label if t.guard is None else f"{t.label} [{t.guard.value}]"
-        if t.actor is Actor.PERSON:
-            label = f"{label} (person)"
+        if t.actor.presses:
+            label = f"{label} ({t.actor.value})"
         lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
     lines.extend(f"    {state.value} --> [*]" for state in terminal)
     return "\n".join(lines)

@@ -73,6 +73,22 @@ class Merged(DeployNotice):
 
 
 @dataclass(frozen=True)
+class HeadFollowed(DeployNotice):
+    """The pull request's head moved since it was queued: the new head is the one merged."""
+
+    old: str
+    new: str
+    updated: bool  # it moved because the train updated it with the base branch (not a push)
+
+
+@dataclass(frozen=True)
+class BranchUpdating(DeployNotice):
+    """The base branch requires pull requests to be up to date: GitHub was asked to update this one."""
+
+    head: str
+
+
+@dataclass(frozen=True)
 class BuildStarted(DeployNotice):
     number: int
     url: str
@@ -92,6 +108,16 @@ class CanaryReminder(DeployNotice):
 @dataclass(frozen=True)
 class RolloutProgress(DeployNotice):
     counts: tuple[tuple[str, int, int], ...]  # (process, running, desired)
+
+
+@dataclass(frozen=True)
+class RevertPullRequest(DeployNotice):
+    """The base branch refused the revert pushed directly: it went through a pull request (`merged`), or waits in
+    one for people to merge."""
+
+    url: str
+    merged: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -188,17 +214,24 @@ class PeaBuildRequested(PeaNotice):
 
 @dataclass(frozen=True)
 class PeaStarting(PeaNotice):
-    """The build is green: the pea's services are being pointed at its image."""
+    """The build is green: the pea's services are being pointed at the image of what it built."""
 
     progress: ClassVar[bool] = True
-    sha: str
+    sha: str  # the PR head
+    # (defaults: notices stored before these existed) what the build built for the head: the head itself, or
+    # (GitHub Branch Source's default) the head merged with `base`, the branch the PR merges into
+    pr: int | None = None
+    built: str | None = None
+    base: str | None = None
 
 
 @dataclass(frozen=True)
 class PeaUp(PeaNotice):
     url: str | None
     pr: int | None
-    sha: str | None
+    sha: str | None  # the PR head
+    built: str | None = None  # what runs, as in PeaStarting
+    base: str | None = None
 
 
 @dataclass(frozen=True)

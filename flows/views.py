@@ -27,6 +27,8 @@ class TargetView:
     new_task_definition: str | None
     running: int | None  # during the rollout
     desired: int | None
+    # the canary is only a Service Connect client: its service publishes endpoints there, which no other may
+    canary_client_only: bool
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class DeployView:
     image: str | None
     merge_sha: str | None
     revert_sha: str | None
-    revert_status: str | None  # exact, reverted, manual
+    revert_status: str | None  # reverted, already, manual, pull_request (see integrations.github.RevertResult)
+    revert_pull_request: str | None  # the revert's pull request (its URL), when the base branch required one
     outcome_reason: str | None  # why it failed or was rolled back
     rollback_from: State | None
     created_at: datetime
@@ -75,7 +78,7 @@ class DeployView:
             build_number=deploy.build_number, build_url=deploy.build_url, build_retries=deploy.build_attempts,
             image=deploy.image,
             merge_sha=deploy.merge_sha, revert_sha=deploy.revert_sha, revert_status=deploy.revert_status,
-            outcome_reason=deploy.outcome_reason,
+            revert_pull_request=deploy.revert_pull_request, outcome_reason=deploy.outcome_reason,
             rollback_from=State(deploy.rollback_from) if deploy.rollback_from else None,
             created_at=deploy.created_at, state_entered_at=deploy.state_entered_at, started_at=deploy.started_at,
             finished_at=deploy.finished_at,
@@ -105,7 +108,7 @@ class DeployView:
 def _target(process: str, values: dict[str, Any]) -> TargetView:
     counts = values.get("counts") or [None, None]
     return TargetView(process, values.get("service"), values.get("canary"), values.get("old_td"),
-                      values.get("new_td"), counts[0], counts[1])
+                      values.get("new_td"), counts[0], counts[1], bool(values.get("canary_client_only")))
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,10 @@ class TrainView:
 
 @dataclass(frozen=True)
 class QueueEntry:
-    deploy: DeployView
-    position: int  # 0 for the deploy in flight, then 1, 2, ... in train order
-    eta: timedelta  # until it starts (0 for the one in flight)
+    deploy: DeployView  # read with its place, so the two agree
+    position: int  # 0: past the queue (in flight, or already ended); 1 for the next to start, 2, ... in train order
+    # until it starts (0 once past the queue); None while the train is frozen: it starts once unfrozen
+    eta: timedelta | None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,18 @@ class QueueView:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """Where an accepted request went: its entry, read just after it joined, and the train it waits on."""
+
+    entry: QueueEntry
+    train: TrainView
+
+    @property
+    def deploy(self) -> DeployView:
+        return self.entry.deploy
+
+
+@dataclass(frozen=True)
 class AuditView:
     """One line of the audit trail: who did what, when, with the outside ids."""
 
@@ -169,7 +185,7 @@ class UndoView:
     """One undo step of a deploy's saga: what it undoes, and how it went."""
 
     seq: int
-    kind: str  # merge, canary, service_update
+    kind: str  # merge, task_definition, canary, service_update
     data: tuple[tuple[str, Any], ...]
     done_at: datetime | None
     result: str | None
@@ -210,6 +226,8 @@ class PeaView:
     pr_title: str | None
     pr_url: str | None
     head_sha: str | None
+    pr_base: str | None
+    built_sha: str | None  # what Jenkins built for the head: the head, or its merge with pr_base
     image: str | None
     build_url: str | None
     url: str | None
@@ -224,7 +242,8 @@ class PeaView:
     def of(cls, pea: Pea, train: str) -> PeaView:
         return cls(
             name=pea.name, train=train, state=PeaState(pea.state), holder=pea.holder, pr_number=pea.pr_number,
-            pr_title=pea.pr_title, pr_url=pea.pr_url, head_sha=pea.head_sha, image=pea.image,
+            pr_title=pea.pr_title, pr_url=pea.pr_url, head_sha=pea.head_sha, pr_base=pea.pr_base,
+            built_sha=pea.built_sha, image=pea.image,
             build_url=pea.build_url, url=pea.url, claimed_at=pea.claimed_at, claim_expires_at=pea.claim_expires_at,
             state_entered_at=pea.state_entered_at, failure_reason=pea.failure_reason,
             stale_reason=Stale(pea.stale_reason) if pea.stale_reason else None, newer_sha=pea.newer_sha,

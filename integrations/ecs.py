@@ -15,14 +15,22 @@ A rolling update may be watched by CloudWatch alarms (`deploymentConfiguration.a
 fails the rollout, and with rollback on starts a deployment back to the last completed one, when
 one of them goes into ALARM; `Progress.by_alarm` and `Progress.alarms` say so. Task definition
 revisions can carry a tag naming the deploy that registered them, so that a resumed step finds
-the revision instead of registering a second one (`register_once`); a service's own
-deploymentConfiguration can be read before a rollout and put back after it.
+the revision instead of registering a second one (`register_once`), and a rollback deregisters
+them (`deregister_copies`); a service's own deploymentConfiguration can be read before a rollout
+and put back after it, once the service is stable (`restore_deployment_configuration`).
+
+A canary is reached the ways its service is: the same load balancers and service registries (a
+Cloud Map service holds the instances of several ECS services). Service Connect is the exception:
+an endpoint is published by one service only, so the canary of a service that publishes some joins
+the namespace as a client, and takes none of that traffic (`create_canary` says so).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +52,7 @@ from integrations.outside import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SYSTEM = "AWS"
 CANARY_TAG = "fatcontroller:canary-of"
@@ -55,11 +64,16 @@ _ECR_IMAGE = re.compile(
 )
 # what UpdateService is given to switch deployment alarms off (it keeps what it is not given)
 NO_ALARMS = {"alarmNames": [], "enable": False, "rollback": False}
+# the parts of a deploymentConfiguration that are switched off by being given so, not by being left out
+_SWITCHED_OFF = {"alarms": NO_ALARMS, "deploymentCircuitBreaker": {"enable": False, "rollback": False}}
+# the circuit breaker of our own rollouts and restores: it reports a failure, and moving back is ours to decide
+_OUR_BREAKER = {"enable": True, "rollback": False}
+NEWEST_REVISIONS = 25  # how many of a family's newest revisions are looked at for the ones a deploy registered
 _ALARM_NAMES = re.compile(r"\balarms? (.+?) in ALARM\b")
 # what a canary copies from its main service, besides launch type or capacity providers
-_CANARY_COPIES = ("networkConfiguration", "loadBalancers", "platformVersion", "healthCheckGracePeriodSeconds",
-                  "placementConstraints", "placementStrategy", "propagateTags", "enableECSManagedTags",
-                  "enableExecuteCommand")
+_CANARY_COPIES = ("networkConfiguration", "loadBalancers", "serviceRegistries", "platformVersion",
+                  "healthCheckGracePeriodSeconds", "placementConstraints", "placementStrategy", "propagateTags",
+                  "enableECSManagedTags", "enableExecuteCommand")
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,24 @@ def revision_of(task_definition: str) -> int | None:
     """7 of `...:task-definition/app-web:7`; None for a bare family (its latest revision)."""
     _, _, revision = task_definition.rsplit("/", 1)[-1].partition(":")
     return int(revision) if revision.isdigit() else None
+
+
+def ecr_region(image: str) -> str | None:
+    """The region of an ECR image URI's registry (`us-east-1` of `123456789012.dkr.ecr.us-east-1.amazonaws.com/app`)."""
+    match = _ECR_IMAGE.match(image)
+    return match["region"] if match else None
+
+
+def _guessed_region() -> str:
+    log.warning("no AWS region is known (none configured, the image is not in ECR, and neither AWS_REGION, "
+                "AWS_DEFAULT_REGION nor the AWS profile names one): assuming %s. Set ecs.region in app.yaml, or "
+                "AWS_REGION.", DEFAULT_REGION)
+    return DEFAULT_REGION
+
+
+def _tagged(tags: Sequence[Mapping[str, str]], key: str, value: str | None = None) -> bool:
+    """Whether a resource's tags hold `key` (with `value`, when given)."""
+    return any(t.get("key") == key and value in (None, t.get("value")) for t in tags)
 
 
 def _alarm_list(names: Sequence[str]) -> str:
@@ -212,7 +244,8 @@ class Ecs(Facade):
     def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
                  policy: CallPolicy | None = None, timeout: float = 20.0) -> None:
         self._session = boto3.session.Session()
-        self.region = region or self._session.region_name or DEFAULT_REGION
+        # AWS_REGION first, as the AWS CLI and the other SDKs read it (botocore reads only AWS_DEFAULT_REGION)
+        self.region = region or os.environ.get("AWS_REGION") or self._session.region_name or _guessed_region()
         self._endpoint_url = endpoint_url  # None: boto3 itself honours AWS_ENDPOINT_URL
         self._config = client_config(timeout)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -259,10 +292,6 @@ class Ecs(Facade):
             for data in answer.get("services", []):
                 found[data["serviceName"]] = data
         return found
-
-    async def _live_raw(self, cluster: str, service: str, *, tags: bool = False) -> dict[str, Any] | None:
-        data = (await self._describe_raw(cluster, [service], tags=tags)).get(service)
-        return None if data is None or data["status"] == "INACTIVE" else data
 
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, ServiceState | None]:
         """Each named service, None when missing or INACTIVE."""
@@ -314,11 +343,19 @@ class Ecs(Facade):
                                   self._ecs.register_task_definition, **params)
         return str(answer["taskDefinition"]["taskDefinitionArn"])
 
-    async def find_revision(self, family: str, key: str, value: str, *, newest: int = 25,
+    async def find_revision(self, family: str, key: str, value: str, *, newest: int = NEWEST_REVISIONS,
                             after: int | None = None) -> str | None:
         """The newest ACTIVE revision of `family` tagged `key=value`, or None. Only the family's `newest`
         revisions are looked at, and none numbered `after` or below: a deploy's revision is among the
         latest, newer than the one it was copied from, and each revision looked at costs a call."""
+        for arn in await self._newest_revisions(family, newest, after):
+            _, tags = await self._task_definition(arn)
+            if _tagged(tags, key, value):
+                return arn
+        return None
+
+    async def _newest_revisions(self, family: str, newest: int, after: int | None) -> list[str]:
+        """The ARNs of the family's `newest` ACTIVE revisions numbered above `after`, newest first."""
         arns: list[str] = []
         token: str | None = None
         while len(arns) < newest:
@@ -332,11 +369,7 @@ class Ecs(Facade):
             token = answer.get("nextToken")
             if not token or len(fresh) < len(page):  # newest first: what follows is older still
                 break
-        for arn in arns[:newest]:
-            _, tags = await self._task_definition(arn)
-            if any(t.get("key") == key and t.get("value") == value for t in tags):
-                return arn
-        return None
+        return arns[:newest]
 
     async def register_once(self, task_definition: str, container: str, image: str, *, key: str, value: str,
                             tags: Mapping[str, str] | None = None) -> str:
@@ -348,28 +381,49 @@ class Ecs(Facade):
             return found
         return await self.register_with_image(task_definition, container, image, tags={**(tags or {}), key: value})
 
-    async def deregister_task_definition(self, task_definition: str) -> None:
-        """Mark a revision INACTIVE (services already on it keep running); one already INACTIVE is left."""
-        definition, _ = await self._task_definition(task_definition)
-        if definition.get("status") != "ACTIVE":
-            return
+    async def deregister_task_definition(self, task_definition: str, *, tagged: str | None = None) -> bool:
+        """Mark a revision INACTIVE (services already on it keep running and scaling); one already INACTIVE is
+        left, and so is one without the tag key `tagged`, when given. Whether it was deregistered now."""
+        definition, tags = await self._task_definition(task_definition)
+        if definition.get("status") != "ACTIVE" or (tagged is not None and not _tagged(tags, tagged)):
+            return False
         await self._call(f"deregister task definition {task_definition}", self._ecs.deregister_task_definition,
                          taskDefinition=task_definition)
+        return True
+
+    async def deregister_copies(self, task_definition: str, key: str, value: str) -> list[str]:
+        """Deregister what `register_once` registered from `task_definition` with the tag `key=value`: every
+        ACTIVE revision of its family newer than it with that tag (among the newest, as `find_revision`
+        looks); the ARNs deregistered."""
+        gone = []
+        for arn in await self._newest_revisions(family_of(task_definition), NEWEST_REVISIONS,
+                                                revision_of(task_definition)):
+            definition, tags = await self._task_definition(arn)
+            if definition.get("status") == "ACTIVE" and _tagged(tags, key, value):
+                await self._call(f"deregister task definition {arn}", self._ecs.deregister_task_definition,
+                                 taskDefinition=arn)
+                gone.append(arn)
+        return gone
 
     async def task_definition_tags(self, task_definition: str) -> dict[str, str]:
         _, tags = await self._task_definition(task_definition)
         return {t["key"]: t.get("value", "") for t in tags}
 
     # -- canaries ------------------------------------------------------------------------------
-    async def create_canary(self, cluster: str, service: str, canary: str, task_definition: str, count: int) -> None:
-        """Run `count` tasks of `task_definition` as service `canary`, placed and load-balanced like `service`."""
-        existing = await self._live_raw(cluster, canary)
+    async def create_canary(self, cluster: str, service: str, canary: str, task_definition: str, count: int) -> bool:
+        """Run `count` tasks of `task_definition` as service `canary`, placed, load-balanced and discoverable like
+        `service`. True when the canary is only a Service Connect client: `service` publishes endpoints there,
+        which no other service may publish too, so the canary takes none of that traffic."""
+        found = await self._describe_raw(cluster, [service, canary], tags=True)
+        main, existing = found.get(service), found.get(canary)
+        if main is None or main["status"] == "INACTIVE":
+            raise NotFound(SYSTEM, f"service {service} not found in cluster {cluster}")
+        primary: dict[str, Any] = next((d for d in main.get("deployments") or [] if d.get("status") == "PRIMARY"), {})
+        connect: dict[str, Any] = primary.get("serviceConnectConfiguration") or {}
+        client_only = bool(connect.get("enabled") and connect.get("services"))
         if existing is not None and existing["status"] == "ACTIVE":
             await self._update_canary(cluster, canary, task_definition, count, existing)
-            return
-        main = await self._live_raw(cluster, service, tags=True)
-        if main is None:
-            raise NotFound(SYSTEM, f"service {service} not found in cluster {cluster}")
+            return client_only
         params: dict[str, Any] = {
             "cluster": cluster,
             "serviceName": canary,
@@ -377,7 +431,7 @@ class Ecs(Facade):
             "desiredCount": count,
             # the breaker gives up on a canary that cannot start; rolling back is the deploy's decision
             "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
-                                        "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+                                        "deploymentCircuitBreaker": dict(_OUR_BREAKER)},
             "tags": [t for t in main.get("tags") or [] if t.get("key") != CANARY_TAG]
                     + [{"key": CANARY_TAG, "value": service}],
         }
@@ -388,6 +442,9 @@ class Ecs(Facade):
         for key in _CANARY_COPIES:
             if main.get(key) not in (None, [], {}):
                 params[key] = copy.deepcopy(main[key])
+        if connect.get("enabled"):
+            # in the namespace as a client (its calls to other services go through as the service's do)
+            params["serviceConnectConfiguration"] = {k: copy.deepcopy(v) for k, v in connect.items() if k != "services"}
         role = main.get("roleArn")
         # ECS refuses a role for awsvpc services, and its own service-linked role is never passed
         if role and not main.get("networkConfiguration") and "/aws-service-role/" not in role:
@@ -396,6 +453,7 @@ class Ecs(Facade):
             await self._call(f"create service {canary}", self._ecs.create_service, **params)
         except Conflict:  # created by an earlier attempt whose answer was lost
             await self._update_canary(cluster, canary, task_definition, count, None)
+        return client_only
 
     async def _update_canary(self, cluster: str, canary: str, task_definition: str, count: int,
                              existing: dict[str, Any] | None) -> None:
@@ -532,7 +590,7 @@ class Ecs(Facade):
             return
         config: dict[str, Any] = {
             "maximumPercent": max_percent(state.desired, batch_percent), "minimumHealthyPercent": 100,
-            "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+            "deploymentCircuitBreaker": dict(_OUR_BREAKER)}
         if alarms:
             config["alarms"] = {"alarmNames": list(dict.fromkeys(alarms)), "enable": True,
                                 "rollback": alarm_rollback}
@@ -577,27 +635,37 @@ class Ecs(Facade):
         state = await self._existing(cluster, service)
         return copy.deepcopy(state.deployment_configuration or {})
 
-    async def restore_deployment_configuration(self, cluster: str, service: str, config: Mapping[str, Any]) -> None:
-        """Put back a deploymentConfiguration read with `deployment_configuration` (starts no deployment);
-        nothing is sent when the service has it already. UpdateService keeps what it is not given, so
-        deployment alarms the saved configuration lacks are switched off explicitly."""
+    async def restore_deployment_configuration(self, cluster: str, service: str, config: Mapping[str, Any]) -> bool:
+        """Put back a deploymentConfiguration read with `deployment_configuration` (starts no deployment); whether
+        anything was sent (nothing is when the service has it already). UpdateService keeps what it is not given,
+        so a circuit breaker or deployment alarms the saved configuration lacks are switched off explicitly.
+        Only for a stable service: its own circuit breaker or alarms, with rollback on, would move it back to its
+        last completed deployment."""
         wanted = copy.deepcopy(dict(config))
-        wanted.setdefault("alarms", copy.deepcopy(NO_ALARMS))
         state = await self._existing(cluster, service)
-        current = copy.deepcopy(state.deployment_configuration or {})
-        current.setdefault("alarms", copy.deepcopy(NO_ALARMS))
+        current = state.deployment_configuration or {}
+        for key, off in _SWITCHED_OFF.items():
+            if key in current and key not in wanted:
+                wanted[key] = copy.deepcopy(off)
         if current == wanted:
-            return
+            return False
         await self._call(f"restore deployment configuration of {service}", self._ecs.update_service,
                          cluster=cluster, service=service, deploymentConfiguration=wanted)
+        return True
 
     async def restore(self, cluster: str, service: str, task_definition: str) -> None:
-        """Put the service back on exactly `task_definition` (an ARN it ran before)."""
+        """Put the service back on exactly `task_definition` (an ARN it ran before), with ECS's own rollbacks off
+        meanwhile (our circuit breaker, no deployment alarms): they move a service back to its last completed
+        deployment, which may be the very one being undone."""
         state = await self._existing(cluster, service)
         if state.on(task_definition):
             return
+        config = copy.deepcopy(state.deployment_configuration or {})
+        config["deploymentCircuitBreaker"] = dict(_OUR_BREAKER)
+        if (config.get("alarms") or {}).get("enable"):
+            config["alarms"] = copy.deepcopy(NO_ALARMS)
         await self._call(f"restore service {service}", self._ecs.update_service, cluster=cluster, service=service,
-                         taskDefinition=task_definition)
+                         taskDefinition=task_definition, deploymentConfiguration=config)
 
     async def scale(self, cluster: str, service: str, desired: int) -> None:
         await self._call(f"scale {service} to {desired}", self._ecs.update_service, cluster=cluster,

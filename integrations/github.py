@@ -7,6 +7,7 @@ GitHub before it writes, so trying again, or a resume after a crash, never merge
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
@@ -18,6 +19,7 @@ from typing import Literal
 import requests
 from github import Auth, Github, GithubException, InputGitTreeElement, UnknownObjectException
 from github.GitCommit import GitCommit
+from github.GitRef import GitRef
 from github.GitTree import GitTree
 from github.PullRequest import PullRequest as GithubPullRequest
 from github.Repository import Repository
@@ -36,6 +38,9 @@ from integrations.outside import (
 SYSTEM = "github"
 SCAN_LIMIT = 500  # open pull requests one search looks through, newest first
 REVERT_ATTEMPTS = 3  # times a revert is recomputed when the base branch moves under it
+REVERT_BRANCH = "fatcontroller/revert-{number}"  # the branch of a revert that must go through a pull request
+
+MergeMethod = Literal["merge", "squash", "rebase"]
 
 
 NO_PATHS: tuple[str, ...] = ()
@@ -56,6 +61,10 @@ class PullRequest:
     mergeable: bool | None  # None: unknown (GitHub still computing, or not fetched by a search)
     from_fork: bool
     created_at: datetime  # naive UTC
+    # GitHub's `mergeable_state` (`behind`: the base requires it up to date; `blocked`: checks or reviews
+    # missing; `clean`...) and its commit count; None when not fetched by a search
+    mergeable_state: str | None = None
+    commits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,36 +75,39 @@ class MergeResult:
 
 @dataclass(frozen=True)
 class RevertResult:
-    status: Literal["reverted", "already", "manual"]
-    sha: str | None  # the revert commit (None when it must be done by hand)
+    # reverted: on the base branch now (directly, or through a revert pull request the bot merged);
+    # already: found reverted; manual: later commits touched its files, people must revert it;
+    # pull_request: the base only takes pull requests and the bot may not merge its revert pull request
+    status: Literal["reverted", "already", "manual", "pull_request"]
+    sha: str | None  # the revert commit on the base branch (None while it is not there)
     detail: str
     paths: tuple[str, ...] = ()  # reverted paths, or for "manual" the paths changed since the merge
-    manual_url: str | None = None  # the merge commit to revert by hand
+    manual_url: str | None = None  # "manual": the merge commit to revert by hand; "pull_request": the revert PR
+    pull_request: str | None = None  # the revert pull request it went through (its URL), if any
 
 
 class NotMergeable(PermanentError):
     """GitHub refuses (or would refuse) the merge; `reason` says why in one of a few words."""
 
-    REASONS = ("closed", "conflict", "head moved", "not mergeable", "base mismatch")
+    REASONS = ("closed", "conflict", "head moved", "not mergeable", "base mismatch",
+               "behind",  # the base requires pull requests to be up to date: update the branch first
+               "checks pending")  # required status checks have not passed yet: look again later
 
     def __init__(self, number: int, reason: str, detail: str) -> None:
         if reason not in self.REASONS:
             raise ValueError(f"not a reason a merge is refused for: {reason!r}")
         self.number = number
         self.reason = reason
+        self.detail = detail
         super().__init__(SYSTEM, f"pull request #{number} cannot be merged: {detail}")
 
 
 _FileEntry = tuple[str, str, str]  # mode, type, sha
+_Files = dict[str, _FileEntry]  # path -> entry of every file (and submodule)
 
 
 def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _files(tree: GitTree) -> dict[str, _FileEntry]:
-    """Path -> (mode, type, sha) of every file (and submodule) in a recursive tree listing."""
-    return {e.path: (e.mode, e.type, e.sha) for e in tree.tree if e.type != "tree"}
 
 
 def _server_message(exc: GithubException) -> str:
@@ -104,14 +116,25 @@ def _server_message(exc: GithubException) -> str:
     return str(message or "no message")[:300]
 
 
+def _refusal(message: str) -> str:
+    """Why GitHub's 405 refused a merge, as one of `NotMergeable.REASONS`."""
+    lowered = message.lower()
+    if "up to date" in lowered:
+        return "behind"
+    if "required status check" in lowered and any(w in lowered for w in ("expected", "in progress", "pending")):
+        return "checks pending"
+    return "not mergeable"
+
+
 class GitHub(Facade):
     """Pull requests and the base branch of one repository, for the deploy train."""
 
     def __init__(self, repo: str, base_branch: str, *, token: str | None,
                  api_url: str = "https://api.github.com", policy: CallPolicy | None = None,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, merge_method: MergeMethod = "merge") -> None:
         self.repo = repo
         self.base_branch = base_branch
+        self.merge_method: MergeMethod = merge_method
         self._token = token
         self._api_url = api_url
         self._timeout = max(1, math.ceil(timeout))  # PyGithub insists on an int
@@ -130,8 +153,14 @@ class GitHub(Facade):
         return await self._caller.call(f"read pull request #{number}", self._get_pr, number)
 
     async def merge(self, number: int, head_sha: str) -> MergeResult:
-        """Merge with a merge commit, only if the head is still `head_sha`; a no-op if already merged."""
+        """Merge by the configured method, only if the head is still `head_sha`; a no-op if already merged.
+        NotMergeable says why not ("behind": update the branch first; "checks pending": look again later)."""
         return await self._caller.call(f"merge pull request #{number}", self._merge, number, head_sha)
+
+    async def update_branch(self, number: int, head_sha: str) -> None:
+        """Ask GitHub to merge the base branch into the pull request's (head `head_sha`); GitHub moves the head
+        in the background. A no-op when it is up to date already."""
+        await self._caller.call(f"update the branch of #{number}", self._update_branch, number, head_sha)
 
     async def find_merge(self, number: int) -> str | None:
         """The merge commit of a merged pull request, None while it is not merged."""
@@ -140,9 +169,10 @@ class GitHub(Facade):
     async def branch_head(self) -> str:
         return await self._caller.call(f"read branch {self.base_branch}", self._branch_head)
 
-    async def revert_merge(self, merge_sha: str, number: int) -> RevertResult:
-        """Undo a merge on the base branch, and only that merge: never anyone else's work (see the README)."""
-        return await self._caller.call(f"revert the merge of #{number}", self._revert, merge_sha, number)
+    async def revert_merge(self, merge_sha: str, number: int, method: MergeMethod = "merge") -> RevertResult:
+        """Undo what pull request `number` landed as `merge_sha` by `method` (a merge commit, a squash commit,
+        or the tip of a rebased range), and only that: never anyone else's work (see the README)."""
+        return await self._caller.call(f"revert the merge of #{number}", self._revert, merge_sha, number, method)
 
     async def find_revert(self, merge_sha: str, *, depth: int = 100) -> str | None:
         """The commit among the newest `depth` of the base branch that reverts `merge_sha`, if any."""
@@ -205,6 +235,8 @@ class GitHub(Facade):
             mergeable=pull.mergeable if detailed else None,
             from_fork=head_repo is None or head_repo.full_name.lower() != self.repo.lower(),
             created_at=_naive_utc(pull.created_at),
+            mergeable_state=pull.mergeable_state if detailed else None,
+            commits=pull.commits if detailed else None,
         )
 
     def _merge(self, number: int, head_sha: str) -> MergeResult:
@@ -214,7 +246,7 @@ class GitHub(Facade):
             return MergeResult(pull.merge_commit_sha, already=True)
         self._check_mergeable(pull, head_sha)
         try:
-            status = pull.merge(sha=head_sha, merge_method="merge")
+            status = pull.merge(sha=head_sha, merge_method=self.merge_method)
         except GithubException as exc:
             if exc.status == 409:
                 raise NotMergeable(number, "head moved", _server_message(exc)) from exc
@@ -228,15 +260,31 @@ class GitHub(Facade):
             if again.merged_at is not None:
                 return MergeResult(again.merge_commit_sha, already=True)
             self._check_mergeable(again, head_sha)
-            raise NotMergeable(number, "not mergeable", message) from exc
+            raise NotMergeable(number, _refusal(message), message) from exc
         return MergeResult(status.sha, already=False)
+
+    def _update_branch(self, number: int, head_sha: str) -> None:
+        pull = self._read_pull(number)
+        self._check_mergeable(pull, head_sha, behind_ok=True)
+        try:
+            pull.update_branch(expected_head_sha=head_sha)
+        except GithubException as exc:
+            if exc.status != 422:
+                raise
+            message = _server_message(exc)
+            lowered = message.lower()
+            if "no new commits" in lowered:
+                return
+            if "expected head sha" in lowered:
+                raise NotMergeable(number, "head moved", message) from exc
+            raise NotMergeable(number, "conflict" if "conflict" in lowered else "not mergeable", message) from exc
 
     def _check_base(self, pull: GithubPullRequest) -> None:
         if pull.base.ref != self.base_branch:
             raise NotMergeable(pull.number, "base mismatch",
                                f"it targets {pull.base.ref}, not {self.base_branch}")
 
-    def _check_mergeable(self, pull: GithubPullRequest, head_sha: str) -> None:
+    def _check_mergeable(self, pull: GithubPullRequest, head_sha: str, *, behind_ok: bool = False) -> None:
         if pull.state != "open":
             raise NotMergeable(pull.number, "closed", "it is closed")
         if pull.head.sha != head_sha:
@@ -244,6 +292,8 @@ class GitHub(Facade):
                                f"its head moved from {head_sha[:12]} to {pull.head.sha[:12]}")
         if pull.mergeable is False:
             raise NotMergeable(pull.number, "conflict", f"it conflicts with {self.base_branch}")
+        if pull.mergeable_state == "behind" and not behind_ok:
+            raise NotMergeable(pull.number, "behind", f"{self.base_branch} requires it to be up to date")
 
     def _find_merge(self, number: int) -> str | None:
         pull = self._read_pull(number)
@@ -259,15 +309,13 @@ class GitHub(Facade):
                 return commit.sha
         return None
 
-    def _revert(self, merge_sha: str, number: int) -> RevertResult:
+    def _revert(self, merge_sha: str, number: int, method: MergeMethod) -> RevertResult:
         repo = self._repo()
         try:
             merge = repo.get_git_commit(merge_sha)
         except UnknownObjectException:
             raise NotFound(SYSTEM, f"no commit {merge_sha} in {self.repo}", status=404) from None
-        if not merge.parents:
-            raise PermanentError(SYSTEM, f"{merge_sha[:12]} has no parent: there is nothing to revert to")
-        before = repo.get_git_commit(merge.parents[0].sha)
+        before = self._landed_on(repo, merge, number, method)
         title = merge.message.split("\n", 1)[0]
         message = f'Revert "{title}"\n\nThis reverts commit {merge_sha}, reversing\nchanges made to {before.sha}.'
         for _ in range(REVERT_ATTEMPTS):
@@ -291,20 +339,83 @@ class GitHub(Facade):
             try:
                 ref.edit(commit.sha, force=False)
             except GithubException as exc:
-                if exc.status == 422:  # not a fast forward: the branch moved again; look again
+                if exc.status != 422:
+                    raise
+                refused = _server_message(exc)
+                if "fast forward" in refused.lower():  # the branch moved again: look again
                     continue
-                raise
+                # Branch protection or a signing rule: the change must go through a pull request.
+                return self._revert_by_pull_request(repo, commit, number, message, detail, paths, refused)
             return RevertResult("reverted", commit.sha, detail, paths)
         raise Conflict(SYSTEM, f"{self.base_branch} kept moving while reverting #{number}; try again")
 
+    def _landed_on(self, repo: Repository, landed: GitCommit, number: int, method: MergeMethod) -> GitCommit:
+        """The base branch's commit before the pull request landed: a merge commit's first parent, a squash
+        commit's parent, or the parent of the first commit of a rebased range."""
+        if not landed.parents:
+            raise PermanentError(SYSTEM, f"{landed.sha[:12]} has no parent: there is nothing to revert to")
+        steps = self._read_pull(number).commits if method == "rebase" and len(landed.parents) == 1 else 1
+        commit = landed
+        for _ in range(steps):
+            if len(commit.parents) != 1 and commit is not landed:
+                raise PermanentError(SYSTEM, f"{commit.sha[:12]}, rebased from #{number}, is a merge commit: "
+                                             "the range it landed as cannot be told apart")
+            commit = repo.get_git_commit(commit.parents[0].sha)
+        return commit
+
+    def _revert_by_pull_request(self, repo: Repository, commit: GitCommit, number: int, message: str, detail: str,
+                                paths: tuple[str, ...], refused: str) -> RevertResult:
+        """Put the revert on a branch of its own, open (or reuse) a pull request for it and merge it if allowed."""
+        branch = REVERT_BRANCH.format(number=number)
+        existing = self._ref(repo, branch)
+        if existing is None:
+            repo.create_git_ref(f"refs/heads/{branch}", commit.sha)
+        else:
+            existing.edit(commit.sha, force=True)  # ours: a retry recomputes it
+        owner = self.repo.split("/", 1)[0]
+        opened = list(itertools.islice(repo.get_pulls(state="open", head=f"{owner}:{branch}",
+                                                      base=self.base_branch), 1))
+        why = f"{self.base_branch} refused the revert of #{number} pushed directly ({refused})"
+        pull = opened[0] if opened else repo.create_pull(
+            base=self.base_branch, head=branch, title=message.split("\n", 1)[0],
+            body=f"{message}\n\nOpened by Fat Controller: {why}.")
+        title = f"{pull.title} (#{pull.number})"
+        try:
+            status = pull.merge(commit_title=title, commit_message=message.split("\n", 2)[2],
+                                merge_method=self.merge_method, sha=commit.sha)
+        except GithubException as exc:
+            if exc.status not in (405, 409, 422):
+                raise
+            return RevertResult(
+                "pull_request", None,
+                f"{why}; the bot opened revert pull request #{pull.number} but may not merge it "
+                f"({_server_message(exc)}): merge it, then press Retry", paths,
+                manual_url=pull.html_url, pull_request=pull.html_url)
+        with contextlib.suppress(GithubException):  # tidying up: a branch left behind harms nothing
+            if (merged := self._ref(repo, branch)) is not None:
+                merged.delete()
+        return RevertResult("reverted", status.sha, f"{detail}, through revert pull request #{pull.number}", paths,
+                            pull_request=pull.html_url)
+
+    @staticmethod
+    def _ref(repo: Repository, branch: str) -> GitRef | None:
+        """A branch's ref, read now (a lazy one would be written to through the URL that only reads it)."""
+        try:
+            ref = repo.get_git_ref(f"heads/{branch}")
+            ref.complete()
+        except UnknownObjectException:
+            return None
+        return ref
+
     def _undo_tree(self, repo: Repository, merge: GitCommit, before: GitCommit, head: GitCommit,
                    number: int) -> tuple[GitTree, tuple[str, ...]] | RevertResult:
-        """The head's tree with this merge's changes undone, or "manual" when later commits touched them."""
-        old = _files(repo.get_git_tree(before.tree.sha, recursive=True))
-        new = _files(repo.get_git_tree(merge.tree.sha, recursive=True))
-        current = repo.get_git_tree(head.tree.sha, recursive=True)
-        now = _files(current)
+        """The head's tree with this merge's changes undone, or "manual" when later commits touched them.
+
+        Only the directories the pull request changed are listed (one level at a time), so a large repository
+        costs a few calls and GitHub's truncation of big recursive listings never hides a file."""
+        old, new = self._changes(repo, before.tree.sha, merge.tree.sha)
         changed = tuple(sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p)))
+        now = self._entries_at(repo, head.tree.sha, changed)
         touched = tuple(p for p in changed if now.get(p) != new.get(p))
         if touched:
             return RevertResult(
@@ -314,13 +425,70 @@ class GitHub(Facade):
                 paths=touched, manual_url=merge.html_url,
             )
         if not changed:
-            return current, ()
+            return head.tree, ()
         elements = [
             InputGitTreeElement(path, *old[path][:2], sha=old[path][2]) if path in old
             else InputGitTreeElement(path, *new[path][:2], sha=None)  # added by the merge: delete it
             for path in changed
         ]
-        return repo.create_git_tree(elements, base_tree=current), changed
+        return repo.create_git_tree(elements, base_tree=head.tree), changed
+
+    def _level(self, repo: Repository, sha: str) -> dict[str, _FileEntry]:
+        """One directory: name -> entry."""
+        tree = repo.get_git_tree(sha)
+        if tree.truncated:  # past 100,000 entries in one directory: nothing sensible can be done through the API
+            raise PermanentError(SYSTEM, f"GitHub lists tree {sha[:12]} only in part")
+        return {e.path: (e.mode, e.type, e.sha) for e in tree.tree}
+
+    def _flatten(self, repo: Repository, entry: _FileEntry, path: str) -> _Files:
+        """The files at or under `path`: one recursive listing, or a walk when GitHub truncates it."""
+        if entry[1] != "tree":
+            return {path: entry}
+        tree = repo.get_git_tree(entry[2], recursive=True)
+        if not tree.truncated:
+            return {f"{path}/{e.path}": (e.mode, e.type, e.sha) for e in tree.tree if e.type != "tree"}
+        files: _Files = {}
+        for name, child in self._level(repo, entry[2]).items():
+            files.update(self._flatten(repo, child, f"{path}/{name}"))
+        return files
+
+    def _changes(self, repo: Repository, old_sha: str, new_sha: str, prefix: str = "") -> tuple[_Files, _Files]:
+        """The files of two trees where they differ, descending only into directories that differ."""
+        old_level, new_level = self._level(repo, old_sha), self._level(repo, new_sha)
+        old: _Files = {}
+        new: _Files = {}
+        for name in sorted(old_level.keys() | new_level.keys()):
+            before, after = old_level.get(name), new_level.get(name)
+            if before == after:
+                continue
+            path = f"{prefix}{name}"
+            if before and after and before[1] == after[1] == "tree":
+                sub_old, sub_new = self._changes(repo, before[2], after[2], f"{path}/")
+            else:
+                sub_old = self._flatten(repo, before, path) if before else {}
+                sub_new = self._flatten(repo, after, path) if after else {}
+            old.update(sub_old)
+            new.update(sub_new)
+        return old, new
+
+    def _entries_at(self, repo: Repository, root: str, paths: tuple[str, ...]) -> _Files:
+        """The entries of a tree at `paths`, listing only the directories on the way to them."""
+        levels: dict[str, dict[str, _FileEntry] | None] = {"": self._level(repo, root)}
+
+        def level(directory: str) -> dict[str, _FileEntry] | None:
+            if directory not in levels:
+                parent, _, name = directory.rpartition("/")
+                entry = (level(parent) or {}).get(name)
+                levels[directory] = self._level(repo, entry[2]) if entry and entry[1] == "tree" else None
+            return levels[directory]
+
+        found: _Files = {}
+        for path in paths:
+            directory, _, name = path.rpartition("/")
+            entry = (level(directory) or {}).get(name)
+            if entry is not None and entry[1] != "tree":
+                found[path] = entry
+        return found
 
     # -- errors --------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:

@@ -1,8 +1,11 @@
 """Jenkins: find the build of a commit, start one, follow it (python-jenkins, off the event loop).
 
-A build belongs to a commit when the git plugin's data (`lastBuiltRevision.SHA1`) or the
-build parameter named `sha_parameter` equals that commit. Reads use the JSON API's `tree`
-query so that one request brings the last builds with exactly the fields needed.
+A build belongs to a commit when the git plugin's data (`lastBuiltRevision.SHA1`, or the branch
+head it merged: `lastBuiltRevision.branch[0].SHA1`) or the build parameter named `sha_parameter`
+equals that commit. GitHub Branch Source builds a pull request merged with its target by
+default: then what was built (and whose image was pushed) is the merge, not the head, and
+`Build` says both. Reads use the JSON API's `tree` query so that one request brings the last
+builds with exactly the fields needed.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from integrations.outside import (
 )
 
 SYSTEM = "Jenkins"
+# not `buildsByBranchName`: in a job that builds many branches it grows with every branch ever built
 _BUILD_FIELDS = ("number,url,building,result,timestamp,duration,"
-                 "actions[parameters[name,value],lastBuiltRevision[SHA1]]")
+                 "actions[parameters[name,value],lastBuiltRevision[SHA1,branch[SHA1]]]")
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,16 @@ class Build:
     url: str
     building: bool
     result: str | None  # SUCCESS, FAILURE, ABORTED, UNSTABLE, NOT_BUILT; None while building
-    sha: str | None
+    sha: str | None  # the commit it belongs to: the one looked for, else its parameter, else its checkout
     started_at: datetime  # naive UTC
     duration: float  # seconds; 0 while building
+    revision: str | None  # what the git plugin checked out for `sha`; None before the checkout, or without git
+    merged_head: str | None  # the branch head `revision` merged with another branch, when it is not the head
+
+    @property
+    def built(self) -> str | None:
+        """The commit whose image the build makes: what it checked out, else the commit it was started for."""
+        return self.revision or self.sha
 
     @property
     def green(self) -> bool:
@@ -57,21 +68,31 @@ class Build:
         return self.finished and not self.green
 
 
-def _commits(data: dict[str, Any], sha_parameter: str) -> list[str]:
-    """The commits a build belongs to: its parameter first, then what the git plugin checked out."""
-    by_parameter, checked_out = [], []
+def _checkouts(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the git plugin checked out, as (revision, branch head): the same commit twice unless the checkout
+    merged the head with another branch (a pull request with its target)."""
+    found = []
     # a pipeline that also checks out shared libraries has one BuildData per checkout
     for action in data.get("actions") or []:
-        for parameter in (action or {}).get("parameters") or []:
-            if parameter.get("name") == sha_parameter and parameter.get("value"):
-                by_parameter.append(str(parameter["value"]).lower())
         revision = (action or {}).get("lastBuiltRevision") or {}
         if revision.get("SHA1"):
-            checked_out.append(str(revision["SHA1"]).lower())
-    return by_parameter + checked_out
+            built = str(revision["SHA1"]).lower()
+            branches = revision.get("branch") or [{}]
+            found.append((built, str((branches[0] or {}).get("SHA1") or built).lower()))
+    return found
+
+
+def _commits(data: dict[str, Any], sha_parameter: str) -> list[str]:
+    """The commits a build belongs to: its parameter first, then what the git plugin checked out (and merged)."""
+    by_parameter = [str(parameter["value"]).lower() for action in data.get("actions") or []
+                    for parameter in (action or {}).get("parameters") or []
+                    if parameter.get("name") == sha_parameter and parameter.get("value")]
+    checked_out = _checkouts(data)
+    return by_parameter + [built for built, _ in checked_out] + [head for _, head in checked_out]
 
 
 def _build(job: str, data: dict[str, Any], sha: str | None) -> Build:
+    revision, head = next(((built, head) for built, head in _checkouts(data) if sha in (built, head)), (None, None))
     return Build(
         job=job,
         number=int(data["number"]),
@@ -81,6 +102,8 @@ def _build(job: str, data: dict[str, Any], sha: str | None) -> Build:
         sha=sha,
         started_at=datetime.fromtimestamp(data["timestamp"] / 1000, tz=UTC).replace(tzinfo=None),
         duration=(data.get("duration") or 0) / 1000,
+        revision=revision,
+        merged_head=head if head != revision else None,
     )
 
 
@@ -129,6 +152,11 @@ class Jenkins(Facade):
                 return _build(job, item, wanted)
         return None
 
+    async def in_queue(self, job: str) -> bool:
+        """Whether a build of the job waits in Jenkins' queue (its `inQueue`), not started yet."""
+        data = await self._caller.call("read job", self._get_json, f"{_job_path(job)}api/json", "inQueue")
+        return bool(data.get("inQueue"))
+
     async def start_build(self, job: str, sha: str) -> int:
         """Queue a build of `sha` (`buildWithParameters`); the queue item id."""
         return await self._caller.call("start build", self._client.build_job, job, {self.sha_parameter: sha})
@@ -143,11 +171,13 @@ class Jenkins(Facade):
             return None
         return executable["url"], int(executable["number"])
 
-    async def get_build(self, job: str, number: int) -> Build:
+    async def get_build(self, job: str, number: int, *, sha: str | None = None) -> Build:
+        """Build `number` of `job`; `sha`: the commit it was found for, whose checkout it reports."""
         data = await self._caller.call("read build", self._get_json, f"{_job_path(job)}{number}/api/json",
                                        _BUILD_FIELDS)
         commits = _commits(data, self.sha_parameter)
-        return _build(job, data, commits[0] if commits else None)
+        wanted = sha.lower() if sha and sha.lower() in commits else (commits[0] if commits else None)
+        return _build(job, data, wanted)
 
     # -- blocking, run in a thread by OutsideCaller ---------------------------------------
     def _get_json(self, path: str, tree: str) -> dict[str, Any]:

@@ -17,7 +17,9 @@ Control API for tests and the demo (thread-safe): `create_cluster`, `register_ta
 `unhealthy_images`, `require_pushed_images`, `failure_threshold`, `alarm_bake_steps`, `step_interval`.
 `calls` lists every request's operation (`ecs:UpdateService`, `cloudwatch:DescribeAlarms`, ...) in
 order, faulted ones included; `call_log` has an `AwsCall` for every request that reached a service
-(the IAM action, the ARNs it names, its request tags), to check the product's calls against a policy.
+(the IAM action, the ARNs it names, its request tags and condition keys, and the actions AWS authorises
+besides it: ecs:TagResource for tags given on creation, iam:PassRole for the roles it passes), to check
+the product's calls against a policy.
 """
 
 from __future__ import annotations
@@ -111,6 +113,14 @@ class AwsCall:
     error: str | None  # the error code when it failed
     protocol: str
     at: float = field(default_factory=time.time)
+    # what AWS authorises besides `action` for this request, each as a call of its own (same status): ecs:TagResource
+    # (ecs:CreateAction) when a create call carries tags, iam:PassRole (iam:PassedToService) for each role it passes
+    implies: tuple[AwsCall, ...] = ()
+
+    @property
+    def authorised(self) -> tuple[AwsCall, ...]:
+        """Every action IAM checks for this request: its own, then those it implies."""
+        return (self, *self.implies)
 
     @property
     def service(self) -> str:
@@ -299,9 +309,11 @@ class AwsEmulator(ThreadedServer):
              status: int, error: str | None) -> None:
         resources: list[str] = []
         conditions: dict[str, str] = {}
+        implied: list[tuple[str, list[str], dict[str, str]]] = []
         try:
             if route.service == "ecs":
                 resources, conditions = self.ecs.resources(op, params, result, region)
+                implied = self.ecs.implied(op, params, resources)
             elif route.service == "ecr":
                 name, registry = params.get("repositoryName"), params.get("registryId") or ACCOUNT_ID
                 names = [name] if isinstance(name, str) else list(params.get("repositoryNames") or [])
@@ -313,8 +325,11 @@ class AwsEmulator(ThreadedServer):
         except (TypeError, AttributeError, KeyError):  # a malformed request names what it names
             pass
         action = f"{_IAM_PREFIXES.get(route.service, route.service)}:{op}"
-        self.call_log.append(AwsCall(action, region, tuple(dict.fromkeys(resources)), _tags(params), conditions,
-                                     status, error, route.protocol))
+        tags = _tags(params)
+        implies = tuple(AwsCall(name, region, tuple(arns), tags if name == "ecs:TagResource" else {}, keys, status,
+                                error, route.protocol) for name, arns, keys in implied)
+        self.call_log.append(AwsCall(action, region, tuple(dict.fromkeys(resources)), tags, conditions,
+                                     status, error, route.protocol, implies=implies))
 
     async def _query(self, request: web.Request, route: _Route) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}

@@ -71,6 +71,12 @@ _TAGGABLE = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:(?P<kind>cluster|
 # what a request names, by parameter: (parameter, kind of resource)
 _NAMED = (("service", "service"), ("serviceName", "service"), ("services", "service"),
           ("taskDefinition", "task-definition"), ("tasks", "task"), ("resourceArn", "arn"))
+# the emulated tag-on-create calls, and the kind of resource each creates: tags given to one are authorised
+# as ecs:TagResource on it too, with ecs:CreateAction naming the call (AWS's "tag resources on creation")
+_TAG_ON_CREATE = {"CreateCluster": "cluster", "CreateService": "service", "RegisterTaskDefinition": "task-definition"}
+# the roles a call passes, and to whom: each is authorised as iam:PassRole with iam:PassedToService
+_PASSED_ROLES = {"RegisterTaskDefinition": (("executionRoleArn", "taskRoleArn"), "ecs-tasks.amazonaws.com"),
+                 "CreateService": (("role",), "ecs.amazonaws.com")}
 
 
 def _alarm_list(names: list[str]) -> str:
@@ -613,7 +619,10 @@ class EcsBackend:
         prefix = f"arn:aws:ecs:{region}:{ACCOUNT_ID}"
         cluster_name = _name(params.get("clusterName") or params.get("cluster") or "default")
         cluster_arn = f"{prefix}:cluster/{cluster_name}"
-        found: list[str] = [cluster_arn] if op in ("CreateCluster", "DescribeClusters", "DeleteCluster") else []
+        found: list[str] = [cluster_arn] if op in ("CreateCluster", "DeleteCluster") else []
+        if op == "DescribeClusters":
+            named = params.get("clusters") or ["default"]
+            found = [f"{prefix}:cluster/{_name(c)}" for c in named if isinstance(c, str)]
         conditions: dict[str, str] = {}
         if "cluster" in params or op in ("ListServices", "ListTasks", "DescribeServices", "DescribeTasks",
                                          "CreateService", "UpdateService", "DeleteService"):
@@ -633,12 +642,34 @@ class EcsBackend:
                     except AwsError:
                         found.append(f"{prefix}:task-definition/{value}")
         registered = ((result or {}).get("taskDefinition") or {}).get("taskDefinitionArn")
+        family = params.get("family")
         if op == "RegisterTaskDefinition" and registered:
             found.append(registered)
+        elif op == "RegisterTaskDefinition" and isinstance(family, str) and _FAMILY.match(family):
+            # refused or not, a registration is authorised on the revision it makes
+            found.append(f"{prefix}:task-definition/{family}:{len(self.task_definitions.get(family, [])) + 1}")
         definitions = [a for a in found if ":task-definition/" in a]
         if op in ("CreateService", "UpdateService") and definitions:
             conditions["ecs:task-definition"] = definitions[0]
         return found, conditions
+
+    @staticmethod
+    def implied(op: str, params: dict[str, Any], named: list[str]) -> list[tuple[str, list[str], dict[str, str]]]:
+        """What AWS authorises besides `op` itself, given the ARNs the request names (`resources`): ecs:TagResource
+        on what a tag-on-create call creates when it is given tags, and iam:PassRole for each role it passes.
+        Each as (IAM action, resources, condition keys)."""
+        found: list[tuple[str, list[str], dict[str, str]]] = []
+        kind = _TAG_ON_CREATE.get(op)
+        if kind is not None and params.get("tags"):
+            created = [arn for arn in named if f":{kind}/" in arn][:1]
+            found.append(("ecs:TagResource", created, {"ecs:CreateAction": op}))
+        keys, principal = _PASSED_ROLES.get(op, ((), ""))
+        for key in keys:
+            role = params.get(key)
+            if isinstance(role, str) and role:
+                arn = role if role.startswith("arn:") else f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"
+                found.append(("iam:PassRole", [arn], {"iam:PassedToService": principal}))
+        return found
 
     # -- services ----------------------------------------------------------------------------
     def _deployment_configuration(self, given: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:

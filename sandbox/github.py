@@ -2003,6 +2003,8 @@ class GitHubEmulator(ThreadedServer):
                 "rebaseable": None if clean is None else clean and self._rebaseable(pull, base_sha),
                 "mergeable_state": "unknown" if clean is None else self._merge_state(pull, base_sha, clean),
                 "merged_by": self._user(pull.merged_by) if pull.merged_by else None,
+                # the commits on the head and not on the base (when it closed, for a closed one), as GitHub counts
+                "commits": len(self.git.rev_list(pull.head_sha, exclude=base_sha)),
                 "comments": sum(c.issue == pull.number for c in self._comments.values()),
                 "review_comments": 0, "maintainer_can_modify": False,
             })

@@ -10,7 +10,8 @@ Jobs come from a mapping of name to what the job builds:
 Any job can also be started through `build` (the branch's last pushed head, or the PR's head) or
 `buildWithParameters` with the commit in `sha_parameter` (a freestyle job checks that parameter
 out; a PR job always checks out its pull request, and records the parameter). Builds go through
-the queue (a quiet period of `queue_delay`, then possibly a wait for an executor), run for a
+the queue (a quiet period of `queue_delay`, then possibly a wait for an executor; the job's
+`inQueue` holds until its build has begun, also while a merge-ref checkout is made), run for a
 configurable time, "push" the built commit's image to a registry half-way through, and end with
 the outcome scripted for them (SUCCESS unless told otherwise). `POST .../<n>/stop` aborts a
 running build (ABORTED), `POST /queue/cancelItem?id=` a queued one.
@@ -244,6 +245,11 @@ class _QueueItem:
     @property
     def waiting(self) -> bool:
         return self.build is None and not self.cancelled and not self.starting
+
+    @property
+    def queued(self) -> bool:
+        """Still in Jenkins' queue: waiting, or pending (handed to an executor, its build not begun yet)."""
+        return self.waiting or (self.starting and self.build is None)
 
 
 @dataclass
@@ -1061,7 +1067,7 @@ class JenkinsEmulator(ThreadedServer):
         def first(builds: list[_Build]) -> dict[str, Any] | None:
             return builds[0].ref() if builds else None
 
-        waiting = [item for item in self._queue.values() if item.job == job.name and item.waiting]
+        queued = [item for item in self._queue.values() if item.job == job.name and item.queued]
         properties: list[dict[str, Any]] = [{
             "_class": "hudson.model.ParametersDefinitionProperty",
             "parameterDefinitions": [{"_class": "hudson.model.StringParameterDefinition",
@@ -1093,8 +1099,8 @@ class JenkinsEmulator(ThreadedServer):
             "lastCompletedBuild": first(completed),
             "lastSuccessfulBuild": first([b for b in completed if b.result == "SUCCESS"]),
             "lastFailedBuild": first([b for b in completed if b.result == "FAILURE"]),
-            "inQueue": bool(waiting),
-            "queueItem": ({"_class": self._queue_class(waiting[0]), "id": waiting[0].id} if waiting else None),
+            "inQueue": bool(queued),
+            "queueItem": ({"_class": self._queue_class(queued[0]), "id": queued[0].id} if queued else None),
             "nextBuildNumber": (job.builds[-1].number + 1) if job.builds else 1,
             "property": properties,
         }
@@ -1240,7 +1246,7 @@ class JenkinsEmulator(ThreadedServer):
             data.update({"_class": "hudson.model.Queue$WaitingItem", "blocked": False, "buildable": False,
                          "timestamp": int(item.quiet_until * 1000),
                          "why": f"In the quiet period. Expires in {_time_span(left_in_ms)}"})
-        elif item.waiting or (item.starting and item.build is None):
+        elif item.queued:
             data.update({"_class": "hudson.model.Queue$BuildableItem", "blocked": False, "buildable": True,
                          "buildableStartMilliseconds": int(item.quiet_until * 1000), "pending": item.starting,
                          "why": item.why})
@@ -1253,8 +1259,7 @@ class JenkinsEmulator(ThreadedServer):
         principal = self._principal(request)
         with self._lock:
             items = [self._queue_json(item) for item in self._queue.values()
-                     if (item.waiting or (item.starting and item.build is None))
-                     and principal.can("Job/Read", item.job)]
+                     if item.queued and principal.can("Job/Read", item.job)]
         return self._respond({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items}, request)
 
     async def _queue_item(self, request: web.Request) -> web.Response:

@@ -102,6 +102,9 @@ class Deploy(Base):
     merge_sha: Mapped[str | None] = mapped_column(sa.String(40))
     revert_sha: Mapped[str | None] = mapped_column(sa.String(40))
     revert_status: Mapped[str | None] = mapped_column(sa.String(32))
+    revert_pull_request: Mapped[str | None] = mapped_column(sa.Text)  # the revert's pull request, when it needed one
+    # The head a branch update was asked for (the base requires pull requests up to date), so it is asked once.
+    branch_updated_from: Mapped[str | None] = mapped_column(sa.String(40))
     outcome_reason: Mapped[str | None] = mapped_column(sa.Text)  # why it failed or was rolled back
     rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
 
@@ -150,7 +153,7 @@ class UndoRecord(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     deploy_id: Mapped[int] = mapped_column(sa.ForeignKey("deploys.id"))
     seq: Mapped[int]
-    kind: Mapped[str] = mapped_column(sa.String(32))  # "merge", "canary", "service_update", ...
+    kind: Mapped[str] = mapped_column(sa.String(32))  # "merge", "task_definition", "canary", "service_update"
     data: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
@@ -188,8 +191,11 @@ class Pea(Base):
     pr_number: Mapped[int | None]
     pr_title: Mapped[str | None] = mapped_column(sa.Text)
     pr_url: Mapped[str | None] = mapped_column(sa.Text)
+    pr_base: Mapped[str | None] = mapped_column(sa.String(255))  # the branch the pull request would merge into
     head_sha: Mapped[str | None] = mapped_column(sa.String(40))
-    image: Mapped[str | None] = mapped_column(sa.Text)
+    # What the green build built for head_sha: the head, or (GitHub Branch Source's default) its merge with pr_base
+    built_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    image: Mapped[str | None] = mapped_column(sa.Text)  # of built_sha
     build_url: Mapped[str | None] = mapped_column(sa.Text)
     url: Mapped[str | None] = mapped_column(sa.Text)
     claimed_at: Mapped[datetime | None]

@@ -7,32 +7,35 @@ from __future__ import annotations
 
 from bot.deploy import cards
 from bot.grammar import QuickDeploy, Subcommand
-from bot.text import escape, eta, human_duration, link, shorten, user, when
+from bot.text import deploy_ref, escape, eta, human_duration, link, shorten, user, when
 from flows.config import AppConfig
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import State
 from flows.deploy.service import DeployRequest
 from flows.deploy.stats import TrainStats
-from flows.views import QueueEntry
+from flows.views import Placed
 
 HISTORY_SHOWN = 10
 
 
-def usage(processes: list[str]) -> str:
+def usage(config: AppConfig) -> str:
+    """`/deploy help`, quoting the slash command as configured."""
+    c = config.slack.commands.deploy
+    first = next(iter(config.processes))
     return "\n".join([
         "*Deploy a pull request*",
-        "• `/deploy` opens a form: pick the pull request and the processes.",
-        "• `/deploy 123` queues #123 with every process; `/deploy 123 web` only `web`.",
-        '• `/deploy 123 --notes "what to watch"` adds notes to its card.',
-        '• `/deploy 123 --front --reason "why"` jumps the queue (emergency list only).',
-        '• `/deploy 123 --skip-build --reason "why"` goes on once the image exists, whatever the build says '
+        f"• `{c}` opens a form: pick the pull request and the processes.",
+        f"• `{c} 123` queues #123 with every process; `{c} 123 {first}` only `{first}`.",
+        f'• `{c} 123 --notes "what to watch"` adds notes to its card.',
+        f'• `{c} 123 --front --reason "why"` jumps the queue (emergency list only).',
+        f'• `{c} 123 --skip-build --reason "why"` goes on once the image exists, whatever the build says '
         "(emergency list only).",
         "*The train*",
-        "• `/deploy queue`: the deploy in flight and the queue, with ids and ETAs.",
-        "• `/deploy cancel [id]`: leave the queue (your next queued deploy, or deploy `id`).",
-        "• `/deploy history`: recent deploys. `/deploy stats`: how the train is doing.",
-        "• `/deploy freeze <reason>` and `/deploy unfreeze` (admins): stop and restart the train.",
-        f"Processes: {', '.join(f'`{p}`' for p in processes)}.",
+        f"• `{c} queue`: the deploy in flight and the queue, with ids and ETAs.",
+        f"• `{c} cancel [id]`: leave the queue (your next queued deploy, or deploy `id`).",
+        f"• `{c} history`: recent deploys. `{c} stats`: how the train is doing.",
+        f"• `{c} freeze <reason>` and `{c} unfreeze` (admins): stop and restart the train.",
+        f"Processes: {', '.join(f'`{p}`' for p in config.processes)}.",
     ])
 
 
@@ -50,7 +53,7 @@ async def queue_text(deploys: DeployFlows) -> str:
         deploy = entry.deploy
         where = (f"in flight, `{deploy.state.label}`" if entry.position == 0
                  else f"{entry.position}. starts {eta(entry.eta)}")
-        lines.append(f"{where} · {cards.title(deploy)} · {user(deploy.requester)} · deploy {deploy.id}")
+        lines.append(f"{where} · deploy {deploy.id} of {cards.title(deploy)} · {user(deploy.requester)}")
     return "\n".join(lines)
 
 
@@ -92,7 +95,7 @@ def stats_text(stats: TrainStats) -> str:
 async def run_subcommand(deploys: DeployFlows, config: AppConfig, sub: Subcommand, user_id: str) -> str:
     """The answer to a subcommand (a Refused from the train propagates)."""
     if sub.name == "help":
-        return usage(list(config.processes))
+        return usage(config)
     if sub.name == "queue":
         return await queue_text(deploys)
     if sub.name == "history":
@@ -101,10 +104,10 @@ async def run_subcommand(deploys: DeployFlows, config: AppConfig, sub: Subcomman
         return stats_text(await deploys.stats())
     if sub.name == "cancel":
         cancelled = await deploys.cancel(user_id, int(sub.args[0]) if sub.args else None)
-        return f"Cancelled #{cancelled.pr_number} (deploy {cancelled.id}): it has left the queue."
+        return f"Cancelled {deploy_ref(cancelled.id, cancelled.pr_number)}: it has left the queue."
     if sub.name == "freeze":
         await deploys.freeze(user_id, " ".join(sub.args))
-        return "The train is frozen: queued deploys wait until `/deploy unfreeze`."
+        return f"The train is frozen: queued deploys wait until `{config.slack.commands.deploy} unfreeze`."
     await deploys.unfreeze(user_id)
     return "The train is running again."
 
@@ -114,9 +117,18 @@ def deploy_request(quick: QuickDeploy, user_id: str) -> DeployRequest:
                          skip_build=quick.skip_build, reason=quick.reason, notes=quick.notes)
 
 
-def queued_text(entry: QueueEntry, channel: str) -> str:
-    """The answer to an accepted request: where it is in the queue and where its card is."""
-    deploy = entry.deploy
+def queued_text(placed: Placed, channel: str) -> str:
+    """The answer to an accepted request: where it is in the queue (1: next to start), what it waits for, and
+    where its card is."""
+    entry, train, deploy = placed.entry, placed.train, placed.deploy
+    card = f"Its card is in <#{channel}>"
+    queued = f":white_check_mark: Queued deploy {deploy.id} of {cards.title(deploy)}"
+    if deploy.state.terminal:  # it ended before it could be read in the queue (a PR that no longer merges)
+        return f"{queued}, and it has already ended: `{deploy.state.label}`. {card}, with why."
+    if entry.position == 0:
+        return f"{queued}: it has started (`{deploy.state.label}`). {card}; I will message you when it needs you."
     flags = " (jumping the queue)" if deploy.jump_queue else ""
-    return (f":white_check_mark: Queued {cards.title(deploy)} as deploy {deploy.id}{flags}: position {entry.position}, "
-            f"starts {eta(entry.eta)}. Its card is in <#{channel}>; I will message you when it needs you.")
+    frozen = (f" The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}."
+              if train.frozen else "")
+    return (f"{queued}{flags}: position {entry.position}, starts {eta(entry.eta)}.{frozen} {card}; I will "
+            "message you when it needs you.")

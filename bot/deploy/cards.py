@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.text import commit_url, context, escape, eta, human_duration, link, plain, section, shorten, user, when
-from flows.deploy.machine import Event, State
+from flows.deploy.machine import Event, State, Transition
+from flows.flowchart import Actor
 from flows.views import DeployView, QueueEntry, TrainView
 
 ACTION_PREFIX = "deploy_"
@@ -26,9 +27,15 @@ EMOJI = {
 }
 _STYLE = {Event.PROCEED: "primary", Event.DONE: "primary", Event.RETRY_BUILD: "primary", Event.RETRY: "primary",
           Event.ROLL_BACK: "danger"}
+# What a button asks before it acts: title, text, and the two answers (the confirm says what happens).
 _CONFIRM = {
-    Event.ROLL_BACK: ("Roll back?", "Every step done so far is undone, newest first, and the merge is reverted."),
-    Event.CANCEL: ("Leave the queue?", "The deploy is cancelled; queue it again with /deploy."),
+    Event.ROLL_BACK: ("Roll back?", "The services go back to what they ran before, the canaries are removed and the "
+                                    "merge is reverted.", "Roll back", "Not now"),
+    Event.MARK_ROLLED_BACK: ("Mark rolled back by hand?", "Only once people have undone what is left (see the "
+                             "thread): the deploy ends as rolled back and the train moves on. Admins only.",
+                             "Mark rolled back", "Not now"),
+    Event.CANCEL: ("Leave the queue?", "The deploy is cancelled and its place given up; you can queue it again later.",
+                   "Leave the queue", "Keep my place"),
 }
 BAR_WIDTH = 8
 
@@ -72,13 +79,26 @@ def actions(deploy: DeployView, state: State | None = None, *, needs_attention: 
         if transition.event in _STYLE:
             button["style"] = _STYLE[transition.event]
         if transition.event in _CONFIRM:
-            title, text = _CONFIRM[transition.event]
-            button["confirm"] = {"title": plain(title, 100), "text": plain(text, 300),
-                                 "confirm": plain(transition.button or "Yes", 30), "deny": plain("Not now", 30)}
+            title, text, confirm, deny = _CONFIRM[transition.event]
+            button["confirm"] = {"title": plain(title, 100), "text": plain(text, 300), "confirm": plain(confirm, 30),
+                                 "deny": plain(deny, 30)}
         elements.append(button)
     if not elements:
         return None
     return {"type": "actions", "block_id": block_id or f"deploy{deploy.id}_actions", "elements": elements}
+
+
+# What a button needing attention is for, after its name.
+_WHEN = {Event.RETRY: " once it is fixed", Event.MARK_ROLLED_BACK: " once people have undone the rest"}
+
+
+def what_to_press(offered: list[Transition], *, sentence: bool = False) -> str:
+    """The buttons of a deploy needing attention, in words: `press *Retry* once it is fixed, or *Roll back*`
+    (`Press ...` to start a sentence)."""
+    names = [f"*{t.button}*{_WHEN.get(t.event, '')}" + (" (admins)" if t.actor is Actor.ADMIN else "")
+             for t in offered]
+    words = "press " + ", or ".join(names) if names else "ask an admin"
+    return words[0].upper() + words[1:] if sentence else words
 
 
 def title(deploy: DeployView) -> str:
@@ -108,8 +128,15 @@ def _timeline(deploy: DeployView) -> str:
     return " → ".join(f"{state.label} {when(at)}" for state, at in deploy.state_times)
 
 
+def shown(deploy: DeployView, entry: QueueEntry | None) -> DeployView:
+    """The deploy a card shows: the one read with its place in the queue, when there is one. A deploy read
+    queued may have started by the time the queue was read; shown as read first, it would claim a place
+    (position 0) it no longer has."""
+    return entry.deploy if entry is not None else deploy
+
+
 def queue_line(entry: QueueEntry | None, train: TrainView | None) -> str:
-    """What a queued card says about its place in the queue (and a frozen train)."""
+    """What a queued card says about its place in the queue (1: next to start) and a frozen train."""
     line = f" · position {entry.position} · starts {eta(entry.eta)}" if entry is not None else ""
     if train is not None and train.frozen:
         line += f"\n:snowflake: The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}"
@@ -128,16 +155,20 @@ def _status(deploy: DeployView, entry: QueueEntry | None, train: TrainView | Non
         since = f" from `{deploy.rollback_from.label}`" if deploy.rollback_from else ""
         lines.append(f"Rolled back{since}" + (f": {reason}" if reason else "."))
     elif state in (State.FAILED, State.BUILD_FAILED, State.ROLLING_BACK) and reason:
-        lines.append(f"{'Why' if state is not State.BUILD_FAILED else 'Build'}: {reason}")
+        lines.append(f"Why: {reason}")
+    revert_pr = link(deploy.revert_pull_request, "its pull request") if deploy.revert_pull_request else ""
     if deploy.revert_status == "manual":
         lines.append(":warning: The merge could not be reverted automatically: revert it by hand "
                      "(see the thread).")
+    elif deploy.revert_status == "pull_request":
+        lines.append(f":warning: The revert waits in {revert_pr} for people to merge it.")
     elif deploy.revert_sha:
-        lines.append(f"Reverted by {link(commit_url(deploy.pr_url, deploy.revert_sha), deploy.revert_sha[:10])}.")
+        through = f" through {revert_pr}" if revert_pr else ""
+        lines.append(f"Reverted by {link(commit_url(deploy.pr_url, deploy.revert_sha), deploy.revert_sha[:10])}"
+                     f"{through}.")
     if deploy.needs_attention:
         what = escape(shorten(deploy.attention or "an outside system failed", 1500))
-        lines.append(f":warning: *Needs attention*: {what}"
-                     " — press *Retry* once it is fixed, or *Roll back*.")
+        lines.append(f":warning: *Needs attention*: {what} — {what_to_press(deploy.offered())}.")
     return lines
 
 
@@ -174,7 +205,9 @@ def _progress(deploy: DeployView) -> str | None:
 
 def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: TrainView | None = None,
                 with_buttons: bool = True) -> list[dict[str, Any]]:
-    """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now."""
+    """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now (`entry`:
+    its place in a read of the queue)."""
+    deploy = shown(deploy, entry)
     prefix = f"deploy{deploy.id}"
     blocks = [section(f"{title(deploy)}\n" + "\n".join(_status(deploy, entry, train)), block_id=f"{prefix}_head")]
     emergency = _emergency(deploy)

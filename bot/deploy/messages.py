@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.deploy.cards import what_to_press
 from bot.text import commit_url, escape, human_duration, link, shorten, user
-from flows.config import AppConfig
+from flows.config import AppConfig, format_duration
 from flows.deploy.machine import Event, State
 from flows.notices import (
+    BranchUpdating,
     BuildPassed,
     BuildStarted,
     CanaryReminder,
     DeployNotice,
+    HeadFollowed,
     Merged,
     Moved,
     RevertByHand,
+    RevertPullRequest,
 )
-from flows.views import DeployView
+from flows.views import DeployView, TargetView
 
 # Person transitions that do not change the card's state much: the thread says who pressed what.
 PRESSED = {Event.RETRY_BUILD: "Retry build", Event.RETRY: "Retry", Event.PROCEED: "Proceed"}
@@ -49,6 +53,16 @@ def thread_reply(notice: DeployNotice, deploy: DeployView, config: AppConfig) ->
     """What the card's thread says about `notice`, if anything."""
     if isinstance(notice, Merged):
         return f"Merged as {link(commit_url(deploy.pr_url, notice.sha), notice.sha[:10])}."
+    if isinstance(notice, BranchUpdating):
+        return (f":arrows_counterclockwise: `{config.github.base_branch}` requires pull requests to be up to date: "
+                f"updating #{deploy.pr_number}, then waiting for its checks.")
+    if isinstance(notice, HeadFollowed):
+        return f":arrows_counterclockwise: {_followed(notice, deploy, config)}"
+    if isinstance(notice, RevertPullRequest):
+        if not notice.merged:
+            return None  # said with the needs-attention reply that comes with it
+        return (f":leftwards_arrow_with_hook: `{config.github.base_branch}` takes changes only through pull requests: "
+                f"reverted through {link(notice.url, 'a revert pull request')}.")
     if isinstance(notice, BuildStarted):
         return f":hammer_and_wrench: Build {_build(deploy, notice.number, notice.url)} started."
     if isinstance(notice, BuildPassed):
@@ -60,6 +74,20 @@ def thread_reply(notice: DeployNotice, deploy: DeployView, config: AppConfig) ->
     if isinstance(notice, Moved):
         return _moved_reply(notice, deploy, config)
     return None
+
+
+def _followed(notice: HeadFollowed, deploy: DeployView, config: AppConfig) -> str:
+    commit = link(commit_url(deploy.pr_url, notice.new), notice.new[:10])
+    if notice.updated:
+        return f"#{deploy.pr_number} was updated with `{config.github.base_branch}`: merging {commit}."
+    return (f"#{deploy.pr_number} moved since it was queued (from {notice.old[:10]}): merging its newest commit, "
+            f"{commit}.")
+
+
+def _revert_waits(deploy: DeployView) -> str:
+    if deploy.revert_status != "pull_request" or not deploy.revert_pull_request:
+        return ""
+    return f" ({link(deploy.revert_pull_request, 'the revert pull request')})"
 
 
 def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | None:
@@ -75,7 +103,8 @@ def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | 
         return f":hatching_chick: Canaries are up: {names}. Waiting for {user(deploy.requester)}."
     if event is Event.ROLLOUT_DONE:
         return (f":rocket: Rolled out to {', '.join(f'`{p}`' for p in deploy.processes)}; canaries removed. "
-                f"Completes by itself in {human_duration(config.deploy.confirm_timeout)} unless someone rolls it back.")
+                f"Completes by itself in {format_duration(config.deploy.confirm_timeout)} unless someone rolls it "
+                "back.")
     if notice.target is State.COMPLETED:
         how = " (nobody objected within the confirm timeout)" if event is Event.CONFIRM_TIMEOUT else by
         return f":white_check_mark: Completed in {human_duration(deploy.duration)}{how}."
@@ -88,11 +117,29 @@ def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | 
         return f":x: Failed: {why}"
     if event is Event.CANCEL:
         return f":no_entry_sign: Cancelled{by}."
+    if event is Event.MARK_ROLLED_BACK:
+        return (f":leftwards_arrow_with_hook: Marked rolled back by hand{by}: what was left is recorded as undone by "
+                "people.")
     if event.parks:
-        return f":warning: Needs attention: {escape(shorten(notice.reason or '', LONG))}"
+        return f":warning: Needs attention: {escape(shorten(notice.reason or '', LONG))}{_revert_waits(deploy)}"
     if notice.by_person and event in PRESSED:
         return f"{user(notice.actor)} pressed *{PRESSED[event]}*."
     return None
+
+
+def _canary_traffic(deploy: DeployView) -> str:
+    """The canaries, and the traffic they take: none of Service Connect's for one that is only a client there."""
+    def names(targets: list[TargetView], attribute: str) -> str:
+        return ", ".join(f"`{escape(getattr(t, attribute) or '')}`" for t in targets)
+
+    full = [t for t in deploy.targets if t.canary and not t.canary_client_only]
+    clients = [t for t in deploy.targets if t.canary and t.canary_client_only]
+    said = [f"{names(full, 'canary')}, taking real traffic"] if full else []
+    if clients:
+        its, canary = ("its", "the canary is a client") if len(clients) == 1 else ("their", "the canaries are clients")
+        said.append(f"{names(clients, 'canary')}, taking no Service Connect traffic (only {names(clients, 'service')} "
+                    f"may publish {its} endpoints there: {canary} only)")
+    return "; ".join(said)
 
 
 def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) -> DirectMessage | None:
@@ -101,6 +148,8 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) 
     if isinstance(notice, CanaryReminder):
         return DirectMessage(f":bell: *Reminder*: the canaries of {title} are waiting for you. *Proceed* or "
                              "*Roll back*?", State.CANARY_CHECK)
+    if isinstance(notice, HeadFollowed):
+        return DirectMessage(f":arrows_counterclockwise: {_followed(notice, deploy, config)}")
     if isinstance(notice, RevertByHand):
         where = f" ({link(notice.manual_url, 'merge commit')})" if notice.manual_url else ""
         return DirectMessage(f":warning: *{title} needs you*: revert #{deploy.pr_number} by hand: "
@@ -116,17 +165,20 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) 
         return DirectMessage(f":x: *The build failed* for {title}: {reason}.\n*Retry build* starts it again; "
                              "*Roll back* reverts the merge.", State.BUILD_FAILED)
     if event is Event.CANARIES_UP:
-        canaries = ", ".join(f"`{escape(t.canary)}`" for t in deploy.targets if t.canary)
-        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {canaries}, taking real traffic.\n"
+        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.\n"
                              "Check them, then *Proceed* to roll out everywhere or *Roll back*.", State.CANARY_CHECK)
     if event is Event.ROLLOUT_DONE:
         return DirectMessage(f":rocket: *Rolled out*: {title} runs on every process. Check production, then press "
-                             f"*Done* (it completes by itself in {human_duration(config.deploy.confirm_timeout)}), "
+                             f"*Done* (it completes by itself in {format_duration(config.deploy.confirm_timeout)}), "
                              "or *Roll back*.", State.AWAITING_CONFIRMATION)
     if event.parks:
+        offered = deploy.offered(notice.source, needs_attention=True)
         return DirectMessage(f":warning: *{title} needs attention* in `{notice.source.label}`: "
-                             f"{escape(shorten(notice.reason or '', LONG))}\nPress *Retry* once it is fixed, or "
-                             "*Roll back*.", notice.source, needs_attention=True)
+                             f"{escape(shorten(notice.reason or '', LONG))}{_revert_waits(deploy)}\n"
+                             f"{what_to_press(offered, sentence=True)}.", notice.source, needs_attention=True)
+    if event is Event.MARK_ROLLED_BACK:
+        return DirectMessage(f":leftwards_arrow_with_hook: *{title} was marked rolled back by hand* by "
+                             f"{user(notice.actor)}.")
     if event is Event.UNDONE:
         return DirectMessage(f":leftwards_arrow_with_hook: *{title} was rolled back*: {reason or 'on request'}.")
     return DirectMessage(f":x: *{title} failed*: {reason}. Nothing was changed.")

@@ -13,20 +13,23 @@ from flows.pea.flows import PeaFlows
 from flows.views import PeaView
 
 
-def usage(names: list[str]) -> str:
+def usage(names: list[str], slash: str) -> str:
+    """`/pea help`, quoting the slash command as configured."""
+    c = slash
     return "\n".join([
         "*Peas: preview environments for pull requests*",
-        "• `/pea`: every pea, free or held by whom, with its PR, commit, state, lease and URL.",
-        "• `/pea deploy <pea> <pr>`: claim the pea and deploy the PR's build to it, e.g. "
-        f"`/pea deploy {names[0] if names else 'sweet-pea'} 123`. `/pea deploy` alone opens a form.",
-        "• `/pea extend <pea>`: keep it for another lease. `/pea release <pea>`: free it (scaled to zero).",
+        f"• `{c}`: every pea, free or held by whom, with its PR, commit, state, lease and URL.",
+        f"• `{c} deploy <pea> <pr>`: claim the pea and deploy the PR's build to it, e.g. "
+        f"`{c} deploy {names[0] if names else 'sweet-pea'} 123`. `{c} deploy` alone opens a form.",
+        f"• `{c} extend <pea>`: keep it for another lease. `{c} release <pea>`: free it (scaled to zero).",
         f"Peas: {', '.join(f'`{n}`' for n in names) or 'none configured'}.",
     ])
 
 
-def deployed(view: PeaView) -> str:
+def deployed(view: PeaView, slash: str) -> str:
+    """What came of a deploy, quoting the slash command as configured."""
     return (f"Deploying #{view.pr_number} to `{escape(view.name)}`. You will get a direct message with "
-            f"{view.url} when it is up; `/pea` shows how it is going.")
+            f"{view.url} when it is up; `{slash}` shows how it is going.")
 
 
 def extended(view: PeaView) -> str:
@@ -37,16 +40,16 @@ def released(view: PeaView) -> str:
     return f"Released `{escape(view.name)}`: it is being scaled to zero."
 
 
-async def run_command(peas: PeaFlows, command: PeaCommand, user_id: str) -> str:
-    """The answer to a typed `/pea` (a Refused propagates)."""
+async def run_command(peas: PeaFlows, command: PeaCommand, user_id: str, slash: str) -> str:
+    """The answer to a typed `/pea` (`slash`: that command as configured; a Refused propagates)."""
     if command.name == "help":
-        return usage(peas.names)
+        return usage(peas.names, slash)
     if command.name == "list":
         return list_text(await peas.all())
     if command.pea is None:
         raise Refused(Why.NO_SUCH_PEA, field="pea", pea="", choices=peas.names)
     if command.name == "deploy" and command.pr is not None:
-        return deployed(await peas.deploy(user_id, command.pea, command.pr))
+        return deployed(await peas.deploy(user_id, command.pea, command.pr), slash)
     if command.name == "extend":
         return extended(await peas.extend(user_id, command.pea))
     return released(await peas.release(user_id, command.pea))

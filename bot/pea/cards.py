@@ -29,9 +29,11 @@ def pea_line(view: PeaView) -> str:
         return f"{head} · being scaled to zero" + (f" · {escape(shorten(view.failure_reason, 300))}"
                                                    if view.failure_reason else "")
     sha = view.head_sha or ""
+    commit = link(commit_url(view.pr_url, sha), sha[:8])
+    if view.built_sha and view.built_sha != sha:  # Jenkins' merge lives in its workspace only: no link
+        commit += f" merged with {escape(view.pr_base or 'its base')} as {view.built_sha[:8]}"
     parts = [head, f"`{state.value}`", user(view.holder),
-             link(view.pr_url, shorten(f"#{view.pr_number} {view.pr_title or ''}".strip(), 80)),
-             link(commit_url(view.pr_url, sha), sha[:8]),
+             link(view.pr_url, shorten(f"#{view.pr_number} {view.pr_title or ''}".strip(), 80)), commit,
              f"since {when(view.claimed_at, SINCE)}",
              f"until {when(view.claim_expires_at, SINCE)}"]
     if view.url:

@@ -49,11 +49,19 @@ def _short(sha: str | None) -> str:
     return (sha or "")[:12]
 
 
+def _running(notice: PeaStarting | PeaUp) -> str:
+    """Which commit the pea runs: the head, or what Jenkins built of it merged with the PR's base."""
+    if notice.built and notice.built != notice.sha:
+        return (f"#{notice.pr} merged with {escape(notice.base or 'its base')}: {_short(notice.built)} "
+                f"(head {_short(notice.sha)})")
+    return f"the head {_short(notice.sha)}"
+
+
 def headline(notice: PeaNotice, view: PeaView) -> str | None:
     """What happened, in one line (None: nothing to tell anyone)."""
     name = f"`{escape(notice.pea)}`"
     if isinstance(notice, PeaDeploying):
-        waiting = f"build {notice.build_number}" if notice.build_number else f"the build of {_short(notice.sha)}"
+        waiting = f"build #{notice.build_number}" if notice.build_number else f"the build of {_short(notice.sha)}"
         return f"Deploying #{notice.pr} ({_short(notice.sha)}) to {name}: waiting for {waiting}"
     if isinstance(notice, PeaBuildRequested):
         return (f"No build of {_short(notice.sha)} started by itself: started one on `{escape(notice.job)}`, "
@@ -63,12 +71,12 @@ def headline(notice: PeaNotice, view: PeaView) -> str | None:
     if isinstance(notice, PeaExtended):
         return f"{name} is yours until {when(notice.until, SINCE)}"
     if isinstance(notice, PeaBuildFound):
-        return f"Waiting for {link(notice.url, f'build {notice.number}')} of {_short(notice.sha)}"
+        return f"Waiting for {link(notice.url, f'build #{notice.number}')} of {_short(notice.sha)}"
     if isinstance(notice, PeaStarting):
-        return f"Starting {name} on {_short(notice.sha)}"
+        return f"Starting {name} on {_running(notice)}"
     if isinstance(notice, PeaUp):
         title = escape(shorten(view.pr_title or "", 150))
-        up = f"{name} is up at {notice.url}: #{notice.pr} {title} ({_short(notice.sha)})"
+        up = f"{name} is up at {notice.url}: #{notice.pr} {title}, running {_running(notice)}"
         return up + (f"\n<{notice.url}|Open {escape(notice.pea)}>" if notice.url else "")
     if isinstance(notice, PeaFailed):
         log = f" ({link(view.build_url, 'build log')})" if view.build_url else ""

@@ -23,8 +23,8 @@ from flows.views import (
     AuditView,
     DeployDetail,
     DeployView,
+    Placed,
     PullRequestOption,
-    QueueEntry,
     QueueView,
     TrainView,
     UndoView,
@@ -45,11 +45,11 @@ class DeployFlows:
         self.wake = wake
 
     # -- commands -------------------------------------------------------------------------------
-    async def request(self, request: DeployRequest) -> QueueEntry:
-        """Put a pull request on the train (Refused, with nothing changed, if it cannot go)."""
-        entry = await service.request_deploy(self.sessions, self.outbox, self.config, self.github, request)
+    async def request(self, request: DeployRequest) -> Placed:
+        """Put a pull request on the train (Refused, with nothing changed, if it cannot go): where it went."""
+        placed = await service.request_deploy(self.sessions, self.outbox, self.config, self.github, request)
         self.wake()
-        return entry
+        return placed
 
     async def act(self, deploy_id: int, offered_state: str, event: Event, user: str) -> DeployView:
         """A button: `offered_state` is the state the button was shown in."""

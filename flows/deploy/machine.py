@@ -67,12 +67,14 @@ class Event(StrEnum):
     CANCEL = "cancel"
     RETRIES_EXHAUSTED = "retries_exhausted"
     STEP_FAILED = "step_failed"  # the step raised an error nothing expected
+    UNDO_STUCK = "undo_stuck"  # an undo cannot finish without people (a revert pull request to merge, ...)
+    RETRY = "retry"
+    MARK_ROLLED_BACK = "mark_rolled_back"  # an admin has undone what was left by hand
 
     @property
     def parks(self) -> bool:
-        """The deploy stays where it is, needing attention (a person's Retry or Roll back moves it on)."""
-        return self in (Event.RETRIES_EXHAUSTED, Event.STEP_FAILED)
-    RETRY = "retry"
+        """The deploy stays where it is, needing attention (a person's button moves it on)."""
+        return self in (Event.RETRIES_EXHAUSTED, Event.STEP_FAILED, Event.UNDO_STUCK)
 
 
 class Guard(StrEnum):
@@ -80,6 +82,13 @@ class Guard(StrEnum):
 
     SKIP_BUILD = "skip build check"
     NEEDS_ATTENTION = "needs attention"
+
+
+class Effect(StrEnum):
+    """What a transition does besides moving the deploy (each defined once, in `flows.deploy.service`)."""
+
+    NEW_BUILD = "new build"  # the failed build is kept aside, and the next one is started through the API
+    UNDONE_BY_HAND = "undone by hand"  # whatever was left to undo is recorded as done by people
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,12 @@ class Transition:
     guard: Guard | None = None
     button: str | None = None  # the Slack button that asks for it, for person transitions
     tells_requester: bool = False  # the requester gets a direct message about it
+    effect: Effect | None = None
 
 
 S, E = State, Event
 _WORKING_IN_ORDER = [state for state in State if state in WORKING]
-_PERSON = Actor.PERSON
+_PERSON, _ADMIN = Actor.PERSON, Actor.ADMIN
 
 TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.QUEUED, E.START, S.MERGING, "reaches the head of the train, train not frozen", tells_requester=True),
@@ -108,7 +118,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.BUILDING, E.BUILD_TIMEOUT, S.BUILD_FAILED, "build timed out", tells_requester=True),
     Transition(S.BUILDING, E.IMAGE_PRESENT, S.CANARYING, "skip build check, image in the registry",
                guard=Guard.SKIP_BUILD),
-    Transition(S.BUILD_FAILED, E.RETRY_BUILD, S.BUILDING, "Retry build", _PERSON, button="Retry build"),
+    Transition(S.BUILD_FAILED, E.RETRY_BUILD, S.BUILDING, "Retry build", _PERSON, button="Retry build",
+               effect=Effect.NEW_BUILD),
     Transition(S.BUILD_FAILED, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
     Transition(S.CANARYING, E.CANARIES_UP, S.CANARY_CHECK, "one canary per process up", tells_requester=True),
     Transition(S.CANARYING, E.CANARY_FAILED, S.ROLLING_BACK, "canary fails to start"),
@@ -120,7 +131,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.AWAITING_CONFIRMATION, E.DONE, S.COMPLETED, "Done", _PERSON, button="Done"),
     Transition(S.AWAITING_CONFIRMATION, E.CONFIRM_TIMEOUT, S.COMPLETED, "confirm timeout passes"),
     Transition(S.AWAITING_CONFIRMATION, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
-    Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "every step undone, newest first", tells_requester=True),
+    Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "services restored, merge reverted", tells_requester=True),
     # An outside system failing past its retries, or a step failing in a way nothing expected, parks the
     # deploy where it is, for a person to act.
     *(
@@ -141,6 +152,12 @@ TRANSITIONS: tuple[Transition, ...] = (
                    button="Roll back")
         for state in _WORKING_IN_ORDER if state is not S.ROLLING_BACK
     ),
+    Transition(S.ROLLING_BACK, E.UNDO_STUCK, S.ROLLING_BACK, "an undo needs people, e.g. a revert PR to merge "
+               "(needs attention)", tells_requester=True),
+    # However a rollback is stuck, an admin can always end it once people have undone the rest by hand.
+    Transition(S.ROLLING_BACK, E.MARK_ROLLED_BACK, S.ROLLED_BACK, "Mark rolled back by hand", _ADMIN,
+               guard=Guard.NEEDS_ATTENTION, button="Mark rolled back by hand", tells_requester=True,
+               effect=Effect.UNDONE_BY_HAND),
 )
 
 _INDEX: dict[tuple[State, Event], Transition] = {}
@@ -150,7 +167,7 @@ for _t in TRANSITIONS:
     _INDEX[(_t.source, _t.event)] = _t
 
 # Every event a person can ask for with a button, in table order.
-BUTTON_EVENTS: tuple[Event, ...] = tuple(dict.fromkeys(t.event for t in TRANSITIONS if t.actor is Actor.PERSON))
+BUTTON_EVENTS: tuple[Event, ...] = tuple(dict.fromkeys(t.event for t in TRANSITIONS if t.actor.presses))
 
 
 def transition_for(state: State, event: Event) -> Transition | None:
@@ -169,7 +186,7 @@ def person_transitions(state: State, *, needs_attention: bool, skip_build: bool 
     """What a person may ask for in this state: the buttons to show, in table order."""
     offered = [
         t for t in TRANSITIONS
-        if t.source == state and t.actor is Actor.PERSON
+        if t.source == state and t.actor.presses
         and guard_holds(t.guard, needs_attention=needs_attention, skip_build=skip_build)
     ]
     return list({t.button: t for t in offered}.values())

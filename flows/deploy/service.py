@@ -8,7 +8,7 @@ the notices of the change (`Outbox.write`), and talks to no outside system, exce
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,12 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import AppConfig
-from flows.deploy.machine import IN_FLIGHT, TERMINAL, Event, State, Transition, guard_holds, transition_for
+from flows.deploy.machine import (
+    IN_FLIGHT,
+    TERMINAL,
+    Effect,
+    Event,
+    State,
+    Transition,
+    guard_holds,
+    transition_for,
+)
 from flows.errors import Refused, Superseded, Why
+from flows.flowchart import Actor
 from flows.notices import SYSTEM, Frozen, Moved, Notice, Queued, QueueMoved, Unfrozen
 from flows.outbox import Outbox
 from flows.outside import GitHubApi, ask
-from flows.views import DeployView, QueueEntry, QueueView, TrainView
+from flows.views import DeployView, Placed, QueueEntry, QueueView, TrainView
 from integrations.outside import NotFound, OutsideError
 from storage.clock import utcnow
 from storage.models import AuditEvent, Deploy, Train, UndoRecord
@@ -72,7 +82,8 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
         raise Refused(Why.NOT_A_PR_NUMBER, field="pr", pr=str(request.pr_number))
     unknown = [p for p in request.processes if p not in config.processes]
     if unknown:
-        raise Refused(Why.UNKNOWN_PROCESS, field="processes", process=unknown[0], choices=list(config.processes))
+        raise Refused(Why.UNKNOWN_PROCESS, field="processes", process=unknown[0], choices=list(config.processes),
+                      pr=request.pr_number)
     if request.jump_queue or request.skip_build:
         if not permissions.may_use_emergency(request.requester):
             raise Refused(Why.NOT_ON_EMERGENCY_LIST, field="emergency")
@@ -87,7 +98,7 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
 
 
 async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
-                         github: GitHubApi, request: DeployRequest) -> QueueEntry:
+                         github: GitHubApi, request: DeployRequest) -> Placed:
     """Validate a request against the config and the pull request, and put it on the train."""
     processes = _check_request(config, request)
     repo, base = config.github.repo, config.github.base_branch
@@ -137,9 +148,11 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
                            *((QueueMoved(train.id),) if deploy.jump_queue else ()))
     outbox.wake()
     async with sessions() as session:
+        view = await _queue_view(session, train.id)
         # A deploy can already have ended (a PR that no longer merges fails at once) before this read.
-        entries = await _queue_in(session, train.id)
-    return next((e for e in entries if e.deploy.id == deploy.id), QueueEntry(DeployView.of(deploy), 0, timedelta(0)))
+        entry = view.entry(deploy.id) or QueueEntry(DeployView.of(await session.get_one(Deploy, deploy.id)), 0,
+                                                    timedelta(0))
+    return Placed(entry, view.train)
 
 
 def _request_detail(deploy: Deploy) -> str:
@@ -187,7 +200,9 @@ async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State
     return timedelta(seconds=statistics.median(took[:sample])) if took else None
 
 
-async def _queue_in(session: AsyncSession, train_id: str) -> list[QueueEntry]:
+async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
+    """The train and its entries, read in `session` (the train's row exists)."""
+    train = TrainView.of(await session.get_one(Train, train_id))
     typical = await typical_duration(session, train_id)
     # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
     waiting_or_moving = (await session.scalars(
@@ -203,15 +218,17 @@ async def _queue_in(session: AsyncSession, train_id: str) -> list[QueueEntry]:
     if in_flight:
         remaining = max(timedelta(0), typical - (now - (in_flight[0].started_at or now)))
     for position, deploy in enumerate(queued, start=1):
-        entries.append(QueueEntry(DeployView.of(deploy), position, remaining + typical * (position - 1)))
-    return entries
+        # A frozen train starts nobody: no ETA holds until it is unfrozen.
+        eta = None if train.frozen else remaining + typical * (position - 1)
+        entries.append(QueueEntry(DeployView.of(deploy), position, eta))
+    return QueueView(train, tuple(entries))
 
 
 async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> QueueView:
     """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
     async with sessions() as session, session.begin():
-        train = await ensure_train(session, train_id)
-        return QueueView(TrainView.of(train), tuple(await _queue_in(session, train_id)))
+        await ensure_train(session, train_id)
+        return await _queue_view(session, train_id)
 
 
 async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> Deploy | None:
@@ -250,6 +267,27 @@ async def start_next(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
 _WAITS_FOR_PERSON = frozenset({State.BUILD_FAILED})
 
 
+async def _new_build(session: AsyncSession, deploy: Deploy, actor: str) -> None:
+    deploy.build_previous, deploy.build_attempts = deploy.build_number, deploy.build_attempts + 1
+    deploy.build_number = deploy.build_url = deploy.build_queue_id = None
+
+
+async def _undone_by_hand(session: AsyncSession, deploy: Deploy, actor: str) -> None:
+    left = (await session.scalars(sa.select(UndoRecord).where(UndoRecord.deploy_id == deploy.id,
+                                                              UndoRecord.done_at.is_(None)))).all()
+    for record in left:
+        record.done_at, record.result = utcnow(), f"undone by hand (marked by {actor})"
+        audit(session, actor, f"undone_by_hand:{record.kind}", deploy_id=deploy.id,
+              detail=f"{record.kind} left to people", **{k: v for k, v in record.data.items() if k != "key"})
+
+
+# What each effect of the table does, defined once.
+EFFECTS: dict[Effect, Callable[[AsyncSession, Deploy, str], Awaitable[None]]] = {
+    Effect.NEW_BUILD: _new_build,
+    Effect.UNDONE_BY_HAND: _undone_by_hand,
+}
+
+
 def _moves_queue(transition: Transition) -> bool:
     """Whether the queue's order or ETAs change: a deploy left it, or the one in flight ended."""
     return transition.source is State.QUEUED or transition.target in TERMINAL
@@ -264,10 +302,13 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
     if transition is None or not guard_holds(
         transition.guard, needs_attention=deploy.needs_attention, skip_build=deploy.skip_build
     ):
-        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy.id, state=state.value, event=event.value)
+        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy.id, pr=deploy.pr_number, state=state.value,
+                      event=event.value)
     now = utcnow()
     for key, value in (updates or {}).items():
         setattr(deploy, key, value)
+    if transition.effect is not None:
+        await EFFECTS[transition.effect](session, deploy, actor)
     # Whatever came of the step, it is not failing any more: a new failure starts a new backoff.
     deploy.retry_since, deploy.retry_attempts = None, 0
     target = transition.target
@@ -342,11 +383,6 @@ async def apply_event(sessions: async_sessionmaker[AsyncSession], outbox: Outbox
     raise Superseded(f"deploy {deploy_id} kept changing")
 
 
-def _retry_build_updates(deploy: Deploy) -> dict[str, Any]:
-    return {"build_previous": deploy.build_number, "build_number": None, "build_url": None,
-            "build_queue_id": None, "build_attempts": deploy.build_attempts + 1}
-
-
 async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
                         deploy_id: int, offered_state: str, event: Event, user: str) -> Applied:
     """A button press: bound to the state it was offered in, allowed to the requester and admins."""
@@ -355,17 +391,19 @@ async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outb
     if deploy is None:
         raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
     if user != deploy.requester and not config.permissions.is_admin(user):
-        raise Refused(Why.NOT_YOURS, deploy_id=deploy_id, requester=deploy.requester)
+        raise Refused(Why.NOT_YOURS, deploy_id=deploy_id, pr=deploy.pr_number, requester=deploy.requester)
     stale = Refused(Why.STALE_BUTTON, deploy_id=deploy_id, pr=deploy.pr_number, state=deploy.state)
     if deploy.state != offered_state:
         raise stale
     transition = transition_for(State(deploy.state), event)
     if transition is None or not guard_holds(transition.guard, needs_attention=deploy.needs_attention,
                                              skip_build=deploy.skip_build):
-        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy_id, state=deploy.state, event=event.value)
+        raise Refused(Why.NOT_POSSIBLE_NOW, deploy_id=deploy_id, pr=deploy.pr_number, state=deploy.state,
+                      event=event.value)
+    if transition.actor is Actor.ADMIN and not config.permissions.is_admin(user):
+        raise Refused(Why.ADMINS_ONLY, what=f"press {transition.button}")
     try:
-        return await apply_event(sessions, outbox, deploy_id, event, actor=user, expected_state=offered_state,
-                                 updates=_retry_build_updates if event is Event.RETRY_BUILD else None)
+        return await apply_event(sessions, outbox, deploy_id, event, actor=user, expected_state=offered_state)
     except Superseded:
         raise stale from None
 
@@ -395,7 +433,7 @@ async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, con
 async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, user: str,
                      frozen: bool, reason: str | None = None) -> TrainView:
     if not config.permissions.is_admin(user):
-        raise Refused(Why.ADMINS_ONLY, what="freeze" if frozen else "unfreeze")
+        raise Refused(Why.ADMINS_ONLY, what="freeze the train" if frozen else "unfreeze the train")
     if frozen and not (reason or "").strip():
         raise Refused(Why.FREEZE_REASON_REQUIRED, field="reason")
     if reason and len(reason) > MAX_REASON:

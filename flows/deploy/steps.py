@@ -17,12 +17,23 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig
+from flows.config import AppConfig, format_duration
 from flows.deploy import service
 from flows.deploy.machine import Event, State
 from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
-from flows.notices import BuildPassed, BuildStarted, CanaryReminder, Merged, Notice, RevertByHand, RolloutProgress
+from flows.notices import (
+    BranchUpdating,
+    BuildPassed,
+    BuildStarted,
+    CanaryReminder,
+    HeadFollowed,
+    Merged,
+    Notice,
+    RevertByHand,
+    RevertPullRequest,
+    RolloutProgress,
+)
 from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.waiting import next_look
@@ -88,26 +99,57 @@ def _targets(deploy: Deploy) -> dict[str, dict[str, Any]]:
 # -- merging ------------------------------------------------------------------------------------
 
 async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
-    github = ctx.outside.github
-    sha = deploy.merge_sha
-    if sha is None:
+    github, number = ctx.outside.github, deploy.pr_number
+    if deploy.merge_sha is None:
         pending = await service.pending_undo(ctx.sessions, deploy.id)
         attempted = any(record.kind == "merge" for record in pending)
-        # Only a merge we asked for is ours to deploy (and to revert); one made by hand is refused.
-        sha = await github.find_merge(deploy.pr_number)
-        if sha is not None and not attempted:
-            return StepResult(Event.MERGE_REFUSED, f"#{deploy.pr_number} was merged outside the train")
-        if sha is None:
-            await service.record_undo(ctx.sessions, deploy.id, "merge", {"pr": deploy.pr_number}, key="merge")
+        pr = await github.get_pr(number)
+        if pr.merged:
+            # Only a merge we asked for is ours to deploy (and to revert); one made by hand is refused.
+            if not attempted or pr.merge_sha is None:
+                return StepResult(Event.MERGE_REFUSED, f"#{number} was merged outside the train")
+            sha = pr.merge_sha
+        else:
+            if pr.head_sha != deploy.pr_head_sha:
+                # Whatever was pushed before its turn is what is deployed; the requester is told which commit.
+                updated = deploy.branch_updated_from == deploy.pr_head_sha
+                await ctx.save(deploy, {"pr_head_sha": pr.head_sha},
+                               record=Record("head_followed", f"#{number} is at {pr.head_sha[:12]} now",
+                                             {"head_sha": pr.head_sha}),
+                               notice=HeadFollowed(deploy.id, deploy.train_id, deploy.pr_head_sha or "", pr.head_sha,
+                                                   updated))
+            await service.record_undo(ctx.sessions, deploy.id, "merge",
+                                      {"pr": number, "method": ctx.config.github.merge_method}, key="merge")
             try:
-                result = await github.merge(deploy.pr_number, deploy.pr_head_sha or "")
+                sha = (await github.merge(number, pr.head_sha)).sha
             except NotMergeable as exc:
-                return StepResult(Event.MERGE_REFUSED, f"#{deploy.pr_number} could not be merged: {exc.reason}")
-            sha = result.sha
+                return await _not_merged(ctx, deploy, pr.head_sha, exc)
         await ctx.save(deploy, {"merge_sha": sha, "image": ctx.config.image_for(sha)},
-                       record=Record("merged", f"#{deploy.pr_number} merged as {sha[:12]}", {"merge_sha": sha}),
+                       record=Record("merged", f"#{number} merged as {sha[:12]}", {"merge_sha": sha}),
                        notice=Merged(deploy.id, deploy.train_id, sha))
     return StepResult(Event.MERGED)
+
+
+async def _not_merged(ctx: StepContext, deploy: Deploy, head: str, refused: NotMergeable) -> StepResult:
+    """What a refused merge comes to: bring the branch up to date, wait for its checks or a new head, or fail."""
+    number = deploy.pr_number
+    if refused.reason == "behind":
+        if deploy.branch_updated_from != head:
+            # Asked before it is saved: asking twice for one head is harmless, never asking would wait forever.
+            await ctx.outside.github.update_branch(number, head)
+            await ctx.save(deploy, {"branch_updated_from": head},
+                           record=Record("branch_update_requested", f"#{number} at {head[:12]}", {"head_sha": head}),
+                           notice=BranchUpdating(deploy.id, deploy.train_id, head))
+        return StepResult(wait=ctx.poll)
+    if refused.reason == "head moved":
+        return StepResult(wait=ctx.poll)  # the next look follows the new head
+    if refused.reason == "checks pending":
+        limit = ctx.config.jenkins.build_timeout
+        if _elapsed(deploy) > limit:
+            return StepResult(Event.MERGE_REFUSED, f"#{number}'s required checks did not pass within "
+                                                   f"{format_duration(limit)}: {refused.detail}")
+        return StepResult(wait=next_look(_elapsed(deploy), None, ctx.poll))
+    return StepResult(Event.MERGE_REFUSED, f"#{number} could not be merged: {refused.detail}")
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -154,10 +196,13 @@ async def build(ctx: StepContext, deploy: Deploy) -> StepResult:
         if current.green:
             return StepResult(Event.BUILD_GREEN,
                               notices=(BuildPassed(deploy.id, deploy.train_id, current.number, current.url),))
-        return StepResult(Event.BUILD_RED, f"build {current.number} {(current.result or 'failed').lower()}")
+        return StepResult(Event.BUILD_RED, f"build #{current.number} ended {current.result or 'FAILURE'}")
     if _elapsed(deploy) > timeout:
-        what = f"build {current.number}" if current else "no build of the merge commit"
-        return StepResult(Event.BUILD_TIMEOUT, f"{what} did not finish within {timeout}")
+        if current is None:
+            return StepResult(Event.BUILD_TIMEOUT, f"no build of the merge commit started within "
+                                                   f"{format_duration(timeout)}")
+        return StepResult(Event.BUILD_TIMEOUT, f"build #{current.number} did not finish within "
+                                               f"{format_duration(timeout)}")
     typical = await ctx.typical(State.BUILDING, State.CANARYING)
     return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
 
@@ -186,6 +231,10 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
                 return StepResult(Event.CANARY_FAILED, f"service {spec.service} is not in cluster {cluster}")
             target["old_td"] = state.task_definition
         if "new_td" not in target:
+            # A rollback deregisters what is tagged so, whether or not a crash kept it from being saved.
+            await service.record_undo(ctx.sessions, deploy.id, "task_definition",
+                                      {"service": spec.service, "copied_from": target["old_td"],
+                                       "tag": revision_tag(deploy)}, key=spec.service)
             # Found again rather than registered twice when a crash came between registering and saving.
             target["new_td"] = await ecs.register_once(target["old_td"], spec.container, deploy.image or "",
                                                        key=REVISION_TAG, value=revision_tag(deploy))
@@ -198,8 +247,8 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
             continue
         await service.record_undo(ctx.sessions, deploy.id, "canary",
                                   {"cluster": cluster, "service": target["canary"]}, key=target["canary"])
-        await ecs.create_canary(cluster, target["service"], target["canary"], target["new_td"],
-                                ctx.config.deploy.canary_tasks)
+        target["canary_client_only"] = await ecs.create_canary(cluster, target["service"], target["canary"],
+                                                               target["new_td"], ctx.config.deploy.canary_tasks)
         target["canary_created"] = True
         await ctx.save(deploy, {"targets": targets},
                        record=Record("canary_created", target["canary"], {"task_definition": target["new_td"]}))
@@ -214,7 +263,7 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         return StepResult(Event.CANARIES_UP)
     if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
         return StepResult(Event.CANARY_FAILED,
-                          f"the canaries did not start within {ctx.config.deploy.rollout_timeout}")
+                          f"the canaries did not start within {format_duration(ctx.config.deploy.rollout_timeout)}")
     return StepResult(wait=ctx.poll)
 
 
@@ -237,9 +286,13 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
         target = targets[process]
         if target.get("rollout_started"):
             continue
+        # Read before the rolling update changes it; a step resumed after the update reads ours, but the
+        # record written first is the one kept.
+        own = await ecs.deployment_configuration(cluster, target["service"])
         await service.record_undo(ctx.sessions, deploy.id, "service_update",
                                   {"cluster": cluster, "service": target["service"],
-                                   "task_definition": target["old_td"]}, key=target["service"])
+                                   "task_definition": target["old_td"], "deployment_configuration": own},
+                                  key=target["service"])
         await ecs.rolling_update(cluster, target["service"], target["new_td"], ctx.config.deploy.batch_percent)
         target["rollout_started"] = True
         await ctx.save(deploy, {"targets": targets},
@@ -261,14 +314,16 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
     if not all(pr.done for pr in progress.values()):
         if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
             return StepResult(Event.ROLLOUT_FAILED,
-                              f"the rollout did not finish within {ctx.config.deploy.rollout_timeout}")
+                              f"the rollout did not finish within {format_duration(ctx.config.deploy.rollout_timeout)}")
         if all(pr.running >= pr.desired for pr in progress.values()):
             # Every new task runs: ECS says COMPLETED as soon as the old ones have drained.
             return StepResult(wait=ctx.poll / SETTLING)
         typical = await ctx.typical(State.ROLLING_OUT, State.AWAITING_CONFIRMATION)
         return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
     for record in await service.pending_undo(ctx.sessions, deploy.id):
-        if record.kind == "canary":
+        if record.kind == "service_update":
+            await _restore_configuration(ctx, deploy, record.data)
+        elif record.kind == "canary":
             await ecs.delete_service(record.data["cluster"], record.data["service"])
             await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
             await ctx.save(deploy, record=Record("canary_removed", record.data["service"],
@@ -285,14 +340,35 @@ async def await_confirmation(ctx: StepContext, deploy: Deploy) -> StepResult:
 
 # -- rolling back (the saga) ----------------------------------------------------------------------
 
+async def _restore_configuration(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> None:
+    """Give a stable service back the deploymentConfiguration it had before the rolling update changed it."""
+    config = data.get("deployment_configuration")
+    if config is None:
+        return  # recorded before the configuration was kept
+    if await ctx.outside.ecs.restore_deployment_configuration(data["cluster"], data["service"], config):
+        await ctx.save(deploy, record=Record("deployment_configuration_restored", data["service"],
+                                             {"service": data["service"]}))
+
+
 async def _undo_service_update(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
-    """Put a service back on its old task definition; done once it is stable there."""
+    """Put a service back on its old task definition, then its own deploymentConfiguration; done once it is stable
+    on the old one (not before: the service's own rollbacks would take it to its last completed deployment)."""
     ecs = ctx.outside.ecs
     await ecs.restore(data["cluster"], data["service"], data["task_definition"])
     progress = await ecs.rollout_progress(data["cluster"], data["service"], data["task_definition"])
     if progress.failed:
         raise RollbackStuck(f"{data['service']} does not come back on its old task definition: {progress.reason}")
-    return f"restored {data['task_definition']}" if progress.done else None
+    if not progress.done:
+        return None
+    await _restore_configuration(ctx, deploy, data)
+    return f"restored {data['task_definition']}"
+
+
+async def _undo_task_definition(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
+    """Deregister the revisions the deploy registered for a service (found by their tag), so that the family's newest
+    revision is again one that ran; the service is back on its old one and the canary deleted by now."""
+    gone = await ctx.outside.ecs.deregister_copies(data["copied_from"], REVISION_TAG, data["tag"])
+    return f"deregistered {', '.join(gone)}" if gone else "no revision left to deregister"
 
 
 async def _undo_canary(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) -> str | None:
@@ -305,23 +381,36 @@ async def _undo_merge(ctx: StepContext, deploy: Deploy, data: dict[str, Any]) ->
     sha = deploy.merge_sha or await github.find_merge(deploy.pr_number)
     if sha is None:
         return "never merged"
-    result = await github.revert_merge(sha, deploy.pr_number)
-    by_hand = (RevertByHand(deploy.id, deploy.train_id, result.detail, result.manual_url, tuple(result.paths))
-               if result.status == "manual" else None)
-    await ctx.save(deploy, {"revert_sha": result.sha, "revert_status": result.status},
+    result = await github.revert_merge(sha, deploy.pr_number, data.get("method", "merge"))
+    notice: Notice | None = None
+    if result.status == "manual":
+        notice = RevertByHand(deploy.id, deploy.train_id, result.detail, result.manual_url, tuple(result.paths))
+    elif result.pull_request is not None and result.status == "reverted":
+        notice = RevertPullRequest(deploy.id, deploy.train_id, result.pull_request, True, result.detail)
+    await ctx.save(deploy, {"revert_sha": result.sha, "revert_status": result.status,
+                            "revert_pull_request": result.pull_request or deploy.revert_pull_request},
                    record=Record(f"revert_{result.status}", result.detail,
-                                 {"revert_sha": result.sha, "manual_url": result.manual_url}),
-                   notice=by_hand)
+                                 {"revert_sha": result.sha, "manual_url": result.manual_url,
+                                  "pull_request": result.pull_request}),
+                   notice=notice)
+    if result.status == "pull_request":
+        raise RollbackStuck(result.detail, RevertPullRequest(deploy.id, deploy.train_id, result.pull_request or "",
+                                                             False, result.detail))
     return f"revert {result.status}" + (f" {result.sha[:12]}" if result.sha else "")
 
 
 class RollbackStuck(Exception):
-    """An undo cannot complete without a person."""
+    """An undo cannot complete without people; `notices` tell them what to do."""
+
+    def __init__(self, reason: str, *notices: Notice) -> None:
+        super().__init__(reason)
+        self.notices = notices
 
 
 _UNDO: dict[str, Callable[[StepContext, Deploy, dict[str, Any]], Awaitable[str | None]]] = {
     "service_update": _undo_service_update,
     "canary": _undo_canary,
+    "task_definition": _undo_task_definition,
     "merge": _undo_merge,
 }
 

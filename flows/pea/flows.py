@@ -80,7 +80,7 @@ class PeaFlows:
             event = (PeaEvent.REDEPLOY if again else PeaEvent.DEPLOY) if state.held else PeaEvent.CLAIM
             values = {
                 "holder": user, "pr_number": pull.number, "pr_title": pull.title, "pr_url": pull.url,
-                "head_sha": pull.head_sha, "image": self.config.image_for(pull.head_sha),
+                "pr_base": pull.base_ref, "head_sha": pull.head_sha,  # its image: what its green build built
                 "build_number": build.number if build else None, "build_url": build.url if build else None,
                 "url": peas.url_of(row.name), "claim_expires_at": now + peas.lease,
                 "claimed_at": now if not state.held or taken_from else row.claimed_at, "reminded_at": None,
@@ -181,10 +181,14 @@ class PeaFlows:
 
     async def _build_of(self, name: str, pr: PullRequest) -> Build | None:
         """The PR job's build of the head, if one exists yet (if not, the pea waits for it); refused when red."""
+        jobs = self.config.jenkins
         try:
-            build = await ask(lambda: self.outside.jenkins.find_build(self.config.jenkins.pr_job, pr.head_sha))
+            build = await ask(lambda: self.outside.jenkins.find_build(jobs.pr_job_of(pr.number), pr.head_sha))
         except OutsideError as exc:
-            raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
+            # a per-PR job the multibranch project has not made yet (a new PR) has no build yet: the pea waits
+            if not (jobs.per_pr and isinstance(exc, NotFound)):
+                raise Refused(Why.UNREACHABLE, field="pr", system=exc.system, message=exc.message) from None
+            build = None
         if build is not None and build.red:
             raise Refused(Why.PEA_BUILD_RED, field="pr", pea=name, pr=pr.number, sha=pr.head_sha, build=build.number,
                           result=build.result or "red", url=build.url)

@@ -35,7 +35,8 @@ _WRITE_ATTEMPTS = 3
 
 # What each reset of the table clears, defined once.
 _CLEARED_DEPLOY: dict[str, Any] = {
-    "pr_number": None, "pr_title": None, "pr_url": None, "head_sha": None, "image": None, "build_url": None,
+    "pr_number": None, "pr_title": None, "pr_url": None, "pr_base": None, "head_sha": None, "built_sha": None,
+    "image": None, "build_url": None,
     "build_number": None, "build_queue_id": None, "failure_reason": None, "task_definitions": {},
     "rollout_started_at": None, "checked_at": None, "stale_reason": None, "newer_sha": None,
 }

@@ -6,13 +6,18 @@ definitions already registered, services already pointed), persists what it lear
 next outside action, and returns either a transition (`Next(state=...)`) or how long to wait.
 
 - deploying: find (or, with `trigger: api`, start) the PR job's build of the head, wait for it
-  within `build_timeout`; register one task definition per process with the head's image;
+  within `build_timeout` (a multibranch project's job of the PR may not exist yet: the wait is the
+  same); register one task definition per process with the image of what the green build built
+  (the head, or the head merged with the PR's base);
   point each pea service at it (desired 1, or more if it already ran more); wait until every
   service is stable within `deploy.rollout_timeout` → up; else → failed with the reason.
 - up / failed: remind the holder shortly before the claim ends, release it when it has ended;
   on an up pea, look at the PR at most every `check_every` for a newer green build, or a close
   or merge, and say so once.
 - releasing: scale every service of the pea to zero and wait until no task runs → free.
+
+A revision a pea deploy registered (tagged `fatcontroller:pea`) is deregistered once replaced by
+the next deploy's, and on release: the pea services' families keep no ACTIVE pile of them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig, PeasConfig
+from flows.config import AppConfig, PeasConfig, format_duration
 from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
 from flows.notices import Notice, PeaBuildFound, PeaBuildRequested, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
@@ -37,7 +42,7 @@ from flows.pea.machine import PeaEvent, PeaState, Stale
 from flows.pea.service import remind_before
 from integrations.ecs import Progress, failure_threshold
 from integrations.jenkins import Build
-from integrations.outside import OutsideError
+from integrations.outside import NotFound, OutsideError
 from storage.clock import utcnow
 from storage.models import Pea
 
@@ -73,6 +78,10 @@ class PeaContext:
     def peas(self) -> PeasConfig:
         return service.peas_config(self.config)
 
+    def pr_job(self, pea: Pea) -> str:
+        """The Jenkins job that builds the pea's pull request."""
+        return self.config.jenkins.pr_job_of(pea.pr_number or 0)
+
     def services(self, pea: Pea) -> dict[str, str]:
         """Process -> the pea's ECS service for it."""
         return {process: self.peas.service_name(pea.name, process) for process in self.config.processes}
@@ -98,22 +107,30 @@ def _claim_ended(pea: Pea, now: datetime) -> Next | None:
 
 async def _build(ctx: PeaContext, pea: Pea) -> Build | None:
     """The PR job's build of the pea's head, starting it through the API when that is ours to do."""
-    jenkins, job = ctx.outside.jenkins, ctx.config.jenkins.pr_job
+    jenkins, job = ctx.outside.jenkins, ctx.pr_job(pea)
     sha = pea.head_sha or ""
     if pea.build_number is not None:
-        return await jenkins.get_build(job, pea.build_number)
-    build = await jenkins.find_build(job, sha)  # also finds one started before a crash lost its queue id
+        return await jenkins.get_build(job, pea.build_number, sha=sha)
+    try:
+        build = await jenkins.find_build(job, sha)  # also finds one started before a crash lost its queue id
+    except NotFound:
+        if not ctx.config.jenkins.per_pr:
+            raise
+        return None  # the multibranch project has not made the PR's job yet: no build to find, nor to start
     # Ours to start when the train starts builds itself, or when none started within `build_start_wait`
     # (GitHub's webhook may be late, or Jenkins may have coalesced it away).
     waited = utcnow() - (pea.state_entered_at or utcnow())
     if build is None and (ctx.config.jenkins.trigger == "api" or waited > ctx.config.jenkins.build_start_wait):
         if pea.build_queue_id is None:
+            # whatever waits in a per-PR job's queue is a build of the PR: the project's own, on its way
+            if ctx.config.jenkins.per_pr and await jenkins.in_queue(job):
+                return None
             queue_id = await jenkins.start_build(job, sha)
             await ctx.save(pea, {"build_queue_id": queue_id},
                            record=Record("pea_build_requested", f"{job} for {_short(sha)}", {"queue_id": queue_id}),
                            notice=PeaBuildRequested(pea.name, TRAIN, pea.holder, job, sha))
         started = await jenkins.build_from_queue(pea.build_queue_id or 0)
-        build = None if started is None else await jenkins.get_build(job, started[1])
+        build = None if started is None else await jenkins.get_build(job, started[1], sha=sha)
     if build is not None:
         await ctx.save(pea, {"build_number": build.number, "build_url": build.url},
                        record=Record("pea_build_found", f"build {build.number}", {"build_url": build.url}),
@@ -122,7 +139,7 @@ async def _build(ctx: PeaContext, pea: Pea) -> Build | None:
 
 
 async def _register(ctx: PeaContext, pea: Pea) -> Next | None:
-    """One task definition per process: the pea service's own, with the head's image."""
+    """One task definition per process: the pea service's own, with the image of what the build built."""
     ecs, cluster = ctx.outside.ecs, ctx.peas.cluster
     for process, name in ctx.services(pea).items():
         if process in pea.task_definitions:
@@ -133,10 +150,20 @@ async def _register(ctx: PeaContext, pea: Pea) -> Next | None:
                                        "then Redeploy")
         # Found again rather than registered twice when a crash came between registering and saving.
         arn = await ecs.register_once(state.task_definition, ctx.config.processes[process].container,
-                                      pea.image or "", key=REVISION_TAG, value=f"{pea.name}@{pea.head_sha or ''}")
+                                      pea.image or "", key=REVISION_TAG, value=f"{pea.name}@{pea.built_sha or ''}")
+        # The revision it replaces, when a pea deploy registered it: none is left ACTIVE for a deploy by family
+        # name to pick up. Before saving the new one, which a resumed step would not look past.
+        await _deregister(ctx, pea, name, state.task_definition)
         await ctx.save(pea, {"task_definitions": {**pea.task_definitions, process: arn}},
                        record=Record("pea_task_definition_registered", f"{process}: {arn}", {"task_definition": arn}))
     return None
+
+
+async def _deregister(ctx: PeaContext, pea: Pea, name: str, task_definition: str) -> None:
+    """Deregister a revision of one of the pea's services if a pea deploy registered it (it carries our tag)."""
+    if await ctx.outside.ecs.deregister_task_definition(task_definition, tagged=REVISION_TAG):
+        await ctx.save(pea, record=Record("pea_task_definition_deregistered", f"{name}: {task_definition}",
+                                          {"task_definition": task_definition}))
 
 
 async def _point(ctx: PeaContext, pea: Pea) -> Next | dict[str, Progress]:
@@ -173,18 +200,25 @@ async def deploy(ctx: PeaContext, pea: Pea) -> Next:
         if build is None or not build.finished:
             timeout = ctx.config.jenkins.build_timeout
             if now - (pea.state_entered_at or now) > timeout:
-                what = f"build {build.number}" if build else f"no build of {_short(pea.head_sha)}"
-                return Next(PeaEvent.FAIL, f"{what} on {ctx.config.jenkins.pr_job} did not finish within "
-                                           f"{timeout}: Redeploy to wait again")
+                what = (f"build #{build.number} on {ctx.pr_job(pea)} did not finish" if build
+                        else f"no build of {_short(pea.head_sha)} on {ctx.pr_job(pea)} finished")
+                return Next(PeaEvent.FAIL, f"{what} within {format_duration(timeout)}: Redeploy to wait again")
             return Next(wait=ctx.poll)
         if not build.green:
             return Next(PeaEvent.FAIL, f"build {build.number} of {_short(pea.head_sha)} ended "
                                        f"{(build.result or 'failed').lower()}: push a fix, then Redeploy")
+        if pea.built_sha is None:
+            built = build.built or pea.head_sha or ""
+            image = ctx.config.image_for(built)
+            await ctx.save(pea, {"built_sha": built, "image": image},
+                           record=Record("pea_build_passed", f"build {build.number} built {_short(built)}",
+                                         {"build_url": build.url, "image": image}))
         if unregistered := await _register(ctx, pea):
             return unregistered
     if pea.rollout_started_at is None:
         await ctx.save(pea, {"rollout_started_at": now},
-                       notice=PeaStarting(pea.name, TRAIN, pea.holder, pea.head_sha or ""))
+                       notice=PeaStarting(pea.name, TRAIN, pea.holder, pea.head_sha or "", pr=pea.pr_number,
+                                          built=pea.built_sha, base=pea.pr_base))
     pointed = await _point(ctx, pea)
     if isinstance(pointed, Next):
         return pointed
@@ -198,7 +232,7 @@ async def deploy(ctx: PeaContext, pea: Pea) -> Next:
     timeout = ctx.config.deploy.rollout_timeout
     if now - (pea.rollout_started_at or now) > timeout:
         waiting = ", ".join(f"{p} {pr.running}/{pr.desired}" for p, pr in progress.items() if not pr.done)
-        return Next(PeaEvent.FAIL, f"the services did not become stable within {timeout} ({waiting})")
+        return Next(PeaEvent.FAIL, f"the services did not become stable within {format_duration(timeout)} ({waiting})")
     return Next(wait=ctx.poll)
 
 
@@ -218,7 +252,7 @@ async def _freshness(ctx: PeaContext, pea: Pea, now: datetime) -> timedelta:
         elif pr.state != "open":
             stale = Stale.CLOSED
         elif pr.head_sha != pea.head_sha:
-            build = await ctx.outside.jenkins.find_build(ctx.config.jenkins.pr_job, pr.head_sha)
+            build = await ctx.outside.jenkins.find_build(ctx.pr_job(pea), pr.head_sha)
             # until the newest head's build is green, the last newer build we offered stays on offer
             if build is not None and build.green:
                 stale, sha = Stale.NEWER_BUILD, pr.head_sha
@@ -265,7 +299,8 @@ async def hold(ctx: PeaContext, pea: Pea) -> Next:
 async def release(ctx: PeaContext, pea: Pea) -> Next:
     ecs, cluster = ctx.outside.ecs, ctx.peas.cluster
     busy = False
-    for name, state in (await ecs.describe_services(cluster, list(ctx.services(pea).values()))).items():
+    states = await ecs.describe_services(cluster, list(ctx.services(pea).values()))
+    for name, state in states.items():
         if state is None:
             continue
         if state.desired > 0:
@@ -275,6 +310,9 @@ async def release(ctx: PeaContext, pea: Pea) -> Next:
         busy = busy or state.running > 0 or state.pending > 0
     if busy:
         return Next(wait=ctx.poll)
+    for name, state in states.items():
+        if state is not None:
+            await _deregister(ctx, pea, name, state.task_definition)
     return Next(PeaEvent.SCALED_TO_ZERO)
 
 

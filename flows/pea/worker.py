@@ -39,7 +39,8 @@ def _told(event: PeaEvent, before: Pea, result: Next) -> Callable[[Pea], tuple[N
 
     def notices(pea: Pea) -> tuple[Notice, ...]:
         if event is PeaEvent.UP:
-            return (PeaUp(pea.name, TRAIN, pea.holder, pea.url, pea.pr_number, pea.head_sha),)
+            return (PeaUp(pea.name, TRAIN, pea.holder, pea.url, pea.pr_number, pea.head_sha, built=pea.built_sha,
+                          base=pea.pr_base),)
         if event is PeaEvent.FAIL:
             return (PeaFailed(pea.name, TRAIN, pea.holder, result.reason or "", result.system),)
         if event is PeaEvent.LEASE_ENDED:

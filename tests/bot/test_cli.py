@@ -31,7 +31,8 @@ def test_check_config_summarises_the_example_and_exits_0() -> None:
     assert result.returncode == 0, result.stderr
     assert "acme/app" in result.stdout
     assert "web → app-web" in result.stdout
-    assert "sweet-pea" in result.stdout
+    assert "sweet-pea" in result.stdout and "(lease 8h)" in result.stdout  # as app.yaml writes it, not 8:00:00
+    assert "slack commands: /deploy, /pea" in result.stdout
 
 
 def test_check_config_names_every_bad_key_and_exits_2(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from flows.deploy.machine import State, person_transitions
 from storage.models import AuditEvent
 from tests.fixtures.bot import BotWorld
 
-ALICE, BOB, EMERGENCY = "U0ALICE", "U0BOB", "U0EMERGENCY"
+ALICE, BOB, EMERGENCY, ADMIN = "U0ALICE", "U0BOB", "U0EMERGENCY", "U0ADMIN"
 
 
 async def test_the_quick_form_deploys_a_pull_request_from_queue_to_completed(world: BotWorld) -> None:
@@ -187,3 +187,45 @@ async def test_the_app_home_shows_the_train_and_your_buttons_only_to_you(world: 
     await world.reaches(pr, "rolling_out", "awaiting_confirmation")
     await world.slack.wait_for(lambda: "Done" in world.slack.button_labels(world.slack.home(ALICE) or {}),
                                what="the home republished with Done")
+
+
+async def test_queueing_on_a_frozen_train_says_who_froze_it_and_that_it_starts_once_unfrozen(world: BotWorld) -> None:
+    """Issue 13, item 15: the answer was "position 1, starts any moment now" on a frozen train."""
+    pr = world.new_pr("Waits for the thaw")
+    await (await world.slack.command(ADMIN, "/deploy", 'freeze "release <!here> testing"')).ephemeral()
+
+    answer = (await (await world.slack.command(ALICE, "/deploy", str(pr))).ephemeral()).text
+    assert f"frozen by <@{ADMIN}>" in answer and "release &lt;!here&gt; testing" in answer, answer
+    assert "starts when the train is unfrozen" in answer and "any moment" not in answer, answer
+    card = (await world.card_showing(pr, "queued")).render()
+    assert "starts when the train is unfrozen" in card and "any moment" not in card, card
+    queue = (await (await world.slack.command(ALICE, "/deploy", "queue")).ephemeral()).text
+    assert "starts when the train is unfrozen" in queue and "any moment" not in queue, queue
+    assert (await world.deploy_of(pr)).state == State.QUEUED.value
+
+    await world.slack.command(ADMIN, "/deploy", "unfreeze")
+    await world.reaches(pr, "canary_check")
+
+
+async def test_a_rollback_stuck_on_a_revert_pull_request_is_ended_by_an_admin_from_slack(world: BotWorld) -> None:
+    pr = world.new_pr("Needs a reviewed revert")
+    await world.slack.command(ALICE, "/deploy", str(pr))
+    canaries = await world.dm_with(ALICE, "Roll back")
+    world.sandbox.github.protect_branch(required_pull_request_reviews=True, required_approving_review_count=1)
+    await world.slack.click(ALICE, "Roll back", message=canaries)
+
+    stuck = await world.dm_with(ALICE, "Mark rolled back by hand")
+    [revert] = [p for p in world.sandbox.github.pull_requests() if p.number != pr]
+    said = stuck.render()
+    assert f"/pull/{revert.number}" in said and "approving review" in said
+    assert "*Mark rolled back by hand* once people have undone the rest (admins)" in said
+    assert stuck.buttons == ["Retry", "Mark rolled back by hand"]
+    refused = await world.slack.click(ALICE, "Mark rolled back by hand", message=stuck)
+    assert "Only admins can press Mark rolled back by hand." in (await refused.ephemeral()).text
+
+    card = await world.card_showing(pr, "Needs attention")
+    assert card.buttons == ["Retry", "Mark rolled back by hand"]
+    await world.slack.click(ADMIN, "Mark rolled back by hand", message=card)
+    await world.reaches(pr, "rolled_back")
+    card = await world.card_showing(pr, "Rolled back from")
+    assert card.buttons == [] and "waits in" in card.render()

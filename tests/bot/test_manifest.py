@@ -3,10 +3,15 @@ that acknowledges it, and the app is set up for Socket Mode, interactivity and t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.deploy import cards
 from bot.listeners import NOT_VALID
+from flows.config import CommandsConfig
 from flows.deploy.machine import BUTTON_EVENTS
-from tests.fixtures.bot import BotWorld, manifest
+from sandbox.world import Sandbox
+from tests.fixtures.bot import BotWorld, manifest, start_world
+from tests.fixtures.peas import PEAS
 
 ALICE = "U0ALICE"
 
@@ -48,3 +53,38 @@ async def test_opening_the_home_tab_is_acknowledged_and_publishes_it(world: BotW
 
     home = await world.slack.wait_for(lambda: world.slack.home(ALICE), what="the App Home")
     assert "Deploy train" in world.slack.render(home) and "The queue is empty" in world.slack.render(home)
+
+
+def test_the_manifest_declares_the_commands_app_yaml_names_by_default() -> None:
+    declared = {command["command"] for command in manifest()["features"]["slash_commands"]}
+    assert declared == {CommandsConfig().deploy, CommandsConfig().pea}
+
+
+async def test_renamed_commands_are_the_ones_answered_and_every_answer_quotes_them(pea_sandbox: Sandbox,
+                                                                                  tmp_path: Path) -> None:
+    """A workspace that already has a `/deploy` renames the app's commands in its manifest and in app.yaml."""
+    slack = pea_sandbox.slack
+    slack.commands = {"/ship", "/sprout"}  # the manifest, renamed: Slack sends the app only these
+    bot, _config = await start_world(pea_sandbox, tmp_path, slack={"commands": {"deploy": "/ship", "pea": "/sprout"}},
+                                     peas={"cluster": "peas", "names": list(PEAS)})
+    try:
+        said = {}
+        for command, text in [("/ship", "help"), ("/ship", "frobnicate"), ("/ship", "cancel"),
+                              ("/ship", "42 nosuchprocess"), ("/ship", "freeze"), ("/sprout", "help"),
+                              ("/sprout", "release green-pea"), ("/sprout", "frobnicate")]:
+            said[f"{command} {text}"] = (await (await slack.command(ALICE, command, text)).ephemeral()).text
+        assert "`/ship 123`" in said["/ship help"] and "`/ship freeze <reason>`" in said["/ship help"]
+        assert "`/ship help`" in said["/ship frobnicate"]
+        assert "`/ship queue`" in said["/ship cancel"]
+        assert "`/sprout deploy <pea> <pr>`" in said["/sprout help"]
+        assert "(`/sprout` lists them)" in said["/sprout release green-pea"]
+        assert "`/sprout help`" in said["/sprout frobnicate"]
+        for typed, answer in said.items():
+            assert "/deploy" not in answer and "/pea" not in answer, (typed, answer)
+
+        await slack.open_home(ALICE)
+        home = await slack.wait_for(lambda: slack.home(ALICE), what="the App Home")
+        assert "`/ship <pr>`" in slack.render(home) and "/deploy" not in slack.render(home)
+        assert (await slack.command(ALICE, "/deploy", "help")).answered_by_slack  # the app has no /deploy now
+    finally:
+        await bot.stop()

@@ -22,7 +22,7 @@ from tests.fixtures.bot import SLACK_ACK_LIMIT_MS, start_world
 from tests.fixtures.peas import PEAS, PROCESSES
 from tests.fixtures.world import eventually
 
-ALICE, BOB = "U0ALICE", "U0BOB"
+ALICE, BOB, ADMIN = "U0ALICE", "U0BOB", "U0ADMIN"
 
 
 @dataclass
@@ -184,3 +184,20 @@ async def test_the_app_home_shows_your_peas(pea_world: PeaWorld) -> None:
     await pea_world.slack.wait_for(shows_the_pea, what="snow-pea on Alice's Home")
     extended = await (await pea_world.slack.click(ALICE, "Extend", in_home=True)).ephemeral()
     assert "`snow-pea` is yours until" in extended.text
+
+
+async def test_an_admin_releasing_your_pea_is_a_mention_and_your_title_stays_escaped(pea_world: PeaWorld) -> None:
+    """Issue 13, item 14: the DM once read `&lt;@U0ADMIN&gt; released sweet-pea` (a mention escaped twice)."""
+    slack = pea_world.slack
+    pr = await pea_world.ready_pr("Purple <!channel> buttons")
+    await slack.command(ALICE, "/pea", f"deploy sweet-pea {pr}")
+    up = await pea_world.dm_saying(ALICE, "is up at")
+    assert "Purple &lt;!channel&gt; buttons" in up.render() and "<!channel>" not in up.render()
+    assert "until <!date^" in up.render()  # a time each reader sees in their own zone, as on the cards
+
+    answer = await (await slack.command(ADMIN, "/pea", "release sweet-pea")).ephemeral()
+    assert "Released `sweet-pea`" in answer.text
+
+    told = await pea_world.dm_saying(ALICE, "released `sweet-pea`")
+    assert f"<@{ADMIN}> released `sweet-pea`" in told.render() and "&lt;@" not in told.render()
+    assert f"<@{ADMIN}> released sweet-pea" in told.text  # the notification's text mentions too

@@ -4,8 +4,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
-from flows.config import ConfigError, Settings, load_config, parse_duration
+from flows.config import AppConfig, ConfigError, Settings, format_duration, load_config, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
                                                ("500ms", 0.5), (" 2s ", 2)])
 def test_durations_are_read_with_their_unit(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("text", "shown"), [("90s", "90s"), ("15m", "15m"), ("8h", "8h"), ("1d", "1d"),
+                                             ("500ms", "500ms"), ("1.5h", "90m"), ("60s", "1m"), ("36h", "36h"),
+                                             ("0.25ms", "0.25ms")])
+def test_durations_are_shown_the_way_app_yaml_writes_them(text: str, shown: str) -> None:
+    assert format_duration(parse_duration(text)) == shown
+    assert parse_duration(shown) == parse_duration(text)
 
 
 @pytest.mark.parametrize("text", ["90", "soon", "-5s", "0s", "5 minutes", ""])
@@ -29,6 +38,21 @@ def test_the_example_config_loads_with_the_documented_values() -> None:
     assert config.image_for("a" * 40).endswith(":" + "a" * 40)
     assert config.region == "eu-west-1"
     assert config.peas is not None and config.peas.service_name("snow-pea", "web") == "pea-snow-pea-web"
+
+
+@pytest.mark.parametrize(("ecs", "image", "region"), [
+    ({}, "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:{sha}", "us-east-1"),
+    ({"region": "eu-central-1"}, "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:{sha}", "eu-central-1"),
+    ({}, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app:{sha}", "cn-north-1"),
+    ({}, "ghcr.io/acme/app:{sha}", None),  # AWS's own configuration decides, or the facade guesses and says so
+])
+def test_the_region_is_ecs_region_else_that_of_the_images_registry(ecs: dict[str, str], image: str,
+                                                                   region: str | None) -> None:
+    raw = yaml.safe_load((ROOT / "app.yaml").read_text())
+    raw["ecs"] = {"cluster": "production", **ecs}
+    raw["image"] = image
+
+    assert AppConfig.model_validate(raw).region == region
 
 
 def test_invalid_yaml_and_a_non_mapping_are_reported(tmp_path: Path) -> None:
@@ -50,3 +74,36 @@ def test_secrets_from_the_environment_never_show_in_the_settings_repr(monkeypatc
     for secret in ("xoxb-very-secret", "ghp_verysecret", "hunter2"):
         assert secret not in shown
     assert settings.github_token is not None and settings.github_token.get_secret_value() == "ghp_verysecret"
+
+
+def with_pr_job(tmp_path: Path, pr_job: str) -> Path:
+    """The example app.yaml with `jenkins.pr_job` set to `pr_job`."""
+    example = (ROOT / "app.yaml").read_text()
+    assert "  pr_job: app-pr " in example
+    path = tmp_path / "app.yaml"
+    path.write_text(example.replace("  pr_job: app-pr ", f"  pr_job: '{pr_job}' "))
+    return path
+
+
+def test_a_pr_job_with_pr_names_one_job_per_pull_request(tmp_path: Path) -> None:
+    jobs = load_config(with_pr_job(tmp_path, "app-pr/PR-{pr}")).jenkins
+
+    assert jobs.per_pr and jobs.pr_job_of(110) == "app-pr/PR-110"
+    assert [jobs.pr_of_job(job) for job in ("app-pr/PR-110", "app-pr/PR-x", "app-pr", "app-master",
+                                            "other/app-pr/PR-7")] == [110, None, None, None, None]
+
+
+def test_a_pr_job_without_pr_is_one_job_for_every_pull_request() -> None:
+    jobs = load_config(ROOT / "app.yaml").jenkins
+
+    assert not jobs.per_pr and jobs.pr_job_of(110) == "app-pr" and jobs.pr_of_job("app-pr") is None
+
+
+@pytest.mark.parametrize("pr_job", ["app-pr/PR-{number}", "app-pr/PR-{}", "app-pr/PR-{pr", "app-pr/PR-{pr:04}",
+                                    "{branch}/PR-{pr}"])
+def test_a_pr_job_with_another_placeholder_is_refused_naming_the_key(tmp_path: Path, pr_job: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(with_pr_job(tmp_path, pr_job))
+
+    assert refused.value.errors == [f"jenkins.pr_job: {pr_job!r}: only {{pr}} (the pull request's number) may be "
+                                    "in braces, e.g. app-pr/PR-{pr} for a multibranch project"]

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import boto3
 import pytest
 
-from integrations.ecs import CANARY_TAG, NO_ALARMS, Ecs, Progress, family_of, max_percent, revision_of
+from integrations.ecs import CANARY_TAG, NO_ALARMS, Ecs, Progress, ecr_region, family_of, max_percent, revision_of
 from integrations.outside import NotFound, PermanentError, TransientError
 from sandbox.aws import AwsEmulator
-from tests.fixtures.aws import CLUSTER, NEW_SHA, OLD_SHA, SIDECAR_IMAGE, WEB, WEB_TARGET_GROUP, WORKER, image
+from tests.fixtures.aws import (
+    CLUSTER,
+    NETWORK,
+    NEW_SHA,
+    OLD_SHA,
+    SIDECAR_IMAGE,
+    WEB,
+    WEB_TARGET_GROUP,
+    WORKER,
+    image,
+)
 from tests.fixtures.jenkins import eventually
 
 BAD_SHA = "badbadbadbadbadbadbadbadbadbadbadbadbad0"
@@ -546,3 +557,151 @@ async def _back_on(ecs: Ecs, service: str, task_definition: str) -> bool:
     state = await ecs.describe_service(CLUSTER, service)
     return (state is not None and state.on(task_definition) and len(state.deployments) == 1
             and state.deployments[0].rollout_state == "COMPLETED")
+
+
+# -- restores that ECS's own rollbacks do not fight -------------------------------------------------
+TEAM_CONFIGURATION = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 200,
+                      "minimumHealthyPercent": 50,
+                      "alarms": {"alarmNames": ["team-5xx"], "enable": True, "rollback": True}}
+
+
+def _configure(emulator: AwsEmulator, service: str, configuration: dict[str, Any]) -> None:
+    boto3.client("ecs", endpoint_url=emulator.url, region_name="eu-west-1").update_service(
+        cluster=CLUSTER, service=service, deploymentConfiguration=configuration)
+
+
+async def test_a_restore_runs_without_the_services_own_rollbacks_which_come_back_after(aws_emulator: AwsEmulator,
+                                                                                     ecs: Ecs) -> None:
+    aws_emulator.create_alarm("team-5xx")
+    _configure(aws_emulator, WEB, TEAM_CONFIGURATION)
+    old = task_definition_of(aws_emulator, WEB)
+    new = await ecs.register_with_image(old, "app", image(NEW_SHA))
+    await ecs.rolling_update(CLUSTER, WEB, new, batch_percent=25)
+    assert (await finished(ecs, WEB, new)).done
+    assert await ecs.restore_deployment_configuration(CLUSTER, WEB, TEAM_CONFIGURATION)  # the deploy is done
+    aws_emulator.step_interval = None  # the test moves the clock
+
+    await ecs.restore(CLUSTER, WEB, old)  # rolled back: the team's alarm goes off while the old revision comes back
+    aws_emulator.set_alarm("team-5xx", "ALARM", "Threshold Crossed: the bad revision's errors")
+    aws_emulator.advance(20)
+
+    # Watched by the alarm with rollback, ECS would have gone back to its last completed deployment: the new one.
+    assert (await ecs.rollout_progress(CLUSTER, WEB, old)).done
+    during = aws_emulator.service(CLUSTER, WEB)["deploymentConfiguration"]
+    assert during == {**TEAM_CONFIGURATION, "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+                      "alarms": NO_ALARMS}
+    assert await ecs.restore_deployment_configuration(CLUSTER, WEB, TEAM_CONFIGURATION)
+    assert aws_emulator.service(CLUSTER, WEB)["deploymentConfiguration"] == TEAM_CONFIGURATION
+    assert len(aws_emulator.service(CLUSTER, WEB)["deployments"]) == 1  # putting it back started no deployment
+    assert not await ecs.restore_deployment_configuration(CLUSTER, WEB, TEAM_CONFIGURATION)
+
+
+async def test_a_circuit_breaker_the_saved_configuration_lacks_is_switched_off(aws_emulator: AwsEmulator,
+                                                                              ecs: Ecs) -> None:
+    saved = {"maximumPercent": 200, "minimumHealthyPercent": 100}  # as a service made without one is described
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, WORKER), "app", image(NEW_SHA))
+    await ecs.rolling_update(CLUSTER, WORKER, new, batch_percent=50)
+
+    assert await ecs.restore_deployment_configuration(CLUSTER, WORKER, saved)
+
+    assert aws_emulator.service(CLUSTER, WORKER)["deploymentConfiguration"] == {
+        **saved, "deploymentCircuitBreaker": {"enable": False, "rollback": False}}
+
+
+# -- deregistering what a deploy registered --------------------------------------------------------
+async def test_deregister_copies_deregisters_the_revisions_tagged_so_and_nothing_else(aws_emulator: AwsEmulator,
+                                                                                     ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WORKER)
+    ours = await ecs.register_once(old, "app", image(NEW_SHA), key=DEPLOY_TAG, value="7@new")
+    others = await ecs.register_once(old, "app", image(NEW_SHA), key=DEPLOY_TAG, value="8@new")
+
+    assert await ecs.deregister_copies(old, DEPLOY_TAG, "7@new") == [ours]
+    assert await ecs.deregister_copies(old, DEPLOY_TAG, "7@new") == []  # resumed: nothing more
+
+    assert [described(aws_emulator, arn)[0]["status"] for arn in (old, ours, others)] == [
+        "ACTIVE", "INACTIVE", "ACTIVE"]
+    assert aws_emulator.calls.count("ecs:DeregisterTaskDefinition") == 1
+
+
+async def test_deregistering_only_a_revision_that_carries_a_tag(aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    old = task_definition_of(aws_emulator, WORKER)
+    pea = await ecs.register_with_image(old, "app", image(NEW_SHA), tags={"fatcontroller:pea": "sweet-pea@abc"})
+
+    assert not await ecs.deregister_task_definition(old, tagged="fatcontroller:pea")
+    assert await ecs.deregister_task_definition(pea, tagged="fatcontroller:pea")
+    assert not await ecs.deregister_task_definition(pea, tagged="fatcontroller:pea")
+
+    assert [described(aws_emulator, arn)[0]["status"] for arn in (old, pea)] == ["ACTIVE", "INACTIVE"]
+
+
+# -- canaries reached the ways their service is ----------------------------------------------------
+REGISTRY = "arn:aws:servicediscovery:eu-west-1:123456789012:service/srv-0a1b2c3d4e5f6a7b"
+NAMESPACE = "arn:aws:servicediscovery:eu-west-1:123456789012:namespace/ns-0a1b2c3d4e5f6a7b"
+LOGS = {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/service-connect", "awslogs-region": "eu-west-1",
+                                            "awslogs-stream-prefix": "api"}}
+
+
+def _api_service(emulator: AwsEmulator, connect: dict[str, Any]) -> None:
+    """`app-api`: discoverable through Cloud Map and in a Service Connect namespace as `connect` says."""
+    emulator.create_service(CLUSTER, "app-api", task_definition_of(emulator, WEB), desired=2,
+                            network_configuration=NETWORK, serviceRegistries=[{"registryArn": REGISTRY}],
+                            serviceConnectConfiguration=connect)
+
+
+async def test_a_canary_is_discoverable_like_its_service_and_a_service_connect_client_only(
+        aws_emulator: AwsEmulator, ecs: Ecs) -> None:
+    server = {"enabled": True, "namespace": NAMESPACE, "logConfiguration": LOGS,
+              "services": [{"portName": "http", "discoveryName": "api",
+                            "clientAliases": [{"port": 80, "dnsName": "api"}]}]}
+    _api_service(aws_emulator, server)
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, "app-api"), "app", image(NEW_SHA))
+
+    assert await ecs.create_canary(CLUSTER, "app-api", "app-api-canary", new, 1)
+    assert await ecs.create_canary(CLUSTER, "app-api", "app-api-canary", new, 1)  # resumed: says so again
+
+    canary = aws_emulator.service(CLUSTER, "app-api-canary")
+    assert canary["serviceRegistries"] == [{"registryArn": REGISTRY}]
+    # One service publishes a Service Connect name: the canary reaches the others, and takes none of that traffic.
+    assert canary["deployments"][0]["serviceConnectConfiguration"] == {"enabled": True, "namespace": NAMESPACE,
+                                                                       "logConfiguration": LOGS}
+    assert aws_emulator.calls.count("ecs:CreateService") == 1
+    assert (await canary_settled(ecs, "app-api-canary", new)).done
+
+
+async def test_the_canary_of_a_service_connect_client_is_a_client_like_it(aws_emulator: AwsEmulator,
+                                                                         ecs: Ecs) -> None:
+    _api_service(aws_emulator, {"enabled": True, "namespace": NAMESPACE})
+    new = await ecs.register_with_image(task_definition_of(aws_emulator, "app-api"), "app", image(NEW_SHA))
+
+    assert not await ecs.create_canary(CLUSTER, "app-api", "app-api-canary", new, 1)
+    assert not await ecs.create_canary(CLUSTER, WEB, "app-web-canary", new, 1)  # in no namespace at all
+
+    connect = aws_emulator.service(CLUSTER, "app-api-canary")["deployments"][0]["serviceConnectConfiguration"]
+    assert connect == {"enabled": True, "namespace": NAMESPACE}
+    assert "serviceConnectConfiguration" not in aws_emulator.service(CLUSTER, "app-web-canary")["deployments"][0]
+
+
+# -- the region ------------------------------------------------------------------------------------
+def test_ecr_region_is_the_region_of_the_images_registry() -> None:
+    assert ecr_region("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:{sha}") == "us-east-1"
+    assert ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app:abc") == "cn-north-1"
+    assert ecr_region("ghcr.io/acme/app:abc") is None
+
+
+def test_the_region_is_the_one_given_else_aws_own_else_guessed_with_a_warning(
+        aws_credentials: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with caplog.at_level(logging.WARNING, logger="integrations.ecs"):
+        assert Ecs(region="us-east-1").region == "us-east-1"
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+        assert Ecs().region == "eu-central-1"
+        monkeypatch.setenv("AWS_REGION", "ap-southeast-2")  # as ECS and Lambda set it; botocore alone ignores it
+        assert Ecs().region == "ap-southeast-2"
+        assert caplog.records == []
+
+        monkeypatch.delenv("AWS_REGION")
+        monkeypatch.delenv("AWS_DEFAULT_REGION")
+        assert Ecs().region == "eu-west-1"
+
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "assuming eu-west-1" in caplog.text and "Set ecs.region in app.yaml" in caplog.text

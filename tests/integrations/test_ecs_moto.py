@@ -152,3 +152,49 @@ async def test_rolling_update_with_alarms_and_restoring_the_configuration_on_mot
     assert service(moto, "app-web")["taskDefinition"] == new
     progress = await moto.facade.rollout_progress("production", "app-web", new)
     assert not progress.by_alarm
+
+
+async def test_a_services_own_configuration_is_put_back_after_a_rollout_and_a_restore_on_moto(
+        moto: MotoAccount) -> None:
+    own = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 200,
+           "minimumHealthyPercent": 50}
+    moto.ecs.update_service(cluster="production", service="app-web", deploymentConfiguration=own)
+    saved = await moto.facade.deployment_configuration("production", "app-web")
+    new = await moto.facade.register_with_image(moto.task_definition, "app", f"{REPOSITORY}:new")
+
+    await moto.facade.rolling_update("production", "app-web", new, batch_percent=25)
+    assert service(moto, "app-web")["deploymentConfiguration"]["minimumHealthyPercent"] == 100
+    await moto.facade.restore("production", "app-web", moto.task_definition)
+    # moto replaces the whole configuration with what UpdateService is given: the restore gives all of it
+    assert service(moto, "app-web")["deploymentConfiguration"] == {
+        **own, "minimumHealthyPercent": 100, "maximumPercent": 125,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+    assert await moto.facade.restore_deployment_configuration("production", "app-web", saved)
+
+    assert saved == own
+    assert service(moto, "app-web")["deploymentConfiguration"] == own
+    assert not await moto.facade.restore_deployment_configuration("production", "app-web", saved)
+
+
+async def test_deregister_copies_on_moto(moto: MotoAccount) -> None:
+    ours = await moto.facade.register_once(moto.task_definition, "app", f"{REPOSITORY}:new",
+                                           key="fatcontroller:deploy", value="7@new")
+    others = await moto.facade.register_once(moto.task_definition, "app", f"{REPOSITORY}:new",
+                                             key="fatcontroller:deploy", value="8@new")
+
+    assert await moto.facade.deregister_copies(moto.task_definition, "fatcontroller:deploy", "7@new") == [ours]
+
+    assert moto.ecs.list_task_definitions(familyPrefix="app-web")["taskDefinitionArns"] == [moto.task_definition,
+                                                                                          others]
+
+
+async def test_a_canary_copies_the_service_registries_on_moto(moto: MotoAccount) -> None:
+    registries = [{"registryArn": "arn:aws:servicediscovery:eu-west-1:123456789012:service/srv-0a1b2c3d4e5f6a7b"}]
+    moto.ecs.create_service(cluster="production", serviceName="app-api", taskDefinition=moto.task_definition,
+                            desiredCount=2, launchType="FARGATE", networkConfiguration=moto.network,
+                            serviceRegistries=registries)
+    new = await moto.facade.register_with_image(moto.task_definition, "app", f"{REPOSITORY}:new")
+
+    assert not await moto.facade.create_canary("production", "app-api", "app-api-canary", new, 1)
+
+    assert service(moto, "app-api-canary")["serviceRegistries"] == registries

@@ -175,15 +175,18 @@ async def test_merge_of_a_pr_against_another_branch_is_refused(github, github_em
     assert caught.value.reason == "base mismatch"
 
 
-async def test_merge_refused_for_another_reason_says_what_github_said(github, github_emulator):
+@pytest.mark.parametrize(("message", "reason"), [
+    ('Required status check \\"ci\\" is expected.', "checks pending"),
+    ("At least 1 approving review is required by reviewers with write access.", "not mergeable"),
+])
+async def test_merge_refused_for_another_reason_says_what_github_said(github, github_emulator, message, reason):
     number = github_emulator.create_pr("Add billing", {"billing.py": "x = 1\n"})
-    github_emulator.faults.fail_next(
-        1, match=MERGE, status=405, body='{"message": "Required status check \\"ci\\" is expected."}')
+    github_emulator.faults.fail_next(1, match=MERGE, status=405, body=f'{{"message": "{message}"}}')
 
-    with pytest.raises(NotMergeable, match='Required status check "ci"') as caught:
+    with pytest.raises(NotMergeable, match=message.split(" ")[0]) as caught:
         await github.merge(number, github_emulator.pr_head(number))
 
-    assert caught.value.reason == "not mergeable"
+    assert caught.value.reason == reason
 
 
 async def test_a_merge_that_failed_transiently_merges_once_when_tried_again(github, github_emulator):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import jenkins as python_jenkins
 import pytest
 import requests
 
-from integrations.jenkins import Jenkins
+from integrations.jenkins import Build, Jenkins
 from integrations.outside import NotFound, PermanentError, TransientError
 from sandbox.jenkins import JenkinsEmulator
 from tests.fixtures.jenkins import JENKINS_TOKEN, JENKINS_USER, RecordingRegistry, eventually, finished_build
@@ -109,6 +110,104 @@ async def test_find_build_looks_only_at_the_last_builds(
 
     assert await jenkins.find_build("app-master", sha(6), limit=3) is None
     assert (await jenkins.find_build("app-master", sha(6), limit=4)).number == 1
+
+
+# -- what a build built: the head, or (multibranch PR jobs) the head merged with its target ------
+
+@pytest.fixture
+def multibranch(jenkins_registry: RecordingRegistry) -> Iterator[JenkinsEmulator]:
+    """`app-master` builds master; `app-pr` is a multibranch project with a job `PR-<n>` per pull request."""
+    emulator = JenkinsEmulator({"app-master": "master", "app-pr": "multibranch"}, registry=jenkins_registry,
+                               default_duration=0.1, queue_delay=0.02).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def projects(multibranch: JenkinsEmulator) -> Jenkins:
+    """The facade pointed at the Jenkins with the multibranch project."""
+    return Jenkins(multibranch.url, JENKINS_USER, JENKINS_TOKEN, timeout=5.0)
+
+
+async def opened(emulator: JenkinsEmulator, number: int, head: str, base: str) -> None:
+    """GitHub's `pull_request` webhook for a newly opened pull request (what Branch Source reads of it)."""
+    await webhook(emulator, "pull_request", {"action": "opened", "number": number, "pull_request": {
+        "number": number, "title": "Purple buttons", "html_url": f"https://github.com/acme/app/pull/{number}",
+        "user": {"login": "alice"}, "head": {"sha": head, "ref": "alice/purple"},
+        "base": {"sha": base, "ref": "master"}}})
+
+
+async def pr_build(jenkins: Jenkins, job: str, head: str) -> Build:
+    """The build of `head` in the PR's job, once the webhook has made the job and started it."""
+
+    async def probe() -> Build | None:
+        try:
+            return await jenkins.find_build(job, head)
+        except NotFound:  # the project has not made the job yet
+            return None
+
+    return await eventually(probe, what=f"a build of {head[:8]} in {job}")
+
+
+async def test_a_build_of_a_commit_built_that_commit(jenkins: Jenkins, jenkins_emulator: JenkinsEmulator) -> None:
+    number = jenkins_emulator.start_build("app-master", sha(7))
+
+    found = await eventually(lambda: jenkins.find_build("app-master", sha(7)), what="the build")
+    read = await jenkins.get_build("app-master", number)
+
+    for build in (found, read):
+        assert (build.sha, build.revision, build.merged_head, build.built) == (sha(7), sha(7), None, sha(7))
+
+
+async def test_a_pr_merged_with_its_target_is_found_by_its_head_and_says_it_built_the_merge(
+    projects: Jenkins, multibranch: JenkinsEmulator, jenkins_registry: RecordingRegistry
+) -> None:
+    merge = "e1" * 20
+    multibranch.merge_ref = lambda _pr, _head, _base: merge
+    multibranch.build_merge_ref("app-pr")
+    await opened(multibranch, 110, sha(40), sha(41))
+
+    found = await pr_build(projects, "app-pr/PR-110", sha(40))
+    await finished_build(projects, "app-pr/PR-110", found.number)
+    read = await projects.get_build("app-pr/PR-110", found.number, sha=sha(40).upper())
+
+    for build in (found, read):
+        assert (build.job, build.sha, build.revision, build.merged_head) == (
+            "app-pr/PR-110", sha(40), merge, sha(40))
+        assert build.built == merge and build.url == f"{multibranch.url}/job/app-pr/job/PR-110/1/"
+    by_merge = await projects.find_build("app-pr/PR-110", merge)  # the merge is its commit too
+    assert by_merge is not None and (by_merge.number, by_merge.revision) == (found.number, merge)
+    assert jenkins_registry.pushed == [("app", merge)]  # the image Jenkins made is the merge's
+
+
+async def test_a_pr_job_started_through_the_api_reports_the_checkout_of_the_head_it_was_started_for(
+    projects: Jenkins, multibranch: JenkinsEmulator
+) -> None:
+    await opened(multibranch, 7, sha(42), sha(43))
+    await pr_build(projects, "app-pr/PR-7", sha(42))
+
+    _, number = await started(projects, await projects.start_build("app-pr/PR-7", sha(42)))
+    build = await projects.get_build("app-pr/PR-7", number, sha=sha(42))
+
+    assert (build.number, build.sha, build.revision, build.merged_head) == (2, sha(42), sha(42), None)
+
+
+async def test_the_job_of_a_pull_request_the_project_has_not_discovered_is_not_found(projects: Jenkins) -> None:
+    with pytest.raises(NotFound):
+        await projects.find_build("app-pr/PR-404", sha(44))
+
+
+async def test_a_job_says_whether_a_build_of_it_waits_in_the_queue(
+    jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    assert await jenkins.in_queue("app-master") is False
+    jenkins_emulator.delay_queue("app-master", None)  # no executor until released
+    queue_id = await jenkins.start_build("app-master", sha(45))
+
+    assert await jenkins.in_queue("app-master") is True
+    jenkins_emulator.release_queue("app-master")
+    await started(jenkins, queue_id)
+    assert await jenkins.in_queue("app-master") is False
 
 
 # -- following a build -------------------------------------------------------------------------

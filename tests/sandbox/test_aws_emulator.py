@@ -695,3 +695,53 @@ def test_the_call_log_names_resources_request_tags_and_the_cluster(emulator: Aws
     assert (refused.status, refused.error) == (400, "ServiceNotFoundException")
     assert all(c.status == 200 and c.error is None for c in calls[:-1])
     assert v1 not in update.resources
+
+
+def test_the_call_log_names_what_aws_authorises_besides_the_call_tags_on_creation_and_passed_roles(
+        emulator: AwsEmulator) -> None:
+    ecs, v1 = web_service(emulator, load_balanced=False)
+    roles = {"executionRoleArn": "arn:aws:iam::123456789012:role/ecs-task-execution", "taskRoleArn": "app-task"}
+    before = len(emulator.call_log)
+
+    tagged = ecs.register_task_definition(
+        family="web", containerDefinitions=[{"name": "app", "image": f"{REPO}:v2"}], **FARGATE, **roles,
+        tags=[{"key": "team", "value": "checkout"}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.register_task_definition(family="web", containerDefinitions=[{"name": "app", "image": f"{REPO}:v2"}],
+                                 **FARGATE)
+    ecs.create_service(cluster="production", serviceName="web-canary", taskDefinition=tagged, desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=NETWORK, tags=[{"key": "team", "value": "checkout"}])
+    ecs.create_service(cluster="production", serviceName="plain", taskDefinition=v1, desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=NETWORK)
+    ecs.update_service(cluster="production", service="web", taskDefinition=tagged)
+    with pytest.raises(ClientError):  # refused, and authorised all the same, on the revision it would have made
+        ecs.register_task_definition(family="web", containerDefinitions=[], tags=[{"key": "team", "value": "x"}])
+
+    prefix = "arn:aws:ecs:eu-west-1:123456789012"
+    register_call, untagged, canary, plain, update, refused = emulator.call_log[before:]
+    tag, execution, task = register_call.implies
+    assert (tag.action, tag.resources, tag.request_tags, tag.conditions) == (
+        "ecs:TagResource", (tagged,), {"team": "checkout"}, {"ecs:CreateAction": "RegisterTaskDefinition"})
+    assert [(r.action, r.resources, r.conditions, r.request_tags) for r in (execution, task)] == [
+        ("iam:PassRole", (roles["executionRoleArn"],), {"iam:PassedToService": "ecs-tasks.amazonaws.com"}, {}),
+        ("iam:PassRole", ("arn:aws:iam::123456789012:role/app-task",),
+         {"iam:PassedToService": "ecs-tasks.amazonaws.com"}, {})]
+    assert register_call.authorised == (register_call, tag, execution, task)
+    assert untagged.implies == () and plain.implies == () and update.implies == ()
+    (canary_tag,) = canary.implies
+    assert (canary_tag.action, canary_tag.resources, canary_tag.conditions) == (
+        "ecs:TagResource", (f"{prefix}:service/production/web-canary",), {"ecs:CreateAction": "CreateService"})
+    assert refused.status == 400 and refused.resources == (f"{prefix}:task-definition/web:4",)
+    assert [(r.action, r.resources, r.status) for r in refused.implies] == [
+        ("ecs:TagResource", (f"{prefix}:task-definition/web:4",), 400)]
+
+
+def test_the_call_log_names_the_clusters_described(emulator: AwsEmulator) -> None:
+    ecs = client(emulator, "ecs")
+    prefix = "arn:aws:ecs:eu-west-1:123456789012"
+
+    ecs.describe_clusters(clusters=["production", f"{prefix}:cluster/peas"])
+    ecs.describe_clusters()
+
+    named, default = emulator.call_log[-2:]
+    assert named.resources == (f"{prefix}:cluster/production", f"{prefix}:cluster/peas")
+    assert default.resources == (f"{prefix}:cluster/default",)

@@ -81,6 +81,7 @@ def test_rebase_merge_replays_each_commit_on_the_base_head(github_emulator):
     original = github_emulator.push_pr(number, {"b.py": "1\n"}, "Add b")
     other = github_emulator.push({"c.py": "1\n"})
     repo = gh(github_emulator)
+    assert repo.get_pull(number).commits == 2
 
     status = repo.get_pull(number).merge(merge_method="rebase", sha=original)
 
@@ -89,6 +90,7 @@ def test_rebase_merge_replays_each_commit_on_the_base_head(github_emulator):
     assert (last_message, last_parents) == ("Add b", (first,))
     assert last != original and status.sha == last == github_emulator.branch_head()
     assert repo.get_pull(number).merge_commit_sha == last
+    assert repo.get_pull(number).commits == 2  # counted against the base it merged into
     replayed = repo.get_git_commit(last)
     assert (replayed.author.name, replayed.committer.name) == ("alice", "GitHub")
     assert set(github_emulator.files_at("master")) >= {"a.py", "b.py", "c.py"}

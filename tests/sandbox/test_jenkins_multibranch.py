@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,6 +193,32 @@ def test_a_merge_that_conflicts_fails_the_build_without_an_image(
     assert not [a for a in build["actions"] if a["_class"] == "hudson.plugins.git.util.BuildData"]
     assert jenkins_registry.pushed == []
     assert "Merge conflict" in client.get_build_console_output("app-pr/PR-110", 1)
+
+
+def test_a_pr_job_is_in_the_queue_until_its_build_begins_also_while_its_merge_is_made(
+    client: jenkins.Jenkins, emulator: JenkinsEmulator
+) -> None:
+    merging, merged = threading.Event(), threading.Event()
+
+    def slow_merge(_pr: int, _head: str, _base: str) -> str:
+        merging.set()
+        merged.wait(5)
+        return MERGE
+
+    emulator.merge_ref = slow_merge
+    emulator.build_merge_ref("app-pr")
+    pull_request(emulator, 110, HEAD)
+    assert merging.wait(5)
+
+    during = client.get_job_info("app-pr/PR-110")
+    merged.set()
+    wait_for(lambda: emulator.started)
+    after = client.get_job_info("app-pr/PR-110")
+
+    # as Jenkins' pending items: handed to an executor, the item is in the queue until its build exists
+    assert (during["inQueue"], during["queueItem"]["_class"], during["builds"]) == (
+        True, "hudson.model.Queue$BuildableItem", [])
+    assert (after["inQueue"], after["queueItem"], [b["number"] for b in after["builds"]]) == (False, None, [1])
 
 
 def test_merge_ref_is_per_pr_job_and_without_the_hook_the_build_fails_loudly(

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from bot.deploy import cards
 from flows.deploy.machine import BUTTON_EVENTS, State, person_transitions
-from flows.views import DeployView
+from flows.views import QueueEntry
 from sandbox.slack import button_labels, render
-from storage.models import Deploy
-
-
-def deploy(state: State = State.CANARY_CHECK, **fields: Any) -> DeployView:
-    values: dict[str, Any] = {
-        "id": 7, "train_id": "app", "state": state.value, "requester": "U0ALICE", "pr_number": 12,
-        "pr_title": "Add a banner", "pr_url": "https://github.com/acme/app/pull/12", "processes": ["web", "worker"],
-        "needs_attention": False, "jump_queue": False, "skip_build": False, "build_attempts": 0,
-        "created_at": datetime(2024, 6, 28, 12), "state_entered_at": datetime(2024, 6, 28, 12),
-        "state_times": {"queued": "2024-06-28T12:00:00"}, "targets": {},
-    }
-    return DeployView.of(Deploy(**(values | fields)))
+from tests.fixtures.views import RUNNING, deploy
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -84,3 +73,33 @@ def test_every_person_transition_has_a_button_kind() -> None:
     offered = {t.event for state in State for attention in (False, True)
                for t in person_transitions(state, needs_attention=attention, skip_build=True)}
     assert offered == set(BUTTON_EVENTS)
+
+
+def test_a_queued_card_shows_its_place_counting_from_1_for_the_next_deploy() -> None:
+    queued = deploy(State.QUEUED)
+    blocks = cards.card_blocks(queued, entry=QueueEntry(queued, 1, timedelta(minutes=12)), train=RUNNING)
+
+    assert "*queued* · position 1 · starts in about 12 min" in render(blocks)
+
+
+def test_a_card_read_just_as_its_deploy_started_shows_it_started_not_position_0() -> None:
+    """Issue 13, item 16: the deploy was read queued, then the queue (a moment later) had it in flight, and the
+    new card said `position 0 · starts any moment now` while the answer had said `position 1`."""
+    read_first = deploy(State.QUEUED)
+    started = deploy(State.MERGING, state_times={"queued": "2024-06-28T12:00:00", "merging": "2024-06-28T12:00:01"})
+
+    blocks = cards.card_blocks(read_first, entry=QueueEntry(started, 0, timedelta(0)), train=RUNNING)
+
+    text = render(blocks)
+    assert "position 0" not in text and "merging" in text and "Cancel" not in button_labels(blocks), text
+
+
+def test_leaving_the_queue_and_rolling_back_ask_first_in_plain_words() -> None:
+    [cancel] = (cards.actions(deploy(State.QUEUED)) or {})["elements"]
+    assert cancel["text"]["text"] == "Cancel"
+    assert (cancel["confirm"]["confirm"]["text"], cancel["confirm"]["deny"]["text"]) == ("Leave the queue",
+                                                                                           "Keep my place")
+    roll_back = next(b for b in (cards.actions(deploy(State.CANARY_CHECK)) or {})["elements"]
+                     if b["text"]["text"] == "Roll back")
+    assert "newest first" not in roll_back["confirm"]["text"]["text"]
+    assert roll_back["confirm"]["confirm"]["text"] == "Roll back"

@@ -60,6 +60,8 @@ CRASHES = [
           config={"jenkins": {"trigger": "api"}}),
     Crash("register the canary task definition", "aws", "ecs:RegisterTaskDefinition",
           lambda t, _: "ecs:RegisterTaskDefinition" in t.sandbox.aws.calls, "complete"),
+    Crash("register a task definition, then roll back", "aws", "ecs:RegisterTaskDefinition",
+          lambda t, _: "ecs:RegisterTaskDefinition" in t.sandbox.aws.calls, "roll back at the gate"),
     Crash("create a canary", "aws", "ecs:CreateService",
           lambda t, _: _service(t.sandbox, "app-web-canary") is not None
           or _service(t.sandbox, "app-worker-canary") is not None, "roll back at the gate"),
@@ -159,6 +161,8 @@ async def test_a_crash_right_after_an_outside_action_is_resumed_without_doing_it
         image = sandbox.image(finished.merge_sha)
         for service in before["services"]:
             assert set(sandbox.aws.running_images("production", service)) == {image}
+        # also when the crash came after the rolling update had changed it: the configuration kept is the first read
+        second.assert_configured_as(before)
         if crash.name == "start the build":
             assert sandbox.jenkins.build_count("app-master", finished.merge_sha) == 1
     else:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from flows.notices import CanaryReminder
+from sandbox.server import Fault
 from storage.models import AuditEvent
 from tests.fixtures.world import Train, eventually
 
@@ -55,3 +56,20 @@ async def test_every_outside_action_is_audited_with_its_ids(train: Train) -> Non
     assert by_action["revert_reverted"].outside_ids["revert_sha"] == done.revert_sha
     assert by_action["transition:roll_back"].actor == "U0ALICE"
     assert by_action["requested"].actor == "U0ALICE"
+
+
+async def test_stopping_lets_the_step_under_way_finish_before_the_loop_ends(make_train: Callable[..., Train]) -> None:
+    train = make_train()
+    github = train.sandbox.github
+    github.faults.add(Fault(match=r"^PUT /repos/.*/pulls/\d+/merge$", fail=False, hold=1.0))
+    deploy = await train.request(train.new_pr("Stopped mid-merge"))
+
+    async def merging() -> bool:
+        return github.writes["merges"] == 1
+
+    await eventually(merging, what="the merge made, its answer held")
+    await train.engine.stop(grace=10)
+
+    stopped = await train.deploy(deploy.id)
+    assert stopped.merge_sha == github.branch_head(), "the merge step was cancelled instead of finishing"
+    assert not train.engine.alive()[0]

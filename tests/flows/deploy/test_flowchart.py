@@ -15,8 +15,10 @@ from datetime import timedelta
 import pytest
 
 from flows.deploy.machine import TRANSITIONS, Event, State, transition_for
+from flows.errors import Refused, Why
 from flows.leased import Backoff
-from flows.notices import Frozen, Moved, Queued, Unfrozen
+from flows.notices import Frozen, Moved, Queued, RevertPullRequest, Unfrozen
+from sandbox.github import PullView
 from sandbox.server import Fault
 from tests.fixtures.storage import Database
 from tests.fixtures.world import ADMIN, EMERGENCY, OTHER, REQUESTER, Train
@@ -50,6 +52,7 @@ async def _took_what_it_declares(request: pytest.FixtureRequest, sqlite_database
 @takes((S.QUEUED, E.START), (S.MERGING, E.MERGED), (S.BUILDING, E.BUILD_GREEN), (S.CANARYING, E.CANARIES_UP),
        (S.CANARY_CHECK, E.PROCEED), (S.ROLLING_OUT, E.ROLLOUT_DONE), (S.AWAITING_CONFIRMATION, E.DONE))
 async def test_a_deploy_goes_from_the_queue_to_completed(train: Train) -> None:
+    before = train.snapshot()
     pr = train.new_pr("Add a banner")
     deploy = await train.request(pr)
     assert deploy.state == "queued"
@@ -65,6 +68,7 @@ async def test_a_deploy_goes_from_the_queue_to_completed(train: Train) -> None:
     assert set(train.sandbox.aws.running_images("production", "app-web")) == {image}
     assert set(train.sandbox.aws.running_images("production", "app-worker")) == {image}
     assert await train.canary_gone("app-web-canary")
+    train.assert_configured_as(before)  # put back once the rollout was done
 
     await train.press(deploy.id, "Done")
     done = await train.reaches(deploy.id, "completed")
@@ -105,6 +109,8 @@ async def test_the_queue_is_fifo_jumps_go_behind_the_deploy_in_flight_and_cancel
 async def test_a_frozen_train_queues_but_does_not_start(train: Train) -> None:
     await train.flows.freeze(ADMIN, "release testing")
     deploy = await train.request(train.new_pr("Waits"))
+    entry = (await train.flows.queue()).entry(deploy.id)
+    assert entry is not None and (entry.position, entry.eta) == (1, None)  # next, but no ETA holds until unfrozen
     await train.engine.tick()
     assert (await train.deploy(deploy.id)).state == "queued"
     await train.flows.unfreeze(ADMIN)
@@ -137,7 +143,7 @@ async def test_a_red_build_is_retried_through_the_api_and_completes_on_the_confi
     deploy = await train.request(train.new_pr("Flaky test"))
 
     failed = await train.reaches(deploy.id, "build_failed")
-    assert "failure" in (failed.outcome_reason or "")
+    assert "ended FAILURE" in (failed.outcome_reason or "")
     await train.notifier.told(Moved, deploy_id=deploy.id, event=Event.BUILD_RED)
 
     await train.press(deploy.id, "Retry build")
@@ -168,7 +174,7 @@ async def test_a_build_that_never_finishes_times_out(make_train: Callable[..., T
     train.sandbox.jenkins.script_next("app-master", ["HANG"])
     deploy = await train.request(train.new_pr("Slow"))
     failed = await train.reaches(deploy.id, "build_failed")
-    assert "did not finish within" in (failed.outcome_reason or "")
+    assert "within 1s" in (failed.outcome_reason or "")
 
 
 @takes((S.BUILDING, E.IMAGE_PRESENT), (S.CANARY_CHECK, E.ROLL_BACK))
@@ -354,6 +360,77 @@ async def test_a_rollback_that_cannot_reach_github_needs_attention_and_finishes_
     await train.press(deploy.id, "Retry")
     await train.reaches(deploy.id, "rolled_back")
     await train.assert_restored(before)
+
+
+def _revert_pull_request(train: Train) -> PullView:
+    [revert] = [p for p in train.sandbox.github.pull_requests() if p.branch.startswith("fatcontroller/revert-")]
+    return revert
+
+
+@takes((S.CANARY_CHECK, E.ROLL_BACK), (S.ROLLING_BACK, E.UNDONE))
+async def test_a_base_branch_that_only_takes_pull_requests_gets_the_revert_as_one_merged_by_the_bot(
+        train: Train) -> None:
+    before = train.snapshot()
+    deploy = await train.request(train.new_pr("Protected"))
+    await train.reaches(deploy.id, "canary_check")
+    train.sandbox.github.protect_branch(required_pull_request_reviews=True)
+    await train.press(deploy.id, "Roll back")
+
+    done = await train.reaches(deploy.id, "rolled_back", within=40)
+    await train.assert_restored(before)
+    revert = _revert_pull_request(train)
+    assert revert.state == "closed" and revert.merged
+    assert done.revert_status == "reverted" and done.revert_pull_request and done.revert_pull_request.endswith(
+        f"/pull/{revert.number}")
+    told = await train.notifier.told(RevertPullRequest, deploy_id=deploy.id)
+    assert told.merged
+
+
+@takes((S.CANARY_CHECK, E.ROLL_BACK), (S.ROLLING_BACK, E.UNDO_STUCK), (S.ROLLING_BACK, E.MARK_ROLLED_BACK))
+async def test_a_revert_pull_request_the_bot_may_not_merge_needs_people_and_an_admin_can_end_the_rollback(
+        train: Train) -> None:
+    before = train.snapshot()
+    deploy = await train.request(train.new_pr("Needs a review"))
+    await train.reaches(deploy.id, "canary_check")
+    train.sandbox.github.protect_branch(required_pull_request_reviews=True, required_approving_review_count=1)
+    await train.press(deploy.id, "Roll back")
+
+    stuck = await train.needing_attention(deploy.id, within=40)
+    revert = _revert_pull_request(train)
+    assert stuck.state == "rolling_back" and revert.state == "open"
+    assert stuck.revert_status == "pull_request" and stuck.revert_pull_request
+    assert "approving review" in (stuck.attention or "") and f"#{revert.number}" in (stuck.attention or "")
+    told = await train.notifier.told(RevertPullRequest, deploy_id=deploy.id)
+    assert not told.merged and told.url == stuck.revert_pull_request
+    # The services are back already: only the revert is left to people.
+    assert train.snapshot()["services"] == before["services"]
+
+    with pytest.raises(Refused) as refused:
+        await train.press(deploy.id, "Mark rolled back by hand")  # the requester is no admin
+    assert refused.value.why is Why.ADMINS_ONLY
+    await train.press(deploy.id, "Mark rolled back by hand", user=ADMIN)
+    done = await train.reaches(deploy.id, "rolled_back")
+    assert not done.needs_attention
+    detail = await train.flows.detail(deploy.id)
+    assert detail is not None and all(step.done_at is not None for step in detail.undo)
+    assert any(e.action == "undone_by_hand:merge" and e.actor == ADMIN for e in detail.audit)
+
+
+@takes((S.CANARY_CHECK, E.ROLL_BACK), (S.ROLLING_BACK, E.UNDO_STUCK), (S.ROLLING_BACK, E.RETRY),
+       (S.ROLLING_BACK, E.UNDONE))
+async def test_a_revert_pull_request_merged_by_people_ends_the_rollback_on_retry(train: Train) -> None:
+    before = train.snapshot()
+    deploy = await train.request(train.new_pr("Reviewed revert"))
+    await train.reaches(deploy.id, "canary_check")
+    train.sandbox.github.protect_branch(required_pull_request_reviews=True, required_approving_review_count=1)
+    await train.press(deploy.id, "Roll back")
+    await train.needing_attention(deploy.id, within=40)
+
+    train.sandbox.github.approve_pr(_revert_pull_request(train).number)
+    await train.press(deploy.id, "Retry")  # the bot may merge it now
+    done = await train.reaches(deploy.id, "rolled_back", within=40)
+    await train.assert_restored(before)
+    assert done.revert_status == "reverted"
 
 
 def test_every_edge_of_the_table_is_taken_by_a_scenario() -> None:

@@ -51,5 +51,15 @@ def test_the_buttons_offered_depend_on_the_state_and_on_needing_attention() -> N
     assert buttons(State.QUEUED) == ["Cancel"]
     assert buttons(State.ROLLING_OUT) == []
     assert buttons(State.ROLLING_OUT, attention=True) == ["Retry", "Roll back"]
-    assert buttons(State.ROLLING_BACK, attention=True) == ["Retry"]
+    assert buttons(State.ROLLING_BACK, attention=True) == ["Retry", "Mark rolled back by hand"]
     assert buttons(State.COMPLETED) == []
+
+
+def test_a_deploy_that_needs_attention_always_has_a_way_out_to_an_end_without_editing_the_database() -> None:
+    """Retry may fail again forever; each state that can need attention also offers a way towards an end."""
+    needing = {t.source for t in TRANSITIONS if t.event is Event.RETRIES_EXHAUSTED}
+    assert needing, "no state needs attention?"
+    for state in needing:
+        ways_out = [t for t in person_transitions(state, needs_attention=True) if t.event is not Event.RETRY]
+        assert ways_out, f"{state.value} needing attention offers only Retry"
+        assert all(t.target in TERMINAL or t.target is State.ROLLING_BACK for t in ways_out), state

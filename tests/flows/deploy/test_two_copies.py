@@ -48,8 +48,9 @@ async def test_two_engines_drive_ten_deploys_doing_each_outside_action_once_in_q
     assert calls.count("ecs:RegisterTaskDefinition") == DEPLOYS * processes
     assert calls.count("ecs:CreateService") == DEPLOYS * processes
     assert calls.count("ecs:DeleteService") == DEPLOYS * processes
-    # One rolling update per service, and one scale-to-zero per canary before it is deleted.
-    assert calls.count("ecs:UpdateService") == 2 * DEPLOYS * processes
+    # One rolling update per service and one restore of its own deployment configuration once it is done, and one
+    # scale-to-zero per canary before it is deleted.
+    assert calls.count("ecs:UpdateService") == 3 * DEPLOYS * processes
     for deploy in finished:
         assert sandbox.jenkins.build_count("app-master", deploy.merge_sha) == 1
     assert all(copy.engine.steps_run > 0 for copy in copies), "both copies did work"

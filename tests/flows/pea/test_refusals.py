@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.refusals import word
+from flows.config import CommandsConfig
 from flows.engine import LEASE_TTL
 from flows.errors import Refused, Why
 from flows.notices import PeaReleased, PeaTakenOver
@@ -45,7 +46,7 @@ async def refused(pool: Pool, why: Why, *words: str) -> AsyncIterator[None]:
     with pytest.raises(Refused) as caught:
         yield
     assert caught.value.why is why, caught.value
-    message = word(caught.value)
+    message = word(caught.value, CommandsConfig())
     for expected in words:
         assert expected in message, f"{expected!r} not in {message!r}"
     assert await _world(pool) == before
@@ -179,7 +180,8 @@ async def test_peas_without_a_peas_section_are_refused(pea_sandbox: Sandbox, sql
     for attempt in (flows.all(), flows.deploy(REQUESTER, "sweet-pea", 1)):
         with pytest.raises(Refused) as caught:
             await attempt
-        assert caught.value.why is Why.PEAS_NOT_SET_UP and "add a `peas:` section" in word(caught.value)
+        assert caught.value.why is Why.PEAS_NOT_SET_UP
+        assert "add a `peas:` section" in word(caught.value, CommandsConfig())
 
 
 async def test_a_change_the_pea_flowchart_lacks_is_refused_and_changes_nothing(held: Pool) -> None:

@@ -1,0 +1,50 @@
+"""The words of a deploy's notices: what the requester's direct messages claim is true of the deploy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.deploy.messages import direct_message
+from flows.config import load_config
+from flows.deploy.machine import Event, State
+from flows.notices import Moved
+from flows.views import DeployView
+from storage.models import Deploy
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = load_config(ROOT / "app.yaml")
+UP = Moved(7, "app", Event.CANARIES_UP, State.CANARYING, State.CANARY_CHECK)
+
+
+def at_the_gate(targets: dict[str, dict[str, Any]]) -> DeployView:
+    return DeployView.of(Deploy(
+        id=7, train_id="app", state=State.CANARY_CHECK.value, requester="U0ALICE", pr_number=12,
+        pr_title="Add a banner", processes=list(targets), needs_attention=False, jump_queue=False, skip_build=False,
+        build_attempts=0, created_at=datetime(2024, 6, 28, 12), state_entered_at=datetime(2024, 6, 28, 12),
+        state_times={}, targets=targets))
+
+
+def test_canaries_reached_like_their_services_are_said_to_take_real_traffic() -> None:
+    deploy = at_the_gate({"web": {"service": "app-web", "canary": "app-web-canary", "canary_client_only": False},
+                          "worker": {"service": "app-worker", "canary": "app-worker-canary"}})
+
+    dm = direct_message(UP, deploy, CONFIG)
+
+    assert dm is not None and dm.offered is State.CANARY_CHECK
+    assert "`app-web-canary`, `app-worker-canary`, taking real traffic." in dm.text
+
+
+def test_a_canary_only_a_service_connect_client_is_not_said_to_take_real_traffic() -> None:
+    deploy = at_the_gate({"api": {"service": "app-api", "canary": "app-api-canary", "canary_client_only": True},
+                          "web": {"service": "app-web", "canary": "app-web-canary", "canary_client_only": False}})
+
+    dm = direct_message(UP, deploy, CONFIG)
+
+    assert dm is not None
+    assert "`app-web-canary`, taking real traffic; `app-api-canary`, taking no Service Connect traffic " \
+           "(only `app-api` may publish its endpoints there: the canary is a client only)." in dm.text
+    only_clients = direct_message(UP, at_the_gate({"api": {"service": "app-api", "canary": "app-api-canary",
+                                                           "canary_client_only": True}}), CONFIG)
+    assert only_clients is not None and "real traffic" not in only_clients.text
