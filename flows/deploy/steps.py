@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,7 +36,7 @@ from flows.notices import (
 )
 from flows.outbox import Outbox
 from flows.outside import Outside
-from flows.waiting import next_look
+from flows.waiting import next_look, settling_look
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
 from storage.clock import utcnow
@@ -44,7 +44,6 @@ from storage.models import Deploy
 
 # How long the typical build found in the train's history is trusted before it is read again.
 TYPICAL_TTL = 60.0
-SETTLING = 5  # a rollout whose new tasks all run is looked at this many times as often as `deploy.poll`
 REVISION_TAG = "fatcontroller:deploy"  # on each task definition revision a deploy registers
 
 
@@ -304,6 +303,7 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
     if any(targets[p].get("counts") != c for p, c in counts.items()):
         for process, count in counts.items():
             targets[process]["counts"] = count
+            targets[process]["counts_at"] = utcnow().isoformat()
         await ctx.save(deploy, {"targets": targets},
                        notice=RolloutProgress(deploy.id, deploy.train_id,
                                               tuple((p, c[0], c[1]) for p, c in counts.items())))
@@ -317,18 +317,35 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
                               f"the rollout did not finish within {format_duration(ctx.config.deploy.rollout_timeout)}")
         if all(pr.running >= pr.desired for pr in progress.values()):
             # Every new task runs: ECS says COMPLETED as soon as the old ones have drained.
-            return StepResult(wait=ctx.poll / SETTLING)
+            now = utcnow()
+            settled = max(datetime.fromisoformat(targets[p].get("counts_at") or now.isoformat())
+                          for p in deploy.processes)
+            return StepResult(wait=settling_look(now - settled, ctx.poll))
         typical = await ctx.typical(State.ROLLING_OUT, State.AWAITING_CONFIRMATION)
         return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
-    for record in await service.pending_undo(ctx.sessions, deploy.id):
-        if record.kind == "service_update":
-            await _restore_configuration(ctx, deploy, record.data)
-        elif record.kind == "canary":
-            await ecs.delete_service(record.data["cluster"], record.data["service"])
-            await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
-            await ctx.save(deploy, record=Record("canary_removed", record.data["service"],
-                                                 {"service": record.data["service"]}))
+    await _tidy_after_rollout(ctx, deploy)
     return StepResult(Event.ROLLOUT_DONE)
+
+
+async def _tidy_after_rollout(ctx: StepContext, deploy: Deploy) -> None:
+    """Every service runs the new revision: their own deploymentConfiguration back and the canaries gone, all
+    at once, since "Rolled out" waits for it. Each call re-reads the service first, so a resumed step repeats none."""
+    ecs = ctx.outside.ecs
+    pending = await service.pending_undo(ctx.sessions, deploy.id)
+    restores = [r.data for r in pending if r.kind == "service_update" and r.data.get("deployment_configuration")]
+    canaries = [r for r in pending if r.kind == "canary"]
+    restored = await asyncio.gather(
+        *(ecs.restore_deployment_configuration(d["cluster"], d["service"], d["deployment_configuration"])
+          for d in restores),
+        *(ecs.delete_service(r.data["cluster"], r.data["service"]) for r in canaries))
+    for data, sent in zip(restores, restored, strict=False):
+        if sent:
+            await ctx.save(deploy, record=Record("deployment_configuration_restored", data["service"],
+                                                 {"service": data["service"]}))
+    for record in canaries:
+        await service.mark_undone(ctx.sessions, record.id, "removed after the rollout")
+        await ctx.save(deploy, record=Record("canary_removed", record.data["service"],
+                                             {"service": record.data["service"]}))
 
 
 async def await_confirmation(ctx: StepContext, deploy: Deploy) -> StepResult:
