@@ -182,8 +182,9 @@ def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[
     rows.append(_row("5. Engine tick, nothing due (p50 / max)", f"{_ms(sc['tick']['p50'])} / {_ms(sc['tick']['max'])}",
                      "< 50 ms", sc["tick"]["p50"] < 50))
     for view in ("/deploy queue", "/deploy history", "/deploy stats", "/pea", "App Home"):
+        limit = 50 if view == "/deploy stats" else 200  # stats: the production-time issue's target
         rows.append(_row(f"5. {view} (p50 / max)", f"{_ms(sc[view]['p50'])} / {_ms(sc[view]['max'])}",
-                         "< 200 ms", sc[view]["p50"] < 200))
+                         f"< {limit} ms", sc[view]["p50"] < limit))
     rows.append(_row("5. Peak memory of the process", f"{sc['peak memory MB']:.0f} MB", "< 200 MB",
                      sc["peak memory MB"] < 200))
     return rows

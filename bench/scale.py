@@ -36,6 +36,7 @@ from bot.metrics import Metrics
 from bot.pea.cards import list_text
 from bot.wiring import build_outside
 from flows.config import AppConfig, Settings
+from flows.deploy.figures import figures_of
 from flows.deploy.machine import State
 from flows.deploy.service import TRAIN
 from flows.engine import Engine
@@ -70,7 +71,7 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
         at += timedelta(minutes=2)
     times[state.value] = at.isoformat()
     sha = f"{rng.getrandbits(160):040x}"
-    return {"train_id": TRAIN, "state": state.value, "requester": rng.choice(USERS), "pr_number": 1000 + n,
+    row = {"train_id": TRAIN, "state": state.value, "requester": rng.choice(USERS), "pr_number": 1000 + n,
             "pr_title": f"Change number {n}", "pr_url": f"https://github.com/acme/app/pull/{1000 + n}",
             "pr_author": "dev", "pr_head_sha": sha, "pr_created_at": created - timedelta(hours=5),
             "processes": ["web", "worker"], "queue_seq": float(n), "merge_sha": sha,
@@ -80,6 +81,7 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
             "in_production_at": entered.get(State.AWAITING_CONFIRMATION.value),
             "targets": {p: {"service": f"app-{p}", "old_td": f"arn:td/app-{p}:{n}", "new_td": f"arn:td/app-{p}:{n + 1}"}
                         for p in ("web", "worker")}}
+    return row | figures_of(row)  # a bulk insert passes by the mapper hook that keeps them
 
 
 async def seed(sessions: Any, finished: int, queued: int, peas: list[str]) -> None:

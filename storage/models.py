@@ -123,6 +123,12 @@ class Deploy(Base):
     # deploy last entered awaiting_confirmation (its change reached production) and rolling_back.
     in_production_at: Mapped[datetime | None]
     rolling_back_at: Mapped[datetime | None]
+    # Once finished, its durations in microseconds (None where one does not apply), so that `/deploy stats`
+    # only counts and sorts: kept in step with the times above by `flows.deploy.figures`.
+    lead_time_us: Mapped[int | None] = mapped_column(sa.BigInteger)
+    queue_wait_us: Mapped[int | None] = mapped_column(sa.BigInteger)
+    deploy_duration_us: Mapped[int | None] = mapped_column(sa.BigInteger)
+    time_to_roll_back_us: Mapped[int | None] = mapped_column(sa.BigInteger)
     # Per process: service, canary, old and new task definition ARNs, rollout progress.
     targets: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
 
@@ -138,8 +144,8 @@ class Deploy(Base):
         sa.Index(None, "finished_at"),
         # A train's deploys that finished in a window (`/deploy stats`, `/deploy history`), with every column
         # the stats read: they come from the index alone, not from the wide rows.
-        sa.Index("ix_deploys_train_id_finished_at_covering", "train_id", "finished_at", "state", "created_at",
-                 "started_at", "pr_created_at", "in_production_at", "rolling_back_at"),
+        sa.Index("ix_deploys_train_id_finished_at_figures", "train_id", "finished_at", "state", "lead_time_us",
+                 "queue_wait_us", "deploy_duration_us", "time_to_roll_back_us"),
         sa.Index(None, "requester", "created_at"),
         sa.Index(None, "due_at"),
     )

@@ -1,11 +1,11 @@
 """The train's record: recent deploys for `/deploy history`, and delivery figures for `/deploy stats`.
 
 Figures come from the deploy rows, whose state times, start and finish are written in the
-same transaction as the audit log's transition records, so both always tell the same story
-(`in_production_at` and `rolling_back_at` repeat two of the state times as columns). The
-database computes them in one query over the deploys that finished in the window, read from
-one index: counts with FILTER, medians with percentile_cont on PostgreSQL and ORDER BY / LIMIT /
-OFFSET on SQLite, which has none; durations are exact to the microsecond on both.
+same transaction as the audit log's transition records, so both always tell the same story; a
+finished deploy's four durations are kept on it in microseconds (`flows.deploy.figures`). The
+database computes the figures in one query over the deploys that finished in the window, read
+from one index: counts with FILTER, medians with percentile_cont on PostgreSQL and ORDER BY /
+LIMIT / OFFSET on SQLite, which has none; durations are exact to the microsecond on both.
 
 - lead time: from the pull request being opened to its change running in production (the
   rollout finishing, i.e. entering `awaiting_confirmation`), over completed deploys;
@@ -58,19 +58,6 @@ class TrainStats:
 Moment = sa.ColumnElement[Any] | InstrumentedAttribute[Any]  # a timestamp column, or an expression of them
 
 
-def _micros_between(dialect: str, later: Moment, earlier: Moment) -> sa.ColumnElement[float]:
-    """`later - earlier` in whole microseconds, exactly (NULL if either is NULL), computed by the database."""
-    if dialect == "postgresql":
-        # date_part's float (EXTRACT's numeric is twice as slow here), rounded back to its whole microseconds.
-        return sa.func.round(sa.func.date_part("epoch", later - earlier) * 1_000_000)
-    # SQLite keeps timestamps as text ('YYYY-MM-DD HH:MM:SS.ffffff') and its date functions round them to
-    # the millisecond, and differences of julianday() carry float error besides. So: the microseconds from
-    # the text, and whole seconds by rounding julianday's difference less them, which is off by under 1 ms.
-    micros = sa.cast(sa.func.substr(later, 21, 6), sa.Integer) - sa.cast(sa.func.substr(earlier, 21, 6), sa.Integer)
-    seconds = sa.func.round((sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400 - micros * 1e-6)
-    return sa.type_coerce(sa.cast(seconds, sa.Integer) * 1_000_000 + micros, sa.Double)
-
-
 @cache
 def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
     """One row: the counts and the medians (in microseconds) over the train's deploys that finished in the window.
@@ -79,20 +66,9 @@ def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
     `until`, `day_ago` and `week_ago`.
     """
     since, until = sa.bindparam("since", type_=UTCDateTime()), sa.bindparam("until", type_=UTCDateTime())
-    state = Deploy.state
-    completed, rolled_back = state == State.COMPLETED.value, state == State.ROLLED_BACK.value
-    # A deploy that never entered awaiting_confirmation (none should complete without it) counts as in
-    # production when it finished.
-    in_production = sa.func.coalesce(Deploy.in_production_at, Deploy.finished_at)
-    finished = sa.select(
-        state, Deploy.finished_at,
-        sa.case((completed, _micros_between(dialect, in_production, Deploy.pr_created_at))).label("lead_time"),
-        _micros_between(dialect, Deploy.started_at, Deploy.created_at).label("queue_wait"),
-        sa.case((completed, _micros_between(dialect, Deploy.finished_at, Deploy.started_at)))
-        .label("deploy_duration"),
-        sa.case((rolled_back, _micros_between(dialect, Deploy.finished_at, Deploy.rolling_back_at)))
-        .label("time_to_roll_back"),
-    ).where(Deploy.train_id == sa.bindparam("train_id"), Deploy.finished_at >= since, Deploy.finished_at < until)
+    finished = sa.select(Deploy.state, Deploy.finished_at, *(getattr(Deploy, f"{name}_us").label(name)
+                                                             for name in _MEDIANS)) \
+        .where(Deploy.train_id == sa.bindparam("train_id"), Deploy.finished_at >= since, Deploy.finished_at < until)
     # SQLite reads it once per median and once for their sizes: computed once, not once per use.
     deploys = finished.cte("finished").prefix_with("MATERIALIZED", dialect="sqlite")
     # Negative durations (clocks that disagree) are left out of the medians rather than pull them down.

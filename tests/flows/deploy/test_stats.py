@@ -267,7 +267,8 @@ async def test_walking_the_flowchart_records_when_a_deploy_reached_production_an
 async def test_deploys_recorded_before_the_upgrade_that_added_their_columns_keep_their_figures(
     empty_database: Database,
 ) -> None:
-    """Migration 0003 fills `in_production_at` and `rolling_back_at` from `state_times`."""
+    """Migration 0003 fills `in_production_at` and `rolling_back_at` from `state_times`, and 0006 the durations
+    from those."""
     await upgrade(empty_database.engine, revision="0002")
     # The table as that revision has it, typed so that both drivers take the values.
     deploys = sa.table("deploys", *(sa.column(name, sa.Integer()) for name in ("id", "pr_number", "build_attempts",
