@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import Bot, start_bot
-from flows.config import AppConfig, Settings
+from flows.config import Settings, TrainConfig
 from sandbox.world import Sandbox, SandboxSpec
 
 ADMIN, EMERGENCY = "U0ADMIN", "U0EMERGENCY"
@@ -22,7 +22,7 @@ def people(count: int) -> dict[str, str]:
     return {f"U{n:04d}": f"dev{n}" for n in range(1, count + 1)} | {ADMIN: "admin", EMERGENCY: "emergency"}
 
 
-def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> AppConfig:
+def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> TrainConfig:
     """The example app.yaml pointed at the sandbox; `sections` override keys of its sections."""
     spec = sandbox.spec
     raw: dict[str, Any] = {
@@ -38,7 +38,7 @@ def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> AppConfig:
     }
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}
-    return AppConfig.model_validate(raw)
+    return TrainConfig.model_validate(raw)
 
 
 def quiet() -> None:
@@ -55,7 +55,7 @@ def start_sandbox(spec: SandboxSpec) -> Sandbox:
     return sandbox
 
 
-async def start_bot_on(sandbox: Sandbox, config: AppConfig, **environment: Any) -> Bot:
+async def start_bot_on(sandbox: Sandbox, config: TrainConfig, **environment: Any) -> Bot:
     """The real bot, on a fresh SQLite database in a temporary directory, connected to the sandbox; `environment`
     adds or overrides variables of its settings (e.g. `FATCONTROLLER_HTTP_PORT`, 0 by default: no HTTP server)."""
     workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))

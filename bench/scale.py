@@ -35,7 +35,7 @@ from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.cards import list_text
 from bot.wiring import build_outside
-from flows.config import AppConfig, Settings
+from flows.config import Settings, TrainConfig
 from flows.deploy.figures import figures_of
 from flows.deploy.machine import State
 from flows.deploy.service import TRAIN
@@ -136,7 +136,7 @@ async def timed(what: Callable[[], Awaitable[Any]], repeats: int = REPEATS) -> d
     return {"p50": statistics.median(took), "max": max(took)}
 
 
-def scale_config(sandbox: Sandbox, peas: list[str]) -> AppConfig:
+def scale_config(sandbox: Sandbox, peas: list[str]) -> TrainConfig:
     # A 1 h tick: only the ticks this bench runs, the scheduler's own stay out of the way.
     return config_for(sandbox, deploy={"tick": "1h"},
                       peas={"cluster": "peas", "names": peas, "url": "https://{pea}.dev.acme.com"})

@@ -77,7 +77,7 @@ from pydantic import ValidationError
 
 from bench.common import config_for, free_port, people, quiet, spread, start_bot_on, write_json
 from bot.app import Bot
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.waiting import next_look
 from integrations.ecs import max_percent
 from sandbox.slack import Message
@@ -115,7 +115,7 @@ class Train:
     name: str
     sandbox: Sandbox
     bot: Bot | None
-    config: AppConfig
+    config: TrainConfig
     poll_knob: bool  # deploy.poll was accepted by the product's app.yaml
     poll: float  # seconds: what the bot's waiting steps use as their poll
     users: Iterator[str] = field(default_factory=lambda: itertools.cycle(f"U{n:04d}" for n in range(1, 5)))
@@ -133,7 +133,7 @@ class Train:
             self.sandbox.stop()
 
 
-def _config(sandbox: Sandbox, poll: str) -> tuple[AppConfig, bool]:
+def _config(sandbox: Sandbox, poll: str) -> tuple[TrainConfig, bool]:
     """The bench train's app.yaml with `deploy.poll`; without it when the product does not know that key yet."""
     sections: dict[str, dict[str, Any]] = {
         "jenkins": {"build_timeout": "15m"},

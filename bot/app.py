@@ -37,7 +37,7 @@ from bot.home import HomePublisher
 from bot.metrics import Metrics, exposition_of
 from bot.surface import Surface
 from bot.wiring import Wired, WiringError, preflight, redact, wire
-from flows.config import AppConfig, Settings, revealed
+from flows.config import Settings, TrainConfig, revealed
 from flows.deploy.flows import DeployFlows
 from flows.engine import Engine
 from web.server import HttpServer
@@ -75,7 +75,7 @@ class MeasuredSocketModeHandler(AsyncSocketModeHandler):
 class Bot:
     """A running bot: stop it with `stop()`."""
 
-    config: AppConfig
+    config: TrainConfig
     app: AsyncApp
     client: AsyncWebClient
     handler: MeasuredSocketModeHandler
@@ -149,7 +149,7 @@ def settle_memory() -> None:
     gc.freeze()
 
 
-async def start_bot(config: AppConfig, settings: Settings, *, card_interval: float = CARD_INTERVAL,
+async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: float = CARD_INTERVAL,
                     home_debounce: float = 1.0) -> Bot:
     """Check, connect and start everything; StartupError if something is missing, wrong or unreachable."""
     bot_token, app_token = revealed(settings.slack_bot_token), revealed(settings.slack_app_token)
@@ -204,7 +204,7 @@ async def start_bot(config: AppConfig, settings: Settings, *, card_interval: flo
     return bot
 
 
-async def run(config: AppConfig, settings: Settings) -> int:
+async def run(config: TrainConfig, settings: Settings) -> int:
     """`fatcontroller run`: serve until SIGTERM or SIGINT; 0 after a clean stop, 2 if it cannot start."""
     try:
         bot = await start_bot(config, settings)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows.config import AppConfig, ConfigError, Settings, format_duration, load_config
+from flows.config import AppConfig, ConfigError, Settings, TrainConfig, format_duration, load_config
 
 if TYPE_CHECKING:  # flows.doctor loads every client's library: only `doctor` needs it
     from flows.doctor import Report
@@ -98,26 +98,41 @@ def configure_logging(verbose: bool = False, log_format: str | None = None) -> N
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _summary(config: AppConfig) -> str:
-    lines = [
-        f"train: {config.github.repo} ({config.github.base_branch}) → ECS cluster {config.ecs.cluster}",
-        f"builds: Jenkins {config.jenkins.job} (PRs: {config.jenkins.pr_job}), trigger {config.jenkins.trigger}",
-        f"image: {config.image}",
-        "processes:",
-        *(f"  {name} → {p.service} (container {p.container})" for name, p in config.processes.items()),
-    ]
-    if config.peas and config.peas.names:
-        lines.append(f"peas on {config.peas.cluster}: {', '.join(config.peas.names)} "
-                     f"(lease {format_duration(config.peas.lease)})")
-    lines.append(f"slack channel: {config.slack.channel}")
+def _summary(app: AppConfig) -> str:
+    """What check-config found: every train, then what the one Slack app serves."""
+    lines = [line for train in app.trains.values() for line in _train_summary(train)]
     # Slack sends the app only the commands its manifest declares: the names here must be those.
-    commands = config.slack.commands
+    commands = app.slack.commands
     lines.append(f"slack commands: {commands.deploy}, {commands.pea} (as in the manifest's slash_commands)")
     return "\n".join(lines)
 
 
+def _train_summary(config: TrainConfig) -> list[str]:
+    lines = [
+        f"train {config.name}: {config.github.repo} ({config.github.base_branch}) → ECS cluster {config.ecs.cluster}",
+        f"  builds: Jenkins {config.jenkins.job} (PRs: {config.jenkins.pr_job}), trigger {config.jenkins.trigger}",
+        f"  image: {config.image}",
+        "  processes:",
+        *(f"    {name} → {p.service} (container {p.container})" for name, p in config.processes.items()),
+    ]
+    if config.peas and config.peas.names:
+        lines.append(f"  peas on {config.peas.cluster}: {', '.join(config.peas.names)} "
+                     f"(lease {format_duration(config.peas.lease)})")
+    lines.append(f"  slack channel: {config.slack.channel}")
+    return lines
+
+
 def _load(path: str | None) -> AppConfig:
     return load_config(path or Settings().config_path)
+
+
+def _load_train(path: str | None) -> TrainConfig:
+    """The one train of the file (`run`, `doctor`); ConfigError for a file of several."""
+    path = path or Settings().config_path
+    try:
+        return _load(path).only_train
+    except ConfigError as exc:
+        raise ConfigError(path, exc.errors) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -133,7 +148,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _doctor_text(config: AppConfig, report: Report) -> str:
+def _doctor_text(config: TrainConfig, report: Report) -> str:
     """The report, system by system: each check's status, name and what was found, and the fix under it."""
     from flows.doctor import SYSTEMS, Status
 
@@ -161,7 +176,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.wiring import doctor
 
     try:
-        config = _load(args.config)
+        config = _load_train(args.config)
     except ConfigError as exc:
         print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
         for error in exc.errors:
@@ -188,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import run
 
     try:
-        config = _load(args.config)
+        config = _load_train(args.config)
     except ConfigError as exc:
         for error in exc.errors:
             print(f"{exc.path}: {error}", file=sys.stderr)

@@ -37,7 +37,7 @@ from bot.metrics import Metrics
 from bot.pea.messages import PeaMessage, pea_message
 from bot.store import MessageStore
 from bot.text import context, deploy_ref, escape, section, shorten, user
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import State
 from flows.notices import DeployNotice, Frozen, Moved, Notice, PeaNotice, QueueMoved, Unfrozen
@@ -100,7 +100,7 @@ class SlackSink:
 
     name = NAME
 
-    def __init__(self, client: AsyncWebClient, config: AppConfig, deploys: DeployFlows, peas: PeaFlows,
+    def __init__(self, client: AsyncWebClient, config: TrainConfig, deploys: DeployFlows, peas: PeaFlows,
                  store: MessageStore, *, home: HomePublisher | None = None, metrics: Metrics | None = None,
                  card_interval: float = CARD_INTERVAL) -> None:
         self.client = client

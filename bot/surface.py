@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.home import HomePublisher
-from flows.config import AppConfig, CommandsConfig
+from flows.config import CommandsConfig, TrainConfig
 from flows.deploy.flows import DeployFlows
 from flows.pea.flows import PeaFlows
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Surface:
-    config: AppConfig
+    config: TrainConfig
     deploys: DeployFlows
     peas: PeaFlows
     home: HomePublisher

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.metrics import Metrics
 from bot.store import MessageStore
-from flows.config import AppConfig, Settings, revealed
+from flows.config import Settings, TrainConfig, revealed
 from flows.doctor import Report, SlackAnswer, Systems, examine
 from flows.engine import Engine
 from flows.outside import Outside
@@ -47,12 +47,12 @@ class WiringError(Exception):
     """Something the process needs is missing or unusable; the message says what to fix (and holds no secret)."""
 
 
-def _github(config: AppConfig, settings: Settings) -> GitHub:
+def _github(config: TrainConfig, settings: Settings) -> GitHub:
     return GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
                   api_url=settings.github_api_url, merge_method=config.github.merge_method)
 
 
-def build_outside(config: AppConfig, settings: Settings, metrics: Metrics | None = None) -> Outside:
+def build_outside(config: TrainConfig, settings: Settings, metrics: Metrics | None = None) -> Outside:
     """The clients of GitHub, Jenkins and AWS for `config`, from the environment's endpoints and secrets."""
     if not settings.jenkins_url:
         raise WiringError("JENKINS_URL is not set: the train needs Jenkins to follow builds")
@@ -90,7 +90,7 @@ class Wired:
         await self.database.dispose()
 
 
-async def wire(config: AppConfig, settings: Settings, metrics: Metrics) -> Wired:
+async def wire(config: TrainConfig, settings: Settings, metrics: Metrics) -> Wired:
     """Open the database and build the engine and the Slack store; WiringError if something is wrong."""
     outside = build_outside(config, settings, metrics)
     url = settings.database_url.get_secret_value()
@@ -167,7 +167,7 @@ class SlackTokens:
                            tuple(s.strip() for s in str(scopes).split(",") if s.strip()))
 
 
-def doctor_systems(config: AppConfig, settings: Settings, *, slack: bool = True) -> tuple[Systems, list[Facade]]:
+def doctor_systems(config: TrainConfig, settings: Settings, *, slack: bool = True) -> tuple[Systems, list[Facade]]:
     """The clients the doctor asks, built as `build_outside` builds them (without JENKINS_URL: no Jenkins),
     and the facades to close afterwards."""
     github = _github(config, settings)
@@ -179,7 +179,7 @@ def doctor_systems(config: AppConfig, settings: Settings, *, slack: bool = True)
     return Systems(github, jenkins, ecs, cloudwatch, SlackTokens(settings) if slack else None), facades
 
 
-async def doctor(config: AppConfig, settings: Settings, *, fast: bool = False,
+async def doctor(config: TrainConfig, settings: Settings, *, fast: bool = False,
                  within: float | None = None) -> Report:
     """`fatcontroller doctor`: every check of the configured train (`fast`: the part `run` makes at start)."""
     systems, facades = doctor_systems(config, settings, slack=not fast)
@@ -190,7 +190,7 @@ async def doctor(config: AppConfig, settings: Settings, *, fast: bool = False,
             facade.close()
 
 
-async def preflight(config: AppConfig, settings: Settings, *, within: float = PREFLIGHT_TIMEOUT) -> None:
+async def preflight(config: TrainConfig, settings: Settings, *, within: float = PREFLIGHT_TIMEOUT) -> None:
     """The doctor's fast part, before the bot takes work: WiringError naming every problem with its fix, in the
     doctor's words. A system that does not answer is only logged: the bot waits out outside failures itself."""
     report = await doctor(config, settings, fast=True, within=within)

@@ -354,7 +354,7 @@ async def demo(keep: bool = False) -> int:
     console.print(f"sandbox up: Slack {sandbox.slack.url}, GitHub {sandbox.github.url}, "
                   f"Jenkins {sandbox.jenkins.url}, AWS {sandbox.aws.url}; database and app.yaml in {folder}")
     try:
-        bot = await start_bot(load_config(config_path), Settings())
+        bot = await start_bot(load_config(config_path).only_train, Settings())
     except StartupError as exc:
         console.print(f"[red]demo failed: the bot did not start: {exc}[/red]")
         sandbox.stop()

@@ -1,4 +1,9 @@
-"""The configuration of one train: `app.yaml` (validated, with errors that name the key) and the environment."""
+"""`app.yaml` (validated, with errors that name the key) and the environment.
+
+The file holds one train (the form of the first release: its sections at the top level) or several,
+under `trains:` with `permissions` defaults beside them (DESIGN §6). Either way it loads as an
+`AppConfig` of named `TrainConfig`s; a single-train file's train is named after its repository.
+"""
 
 from __future__ import annotations
 
@@ -210,9 +215,25 @@ class PermissionsConfig(_Section):
         return user in self.admins
 
 
-class AppConfig(_Section):
-    """The whole of `app.yaml`."""
+TRAIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+# The first word after /deploy is a train's name or one of these: a train cannot be called like them.
+RESERVED_NAMES = frozenset({"queue", "history", "stats", "unfreeze", "help", "cancel", "freeze", "deploy", "pea",
+                            "claim", "release", "extend", "list", "all"})
 
+
+def train_name_of(repo: str) -> str:
+    """The name a single-train file's train gets: its repository's (`acme/App_Site` → `app-site`)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", repo.rsplit("/", 1)[-1].lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"train-{name}".rstrip("-")
+    return name[:31].rstrip("-")
+
+
+class TrainConfig(_Section):
+    """One train: its channel, repository, Jenkins jobs, image, services, settings, peas and permissions."""
+
+    name: str = Field("", description="The train's name, used in commands (set from its key under `trains:`, or "
+                                      "from the repository for a single-train file).")
     slack: SlackConfig
     github: GitHubConfig
     jenkins: JenkinsConfig
@@ -241,7 +262,7 @@ class AppConfig(_Section):
         return processes
 
     @model_validator(mode="after")
-    def _distinct_services(self) -> AppConfig:
+    def _distinct_services(self) -> TrainConfig:
         services = [p.service for p in self.processes.values()]
         if len(set(services)) != len(services):
             raise ValueError("two processes name the same service")
@@ -268,13 +289,104 @@ class ConfigError(Exception):
 _MESSAGES = {"missing": "field required", "extra_forbidden": "unknown key"}
 
 
-def _describe(error: ErrorDetails) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _describe(error: ErrorDetails, *, single: bool = False) -> list[str]:
+    """The lines of one validation error, each `key.path: what is wrong`; in a single-train file the path is
+    the file's own (`deploy.tick`, not `trains.app.deploy.tick`)."""
+    loc = [str(part) for part in error["loc"]]
+    if single and loc[:1] == ["trains"]:
+        loc = loc[2:]
     message = _MESSAGES.get(error["type"], error["msg"])
     message = message.removeprefix("Value error, ")
     if error["type"] not in _MESSAGES and message:
         message = message[0].lower() + message[1:]
-    return f"{where}: {message}"
+    if not loc and message.startswith("trains"):  # the cross-train checks name their own keys
+        return message.split(_JOINED)
+    return [f"{'.'.join(loc) or '(top level)'}: {message}"]
+
+
+class AppSlackConfig(_Section):
+    commands: CommandsConfig = Field(default_factory=CommandsConfig,
+                                     description="The slash commands' names; they must match the manifest.")
+
+
+class AppConfig(_Section):
+    """The whole of `app.yaml`: every train, by name (in the file's order)."""
+
+    trains: dict[str, TrainConfig] = Field(description="The trains, by name.")
+    permissions: PermissionsConfig = Field(default_factory=PermissionsConfig,
+                                           description="Defaults for every train; a train's own block replaces them.")
+    slack: AppSlackConfig = Field(default_factory=AppSlackConfig, description="What one Slack app serves: its "
+                                                                              "commands (each train has its channel).")
+
+    @model_validator(mode="after")
+    def _trains_apart(self) -> AppConfig:
+        problems = []
+        if not self.trains:
+            problems.append("trains: name at least one train")
+        for name in self.trains:
+            if not TRAIN_NAME.fullmatch(name):
+                problems.append(f"trains.{name}: a train's name is a lowercase letter, then up to 30 lowercase "
+                                "letters, digits and dashes")
+            elif name in RESERVED_NAMES:
+                problems.append(f"trains.{name}: {name!r} is a word of the commands; name the train otherwise")
+        seen_repos: dict[tuple[str, str], str] = {}
+        seen_peas: dict[str, str] = {}
+        for name, train in self.trains.items():
+            where = (train.github.repo.lower(), train.github.base_branch)
+            if where in seen_repos:
+                problems.append(f"trains.{name}.github: {train.github.repo} ({train.github.base_branch}) is already "
+                                f"train {seen_repos[where]}'s: two trains cannot merge into one branch")
+            seen_repos.setdefault(where, name)
+            for pea in train.peas.names if train.peas else ():
+                if pea in seen_peas:
+                    problems.append(f"trains.{name}.peas.names: {pea} is also a pea of train {seen_peas[pea]}: pea "
+                                    "names are unique across trains")
+                seen_peas.setdefault(pea, name)
+        if problems:
+            raise ValueError(_JOINED.join(problems))
+        return self
+
+    def train(self, name: str) -> TrainConfig | None:
+        return self.trains.get(name)
+
+    @property
+    def only_train(self) -> TrainConfig:
+        """The train of a file that has one; ConfigError for several (a process runs one train in this release)."""
+        if len(self.trains) != 1:
+            raise ConfigError("app.yaml", [f"trains: this release runs one train per process; the file has "
+                                           f"{len(self.trains)} ({', '.join(self.trains)})"])
+        return next(iter(self.trains.values()))
+
+
+_JOINED = "\n"  # several problems found together by one validator, one per line
+
+
+def _as_trains(raw: dict[str, Any]) -> dict[str, Any]:
+    """The raw file in the `trains:` form: a single-train file becomes one train named after its repository;
+    every train gets its name, the default permissions unless it has its own, and the app's commands."""
+    if "trains" not in raw:
+        repo = raw.get("github", {}).get("repo") if isinstance(raw.get("github"), dict) else None
+        name = train_name_of(repo) if isinstance(repo, str) else "train"
+        commands = raw.get("slack", {}).get("commands") if isinstance(raw.get("slack"), dict) else None
+        return {"trains": {name: {**raw, "name": raw.get("name", name)}},
+                **({"slack": {"commands": commands}} if commands is not None else {})}
+    trains = raw["trains"]
+    if not isinstance(trains, dict):
+        return raw  # validation says what is wrong
+    defaults = raw.get("permissions")
+    commands = raw.get("slack", {}).get("commands") if isinstance(raw.get("slack"), dict) else None
+    shaped = {}
+    for name, train in trains.items():
+        if not isinstance(train, dict):
+            shaped[name] = train
+            continue
+        train = {"name": name, **train}
+        if "permissions" not in train and defaults is not None:
+            train["permissions"] = defaults
+        if commands is not None and isinstance(train.get("slack"), dict):
+            train["slack"] = {**train["slack"], "commands": commands}
+        shaped[name] = train
+    return {**raw, "trains": shaped}
 
 
 def load_config(path: str | os.PathLike[str]) -> AppConfig:
@@ -289,9 +401,10 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     if not isinstance(raw, dict):
         raise ConfigError(path, ["(top level): expected a mapping of sections"])
     try:
-        return AppConfig.model_validate(raw)
+        return AppConfig.model_validate(_as_trains(raw))
     except ValidationError as exc:
-        raise ConfigError(path, [_describe(e) for e in exc.errors()]) from None
+        raise ConfigError(path, [line for e in exc.errors() for line in _describe(e, single="trains" not in raw)])\
+            from None
 
 
 def revealed(secret: SecretStr | None) -> str | None:

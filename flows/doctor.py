@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from integrations.ecs import Ecs
 from integrations.github import GitHub
 from integrations.jenkins import Jenkins
@@ -137,7 +137,7 @@ class Systems:
     slack: SlackChecks | None = None
 
 
-async def examine(config: AppConfig, systems: Systems, *, fast: bool = False,
+async def examine(config: TrainConfig, systems: Systems, *, fast: bool = False,
                   within: float | None = None) -> Report:
     """Every check of `config`'s train (`fast`: only those `run` makes at start), each outside system asked
     at the same time; a system that has not answered within `within` seconds gets one transient problem."""
@@ -170,7 +170,7 @@ def _failed(system: str, name: str, error: OutsideError, fix: str) -> Check:
 
 
 # -- GitHub ------------------------------------------------------------------------------------------------
-async def _github(config: AppConfig, github: GitHubChecks, full: bool) -> list[Check]:
+async def _github(config: TrainConfig, github: GitHubChecks, full: bool) -> list[Check]:
     repo, base = config.github.repo, config.github.base_branch
 
     def check(name: str, status: Status, detail: str, fix: str | None = None, checked: bool = True) -> Check:
@@ -243,7 +243,7 @@ async def _github(config: AppConfig, github: GitHubChecks, full: bool) -> list[C
     return [*checks, *_protection(config, access, rules)]
 
 
-def _merge_method(config: AppConfig, access: GitHub.Access) -> Check:
+def _merge_method(config: TrainConfig, access: GitHub.Access) -> Check:
     repo = config.github.repo
     method = config.github.merge_method
     name = f"merge method {method}"
@@ -264,7 +264,7 @@ def _merge_method(config: AppConfig, access: GitHub.Access) -> Check:
                  f"and the train merges with {method}", fix)
 
 
-def _protection(config: AppConfig, access: GitHub.Access, rules: GitHub.BranchRules) -> list[Check]:
+def _protection(config: TrainConfig, access: GitHub.Access, rules: GitHub.BranchRules) -> list[Check]:
     base, method = config.github.base_branch, config.github.merge_method
     name = f"protection of {base}"
     if not rules.protected:
@@ -306,7 +306,7 @@ def _protection(config: AppConfig, access: GitHub.Access, rules: GitHub.BranchRu
 
 
 # -- Jenkins -----------------------------------------------------------------------------------------------
-async def _jenkins(config: AppConfig, jenkins: JenkinsChecks | None, full: bool) -> list[Check]:
+async def _jenkins(config: TrainConfig, jenkins: JenkinsChecks | None, full: bool) -> list[Check]:
     jobs = config.jenkins
     if jenkins is None:
         return [Check(JENKINS, "URL", Status.PROBLEM, "JENKINS_URL is not set",
@@ -374,7 +374,7 @@ async def _job(jenkins: JenkinsChecks, user: str, key: str, job: str, builds: st
 
 
 # -- AWS ---------------------------------------------------------------------------------------------------
-async def _aws(config: AppConfig, ecs: EcsChecks, cloudwatch: AlarmChecks | None, full: bool) -> list[Check]:
+async def _aws(config: TrainConfig, ecs: EcsChecks, cloudwatch: AlarmChecks | None, full: bool) -> list[Check]:
     cluster = config.ecs.cluster
     unknown = "ecs:DescribeClusters"
     try:
@@ -456,7 +456,7 @@ def _service(cluster: str, process: str, service: str, container: str, found: Ec
     return Check(AWS, name, Status.OK, f"ACTIVE, on {task_definition}, container {container}")
 
 
-async def _repository(config: AppConfig, ecs: EcsChecks) -> Check:
+async def _repository(config: TrainConfig, ecs: EcsChecks) -> Check:
     image = config.image_for(NO_SHA)
     try:
         found = await ecs.image_repository(image)
@@ -476,7 +476,7 @@ async def _repository(config: AppConfig, ecs: EcsChecks) -> Check:
     return Check(AWS, name, Status.OK, "exists, and its images can be looked up (ecr:DescribeImages)")
 
 
-async def _peas(config: AppConfig, ecs: EcsChecks) -> list[Check]:
+async def _peas(config: TrainConfig, ecs: EcsChecks) -> list[Check]:
     peas = config.peas
     assert peas is not None
     name = f"pea cluster {peas.cluster}"
@@ -497,7 +497,7 @@ async def _peas(config: AppConfig, ecs: EcsChecks) -> list[Check]:
     return [Check(AWS, name, Status.OK, f"its {len(wanted)} pea services exist")]
 
 
-async def _alarms(config: AppConfig, cloudwatch: AlarmChecks) -> Check:
+async def _alarms(config: TrainConfig, cloudwatch: AlarmChecks) -> Check:
     name = "CloudWatch alarms"
     watched = bool(getattr(config.deploy, "alarms", None)) or any(
         getattr(p, "alarms", None) for p in config.processes.values())

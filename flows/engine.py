@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy import service
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import Event, State
@@ -54,7 +54,7 @@ def default_owner() -> str:
 
 
 class Engine:
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside, *,
+    def __init__(self, config: TrainConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside, *,
                  sinks: Sequence[str] = (SLACK,), owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
                  backoff: Backoff | None = None) -> None:
         self.config = config

@@ -8,7 +8,7 @@ from __future__ import annotations
 from bot.deploy import cards
 from bot.grammar import QuickDeploy, Subcommand
 from bot.text import deploy_ref, escape, eta, human_duration, link, shorten, user, when
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.flows import DeployFlows
 from flows.deploy.machine import State
 from flows.deploy.service import DeployRequest
@@ -18,7 +18,7 @@ from flows.views import Placed
 HISTORY_SHOWN = 10
 
 
-def usage(config: AppConfig) -> str:
+def usage(config: TrainConfig) -> str:
     """`/deploy help`, quoting the slash command as configured."""
     c = config.slack.commands.deploy
     first = next(iter(config.processes))
@@ -92,7 +92,7 @@ def stats_text(stats: TrainStats) -> str:
     ])
 
 
-async def run_subcommand(deploys: DeployFlows, config: AppConfig, sub: Subcommand, user_id: str) -> str:
+async def run_subcommand(deploys: DeployFlows, config: TrainConfig, sub: Subcommand, user_id: str) -> str:
     """The answer to a subcommand (a Refused from the train propagates)."""
     if sub.name == "help":
         return usage(config)

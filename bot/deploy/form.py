@@ -12,7 +12,7 @@ from typing import Any
 
 from bot import picker
 from bot.text import plain, shorten
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.service import MAX_NOTES, MAX_REASON, DeployRequest
 
 CALLBACK_ID = "deploy_request"
@@ -37,7 +37,7 @@ def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool
     return block
 
 
-def deploy_modal(config: AppConfig, channel: str | None) -> dict[str, Any]:
+def deploy_modal(config: TrainConfig, channel: str | None) -> dict[str, Any]:
     processes = [_checkbox(name, name, f"ECS service {p.service}") for name, p in config.processes.items()]
     return {
         "type": "modal",  # always set: Bolt cannot route a view_submission without it

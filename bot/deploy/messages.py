@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.deploy.cards import what_to_press
 from bot.text import commit_url, escape, human_duration, link, shorten, user
-from flows.config import AppConfig, format_duration
+from flows.config import TrainConfig, format_duration
 from flows.deploy.machine import Event, State
 from flows.notices import (
     BranchUpdating,
@@ -49,7 +49,7 @@ def _build(deploy: DeployView, number: int | None, url: str | None) -> str:
     return link(url or deploy.build_url, f"#{number}" if number else "log")
 
 
-def thread_reply(notice: DeployNotice, deploy: DeployView, config: AppConfig) -> str | None:
+def thread_reply(notice: DeployNotice, deploy: DeployView, config: TrainConfig) -> str | None:
     """What the card's thread says about `notice`, if anything."""
     if isinstance(notice, Merged):
         return f"Merged as {link(commit_url(deploy.pr_url, notice.sha), notice.sha[:10])}."
@@ -76,7 +76,7 @@ def thread_reply(notice: DeployNotice, deploy: DeployView, config: AppConfig) ->
     return None
 
 
-def _followed(notice: HeadFollowed, deploy: DeployView, config: AppConfig) -> str:
+def _followed(notice: HeadFollowed, deploy: DeployView, config: TrainConfig) -> str:
     commit = link(commit_url(deploy.pr_url, notice.new), notice.new[:10])
     if notice.updated:
         return f"#{deploy.pr_number} was updated with `{config.github.base_branch}`: merging {commit}."
@@ -90,7 +90,7 @@ def _revert_waits(deploy: DeployView) -> str:
     return f" ({link(deploy.revert_pull_request, 'the revert pull request')})"
 
 
-def _moved_reply(notice: Moved, deploy: DeployView, config: AppConfig) -> str | None:
+def _moved_reply(notice: Moved, deploy: DeployView, config: TrainConfig) -> str | None:
     event, by = notice.event, f" by {user(notice.actor)}" if notice.by_person else ""
     why = _why(notice, deploy)
     if event is Event.START:
@@ -142,7 +142,7 @@ def _canary_traffic(deploy: DeployView) -> str:
     return "; ".join(said)
 
 
-def direct_message(notice: DeployNotice, deploy: DeployView, config: AppConfig) -> DirectMessage | None:
+def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig) -> DirectMessage | None:
     """The DM the requester gets about `notice`, if any."""
     title = f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 150))}"
     if isinstance(notice, CanaryReminder):

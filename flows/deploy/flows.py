@@ -11,7 +11,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy import service, stats
 from flows.deploy.machine import Event
 from flows.deploy.service import DeployRequest
@@ -36,7 +36,7 @@ from storage.models import AuditEvent, Deploy, UndoRecord
 class DeployFlows:
     """The train's operations and queries."""
 
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], github: GitHubApi,
+    def __init__(self, config: TrainConfig, sessions: async_sessionmaker[AsyncSession], github: GitHubApi,
                  outbox: Outbox, wake: Callable[[], None]) -> None:
         self.config = config
         self.sessions = sessions

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.machine import (
     IN_FLIGHT,
     TERMINAL,
@@ -73,7 +73,7 @@ def audit(session: AsyncSession, actor: str, action: str, *, deploy_id: int | No
 
 # -- requests -----------------------------------------------------------------------------------
 
-def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]:
+def _check_request(config: TrainConfig, request: DeployRequest) -> tuple[str, ...]:
     """Everything that can be refused without asking GitHub; returns the processes to deploy."""
     permissions = config.permissions
     if not permissions.may_deploy(request.requester):
@@ -97,7 +97,7 @@ def _check_request(config: AppConfig, request: DeployRequest) -> tuple[str, ...]
     return tuple(dict.fromkeys(chosen))
 
 
-async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
+async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: TrainConfig,
                          github: GitHubApi, request: DeployRequest) -> Placed:
     """Validate a request against the config and the pull request, and put it on the train."""
     processes = _check_request(config, request)
@@ -383,7 +383,7 @@ async def apply_event(sessions: async_sessionmaker[AsyncSession], outbox: Outbox
     raise Superseded(f"deploy {deploy_id} kept changing")
 
 
-async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig,
+async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: TrainConfig,
                         deploy_id: int, offered_state: str, event: Event, user: str) -> Applied:
     """A button press: bound to the state it was offered in, allowed to the requester and admins."""
     async with sessions() as session:
@@ -408,7 +408,7 @@ async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outb
         raise stale from None
 
 
-async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, user: str,
+async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: TrainConfig, user: str,
                  deploy_id: int | None = None) -> Applied:
     """Leave the queue: a named deploy, or the user's own next queued one."""
     async with sessions() as session:
@@ -430,7 +430,7 @@ async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, con
 
 # -- the train ----------------------------------------------------------------------------------
 
-async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, user: str,
+async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: TrainConfig, user: str,
                      frozen: bool, reason: str | None = None) -> TrainView:
     if not config.permissions.is_admin(user):
         raise Refused(Why.ADMINS_ONLY, what="freeze the train" if frozen else "unfreeze the train")

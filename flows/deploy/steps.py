@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig, format_duration
+from flows.config import TrainConfig, format_duration
 from flows.deploy import service
 from flows.deploy.machine import Event, State
 from flows.deploy.service import TRAIN
@@ -57,7 +57,7 @@ class StepResult:
 
 @dataclass
 class StepContext:
-    config: AppConfig
+    config: TrainConfig
     outside: Outside
     sessions: async_sessionmaker[AsyncSession]
     outbox: Outbox

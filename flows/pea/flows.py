@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.service import TRAIN
 from flows.errors import Refused, Why
 from flows.notices import Notice, PeaDeploying, PeaExtended, PeaReleased, PeaTakenOver
@@ -29,7 +29,7 @@ from storage.models import Pea
 class PeaFlows:
     """The pool's operations and queries."""
 
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
+    def __init__(self, config: TrainConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
                  outbox: Outbox, wake: Callable[[], None]) -> None:
         self.config = config
         self.sessions = sessions

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from flows.config import AppConfig, PeasConfig
+from flows.config import PeasConfig, TrainConfig
 from flows.deploy.service import audit
 from flows.errors import Refused, Superseded, Why
 from flows.notices import SYSTEM, Notice
@@ -55,7 +55,7 @@ def remind_before(lease: timedelta) -> timedelta:
     return min(lease / 10, MAX_REMINDER)
 
 
-def peas_config(config: AppConfig) -> PeasConfig:
+def peas_config(config: TrainConfig) -> PeasConfig:
     if config.peas is None or not config.peas.names:
         raise Refused(Why.PEAS_NOT_SET_UP)
     return config.peas
@@ -126,7 +126,7 @@ async def ensure_peas(session: AsyncSession, names: list[str]) -> None:
     )
 
 
-async def list_peas(sessions: async_sessionmaker[AsyncSession], config: AppConfig) -> list[Pea]:
+async def list_peas(sessions: async_sessionmaker[AsyncSession], config: TrainConfig) -> list[Pea]:
     """Every configured pea, in the order of `peas.names`."""
     names = peas_config(config).names
     async with sessions() as session:
@@ -149,7 +149,7 @@ async def peas_of(sessions: async_sessionmaker[AsyncSession], user: str) -> list
         return list((await session.scalars(sa.select(Pea).where(Pea.holder == user).order_by(Pea.name))).all())
 
 
-def known(config: AppConfig, name: str) -> str:
+def known(config: TrainConfig, name: str) -> str:
     """The pea's name if it is in the pool; else a refusal that lists the pool."""
     names = peas_config(config).names
     if name not in names:
@@ -157,7 +157,7 @@ def known(config: AppConfig, name: str) -> str:
     return name
 
 
-def check_may_act(config: AppConfig, pea: Pea, user: str, action: str) -> None:
+def check_may_act(config: TrainConfig, pea: Pea, user: str, action: str) -> None:
     """Only the holder or an admin may deploy over, extend or release a held pea."""
     if pea.holder and pea.holder != user and not config.permissions.is_admin(user):
         raise Refused(Why.PEA_HELD, field="pea", pea=pea.name, holder=pea.holder, until=pea.claim_expires_at,
@@ -166,7 +166,7 @@ def check_may_act(config: AppConfig, pea: Pea, user: str, action: str) -> None:
 
 # -- a person's changes -----------------------------------------------------------------------------
 
-async def write(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: AppConfig, name: str,
+async def write(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, config: TrainConfig, name: str,
                 change: Callable[[AsyncSession, Pea], Awaitable[tuple[T, tuple[Notice, ...]]]]) -> T:
     """Apply a person's `change` to the pea in one transaction with the notices it returns, starting again
     if another writer got there first."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig, PeasConfig, format_duration
+from flows.config import PeasConfig, TrainConfig, format_duration
 from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
 from flows.notices import Notice, PeaBuildFound, PeaBuildRequested, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
@@ -67,7 +67,7 @@ class Next:
 
 @dataclass
 class PeaContext:
-    config: AppConfig
+    config: TrainConfig
     outside: Outside
     sessions: async_sessionmaker[AsyncSession]
     outbox: Outbox

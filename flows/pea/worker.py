@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.deploy.service import TRAIN
 from flows.errors import Superseded
 from flows.leased import NOT_FAILING, Backoff, LeasedWork, failing, save_held
@@ -51,7 +51,7 @@ def _told(event: PeaEvent, before: Pea, result: Next) -> Callable[[Pea], tuple[N
 
 
 class PeaWorker:
-    def __init__(self, config: AppConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
+    def __init__(self, config: TrainConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside,
                  outbox: Outbox, *, owner: str, lease_ttl: timedelta, poll: timedelta = POLL,
                  check_every: timedelta = CHECK_EVERY, retry_release: timedelta = RELEASE_RETRY,
                  backoff: Backoff | None = None, wake: Callable[[], None] | None = None) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.trains import TWO_TRAINS, two_trains
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = """\
 slack: {channel: C1}
@@ -47,6 +49,30 @@ def test_check_config_names_every_bad_key_and_exits_2(tmp_path: Path) -> None:
                     "deploy.tick: 'soon' is not a duration",
                     "colour: unknown key"):
         assert problem in result.stderr
+
+
+def test_check_config_summarises_every_train_of_a_trains_file_and_names_bad_keys_under_trains(
+        tmp_path: Path) -> None:
+    path = two_trains(tmp_path)
+    result = fatcontroller("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "train app: acme/app (master)" in result.stdout and "train billing: acme/billing (master)" in result.stdout
+    assert "api → billing-api" in result.stdout and "slack channel: C0BILLING" in result.stdout
+    assert "slack commands: /ship, /pea" in result.stdout
+
+    path.write_text(TWO_TRAINS.replace("{service: billing-api, container: billing}", "{container: billing}")
+                    .replace("job: app-master,", "job: app-master, build_timeout: 30,"))
+    result = fatcontroller("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "2 problem(s)" in result.stderr
+    assert "trains.app.jenkins.build_timeout: 30 is not a duration" in result.stderr
+    assert "trains.billing.processes.api.service: field required" in result.stderr
+
+
+def test_run_refuses_a_file_of_several_trains_naming_them(tmp_path: Path) -> None:
+    result = fatcontroller("run", "--config", str(two_trains(tmp_path)))
+    assert result.returncode == 2
+    assert "this release runs one train per process; the file has 2 (app, billing)" in result.stderr
 
 
 def test_check_config_on_a_missing_file_says_so() -> None:

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.config import AppConfig, ConfigError, Settings, format_duration, load_config, parse_duration
+from flows.config import (
+    ConfigError,
+    Settings,
+    TrainConfig,
+    format_duration,
+    load_config,
+    parse_duration,
+    train_name_of,
+)
+from tests.fixtures.trains import TWO_TRAINS, two_trains
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +41,7 @@ def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
 
 
 def test_the_example_config_loads_with_the_documented_values() -> None:
-    config = load_config(ROOT / "app.yaml")
+    config = load_config(ROOT / "app.yaml").only_train
     assert config.deploy.confirm_timeout == timedelta(minutes=15)
     assert config.processes["worker"].service == "app-worker"
     assert config.image_for("a" * 40).endswith(":" + "a" * 40)
@@ -52,7 +61,7 @@ def test_the_region_is_ecs_region_else_that_of_the_images_registry(ecs: dict[str
     raw["ecs"] = {"cluster": "production", **ecs}
     raw["image"] = image
 
-    assert AppConfig.model_validate(raw).region == region
+    assert TrainConfig.model_validate(raw).region == region
 
 
 def test_invalid_yaml_and_a_non_mapping_are_reported(tmp_path: Path) -> None:
@@ -86,7 +95,7 @@ def with_pr_job(tmp_path: Path, pr_job: str) -> Path:
 
 
 def test_a_pr_job_with_pr_names_one_job_per_pull_request(tmp_path: Path) -> None:
-    jobs = load_config(with_pr_job(tmp_path, "app-pr/PR-{pr}")).jenkins
+    jobs = load_config(with_pr_job(tmp_path, "app-pr/PR-{pr}")).only_train.jenkins
 
     assert jobs.per_pr and jobs.pr_job_of(110) == "app-pr/PR-110"
     assert [jobs.pr_of_job(job) for job in ("app-pr/PR-110", "app-pr/PR-x", "app-pr", "app-master",
@@ -94,7 +103,7 @@ def test_a_pr_job_with_pr_names_one_job_per_pull_request(tmp_path: Path) -> None
 
 
 def test_a_pr_job_without_pr_is_one_job_for_every_pull_request() -> None:
-    jobs = load_config(ROOT / "app.yaml").jenkins
+    jobs = load_config(ROOT / "app.yaml").only_train.jenkins
 
     assert not jobs.per_pr and jobs.pr_job_of(110) == "app-pr" and jobs.pr_of_job("app-pr") is None
 
@@ -107,3 +116,59 @@ def test_a_pr_job_with_another_placeholder_is_refused_naming_the_key(tmp_path: P
 
     assert refused.value.errors == [f"jenkins.pr_job: {pr_job!r}: only {{pr}} (the pull request's number) may be "
                                     "in braces, e.g. app-pr/PR-{pr} for a multibranch project"]
+
+
+def test_a_file_without_trains_is_one_train_named_after_its_repository() -> None:
+    app = load_config(ROOT / "app.yaml")
+
+    assert list(app.trains) == ["app"] and app.only_train.name == "app"
+    assert app.slack.commands == app.only_train.slack.commands
+    assert [train_name_of(r) for r in ("acme/app", "acme/App_Site", "acme/9lives", "acme/billing.api")] == [
+        "app", "app-site", "train-9lives", "billing-api"]
+
+
+def test_trains_take_the_default_permissions_unless_they_have_their_own_and_the_app_s_commands(
+        tmp_path: Path) -> None:
+    app = load_config(two_trains(tmp_path))
+
+    assert list(app.trains) == ["app", "billing"]
+    assert app.trains["app"].permissions.admins == ["U0ADMIN"]
+    assert app.trains["app"].permissions.emergency == ["U0EMERGENCY"]
+    assert app.trains["billing"].permissions.admins == ["U0BILLING"]  # replaced, not merged
+    assert app.trains["billing"].permissions.emergency == []
+    assert {t.slack.commands.deploy for t in app.trains.values()} == {"/ship"}
+    assert app.trains["billing"].name == "billing" and app.trains["billing"].github.base_branch == "master"
+    with pytest.raises(ConfigError, match="one train per process"):
+        _ = app.only_train
+
+
+def test_every_problem_under_trains_is_named_by_its_key_path(tmp_path: Path) -> None:
+    broken = (TWO_TRAINS.replace("{api: {service: billing-api, container: billing}}", "{api: {container: billing}}")
+              .replace("deploy: {batch_percent: 25}", "deploy: {tick: 2}"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(two_trains(tmp_path, broken))
+
+    assert refused.value.errors == ["trains.app.deploy.tick: 2 is not a duration: write it like 90s, 15m or 8h",
+                                    "trains.billing.processes.api.service: field required"]
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (("billing:", "Billing:"), "trains.Billing: a train's name is a lowercase letter, then up to 30 lowercase "
+                               "letters, digits and dashes"),
+    (("billing:", "queue:"), "trains.queue: 'queue' is a word of the commands; name the train otherwise"),
+    (("repo: acme/billing", "repo: acme/app"), "trains.billing.github: acme/app (master) is already train app's: "
+                                               "two trains cannot merge into one branch"),
+    (("    permissions: {admins: [U0BILLING]}", "    permissions: {admins: [U0BILLING]}\n"
+      "    peas: {cluster: peas, names: [chick-pea, lima-bean]}"),
+     "trains.billing.peas.names: chick-pea is also a pea of train app: pea names are unique across trains"),
+])
+def test_trains_must_be_told_apart(tmp_path: Path, change: tuple[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(two_trains(tmp_path, TWO_TRAINS.replace(*change)))
+
+    assert refused.value.errors == [problem]
+
+
+def test_another_branch_of_one_repository_is_another_train(tmp_path: Path) -> None:
+    text = TWO_TRAINS.replace("repo: acme/billing}", "repo: acme/app, base_branch: release}")
+    assert load_config(two_trains(tmp_path, text)).trains["billing"].github.repo == "acme/app"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flows.config import AppConfig
+from flows.config import TrainConfig
 from flows.doctor import Check, Report, SlackAnswer, Systems, examine
 from integrations.cloudwatch import CloudWatch
 from integrations.ecs import Ecs
@@ -46,7 +46,7 @@ class Examiner:
         self.sandbox = sandbox
         self._facades: list[GitHub | Jenkins | Ecs | CloudWatch] = []
 
-    async def __call__(self, config: AppConfig, *, token: str | None = None, jenkins_token: str | None = None,
+    async def __call__(self, config: TrainConfig, *, token: str | None = None, jenkins_token: str | None = None,
                        slack: FakeSlack | None = None, fast: bool = False) -> Report:
         env = self.sandbox.env()
         github = GitHub(config.github.repo, config.github.base_branch, token=token or env["GITHUB_TOKEN"],
