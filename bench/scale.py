@@ -35,10 +35,9 @@ from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.cards import list_text
 from bot.wiring import build_outside
-from flows.config import Settings, TrainConfig
+from flows.config import Settings, TrainConfig, train_name_of
 from flows.deploy.figures import figures_of
 from flows.deploy.machine import State
-from flows.deploy.service import TRAIN
 from flows.engine import Engine
 from sandbox.world import Sandbox, SandboxSpec
 from storage.clock import utcnow
@@ -48,6 +47,7 @@ from storage.models import AuditEvent, Deploy, Pea, Train
 from storage.slack import SlackStore
 
 REPEATS = 20
+TRAIN = train_name_of("acme/app")  # the sandbox's repository: the train of `config_for`
 DAYS = 28  # the finished deploys fall inside `/deploy stats`' window: the worst case for it
 USERS = [f"U{n:04d}" for n in range(1, 201)]
 FINISHED = {State.COMPLETED: 0.85, State.ROLLED_BACK: 0.07, State.FAILED: 0.03, State.CANCELLED: 0.05}

@@ -36,6 +36,7 @@ from integrations.outside import Facade, OutsideError, TransientError, redact
 from storage.db import StorageError, make_engine, make_sessionmaker
 from storage.migrate import ensure_schema, upgrade
 from storage.slack import SlackStore
+from storage.trains import adopt_legacy_train
 
 # `redact` is the outside systems' scrubber, for the process's own start-up errors.
 __all__ = ["Wired", "WiringError", "build_outside", "doctor", "preflight", "redact", "upgrade_database", "wire"]
@@ -104,6 +105,11 @@ async def wire(config: TrainConfig, settings: Settings, metrics: Metrics) -> Wir
         await database.dispose()
         raise WiringError(str(exc)) from None
     sessions = make_sessionmaker(database)
+    # A database a single-train release made: its train becomes this file's (idempotent, one transaction).
+    async with sessions() as session, session.begin():
+        adopted = await adopt_legacy_train(session, config.name)
+    if adopted:
+        log.info("the single-train database's %d deploys now belong to train %s", adopted, config.name)
     engine = Engine(config, sessions, outside, owner=settings.instance,
                     lease_ttl=timedelta(seconds=settings.lease_seconds))
     engine.outbox.on_failure = metrics.outbox_failed

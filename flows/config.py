@@ -244,6 +244,15 @@ class TrainConfig(_Section):
     peas: PeasConfig | None = None
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, raw: Any) -> Any:
+        """A train given without a name (a single-train file, a test's config) is named after its repository."""
+        if isinstance(raw, dict) and not raw.get("name") and isinstance(raw.get("github"), dict) \
+                and isinstance(raw["github"].get("repo"), str):
+            return {**raw, "name": train_name_of(raw["github"]["repo"])}
+        return raw
+
     @field_validator("image")
     @classmethod
     def _image_has_sha(cls, value: str) -> str:

@@ -190,7 +190,7 @@ class Engine:
         self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def _pass(self) -> int:
-        started = await service.start_next(self.sessions, self.outbox)
+        started = await service.start_next(self.sessions, self.outbox, self.config.name)
         self._start_peas()
         return await self.work.run_due() + (started is not None)
 

@@ -6,19 +6,21 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Train
+from storage.models import Deploy, Train
 
-DEFAULT_TRAIN = "default"
+# The id the single-train releases gave their one train; a database they made is adopted by the train of today's
+# configuration at start (`adopt_legacy_train`).
+LEGACY_TRAIN = "default"
 
 
-async def ensure_train(session: AsyncSession, train_id: str = DEFAULT_TRAIN) -> Train:
+async def ensure_train(session: AsyncSession, train_id: str) -> Train:
     """The train's row, inserting it if it is missing (safe when two replicas start at once)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     await session.execute(insert(Train).values(id=train_id).on_conflict_do_nothing(index_elements=["id"]))
     return await session.get_one(Train, train_id)
 
 
-async def take_queue_seq(session: AsyncSession, train_id: str = DEFAULT_TRAIN) -> int:
+async def take_queue_seq(session: AsyncSession, train_id: str) -> int:
     """The next queue position on the train (1, 2, 3, ...), never the same one twice."""
     statement = (
         sa.update(Train)
@@ -31,3 +33,18 @@ async def take_queue_seq(session: AsyncSession, train_id: str = DEFAULT_TRAIN) -
     if seq is None:
         raise LookupError(f"no train {train_id!r}: call ensure_train first")
     return seq
+
+
+async def adopt_legacy_train(session: AsyncSession, name: str) -> int:
+    """Give the rows of a single-train release's train (`LEGACY_TRAIN`) to train `name`: its queue, frozen state
+    and deploys. How many deploys moved (0 when there is nothing to adopt, or `name` has rows of its own)."""
+    legacy = await session.get(Train, LEGACY_TRAIN)
+    if legacy is None or name == LEGACY_TRAIN or await session.get(Train, name) is not None:
+        return 0
+    session.add(Train(id=name, frozen=legacy.frozen, frozen_reason=legacy.frozen_reason, frozen_by=legacy.frozen_by,
+                      frozen_at=legacy.frozen_at, next_seq=legacy.next_seq, in_flight_id=legacy.in_flight_id))
+    await session.flush()
+    moved = (await session.execute(sa.update(Deploy).where(Deploy.train_id == LEGACY_TRAIN).values(train_id=name)
+                                   .returning(Deploy.id).execution_options(synchronize_session=False))).scalars().all()
+    await session.delete(legacy)
+    return len(moved)

@@ -75,7 +75,7 @@ class DeployFlows:
     # -- queries --------------------------------------------------------------------------------
     async def queue(self) -> QueueView:
         """The train, the deploy in flight and the queue, each with its position and ETA."""
-        return await service.queue(self.sessions)
+        return await service.queue(self.sessions, self.config.name)
 
     async def deploy(self, deploy_id: int) -> DeployView | None:
         found = await service.get_deploy(self.sessions, deploy_id)
@@ -103,14 +103,15 @@ class DeployFlows:
 
     async def history(self, *, limit: int = 10, requester: str | None = None) -> list[DeployView]:
         """Finished deploys, newest first (only `requester`'s when given)."""
-        return [DeployView.of(d) for d in await stats.recent_deploys(self.sessions, limit=limit, requester=requester)]
+        return [DeployView.of(d) for d in await stats.recent_deploys(self.sessions, limit=limit, requester=requester,
+                                                                          train_id=self.config.name)]
 
     async def stats(self) -> TrainStats:
-        return await stats.train_stats(self.sessions)
+        return await stats.train_stats(self.sessions, train_id=self.config.name)
 
     async def counts(self) -> dict[str, int]:
         """How many deploys are in each state of the flowchart (zeros included)."""
-        return await stats.count_by_state(self.sessions)
+        return await stats.count_by_state(self.sessions, self.config.name)
 
     async def search_prs(self, query: str, limit: int, *, within: float) -> list[PullRequestOption]:
         """Open pull requests matching `query` (a number, words of the title, an author): what GitHub gave

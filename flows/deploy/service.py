@@ -37,9 +37,8 @@ from flows.views import DeployView, Placed, QueueEntry, QueueView, TrainView
 from integrations.outside import NotFound, OutsideError
 from storage.clock import utcnow
 from storage.models import AuditEvent, Deploy, Train, UndoRecord
-from storage.trains import DEFAULT_TRAIN, ensure_train, take_queue_seq
+from storage.trains import ensure_train, take_queue_seq
 
-TRAIN = DEFAULT_TRAIN
 MAX_REASON = 500
 MAX_NOTES = 2000
 DEFAULT_DURATION = timedelta(minutes=10)  # assumed length of a deploy until there is history
@@ -119,7 +118,7 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
     if pr.mergeable is False:  # None: GitHub is still computing; merging checks again
         raise Refused(Why.PR_CONFLICTS, field="pr", pr=pr.number, base=base)
     async with sessions() as session, session.begin():
-        train = await ensure_train(session)
+        train = await ensure_train(session, config.name)
         existing = await session.scalar(
             sa.select(Deploy.id).where(
                 Deploy.train_id == train.id, Deploy.pr_number == pr.number,
@@ -171,7 +170,7 @@ def _train_order() -> tuple[Any, ...]:
     return (Deploy.jump_queue.desc(), Deploy.queue_seq)
 
 
-async def typical_duration(session: AsyncSession, train_id: str = TRAIN, sample: int = 20) -> timedelta:
+async def typical_duration(session: AsyncSession, train_id: str, sample: int = 20) -> timedelta:
     """Median wall time of the most recent finished deploys that left the queue."""
     rows = (await session.execute(
         sa.select(Deploy.started_at, Deploy.finished_at)
@@ -183,7 +182,7 @@ async def typical_duration(session: AsyncSession, train_id: str = TRAIN, sample:
 
 
 async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State, ended: State,
-                        train_id: str = TRAIN, sample: int = 20) -> timedelta | None:
+                        train_id: str, sample: int = 20) -> timedelta | None:
     """Median time from entering `began` to entering `ended` (e.g. building to canarying: a green build) of
     the train's recent deploys that went through both; None until there is such a deploy."""
     async with sessions() as session:
@@ -224,7 +223,7 @@ async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
     return QueueView(train, tuple(entries))
 
 
-async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> QueueView:
+async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str) -> QueueView:
     """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
     async with sessions() as session, session.begin():
         await ensure_train(session, train_id)
@@ -237,7 +236,7 @@ async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int)
 
 
 async def start_next(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
-                     train_id: str = TRAIN) -> Applied | None:
+                     train_id: str) -> Applied | None:
     """Move the head of the queue to `merging` when nothing is in flight and the train is not frozen."""
     async with sessions() as session, session.begin():
         train = await ensure_train(session, train_id)
@@ -439,7 +438,7 @@ async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
     if reason and len(reason) > MAX_REASON:
         raise Refused(Why.TOO_LONG, field="reason", what="reason", length=len(reason), limit=MAX_REASON)
     async with sessions() as session, session.begin():
-        train = await ensure_train(session)
+        train = await ensure_train(session, config.name)
         if train.frozen == frozen:
             raise Refused(Why.ALREADY_FROZEN if frozen else Why.NOT_FROZEN)
         train.frozen = frozen

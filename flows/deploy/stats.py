@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from flows.deploy.machine import State
-from flows.deploy.service import TRAIN
 from storage.clock import utcnow
 from storage.models import Deploy, UTCDateTime
 
@@ -107,7 +106,7 @@ def _duration(micros: float | None) -> timedelta | None:
 
 
 async def train_stats(sessions: async_sessionmaker[AsyncSession], *, window: timedelta = DEFAULT_WINDOW,
-                      now: datetime | None = None, train_id: str = TRAIN) -> TrainStats:
+                      now: datetime | None = None, train_id: str) -> TrainStats:
     """The train's figures over the last `window` (28 days by default), counted by the database."""
     until = now or utcnow()
     since = until - window
@@ -129,7 +128,7 @@ async def train_stats(sessions: async_sessionmaker[AsyncSession], *, window: tim
 
 
 async def recent_deploys(sessions: async_sessionmaker[AsyncSession], *, limit: int = 10,
-                         requester: str | None = None, train_id: str = TRAIN) -> list[Deploy]:
+                         requester: str | None = None, train_id: str) -> list[Deploy]:
     """Finished deploys, newest first (only `requester`'s when given)."""
     query = (sa.select(Deploy).where(Deploy.train_id == train_id, Deploy.finished_at.is_not(None))
              .order_by(Deploy.finished_at.desc(), Deploy.id.desc()).limit(limit))
@@ -139,7 +138,7 @@ async def recent_deploys(sessions: async_sessionmaker[AsyncSession], *, limit: i
         return list((await session.scalars(query)).all())
 
 
-async def count_by_state(sessions: async_sessionmaker[AsyncSession], train_id: str = TRAIN) -> dict[str, int]:
+async def count_by_state(sessions: async_sessionmaker[AsyncSession], train_id: str) -> dict[str, int]:
     """How many deploys are in each state of the flowchart (every state present, zeros included)."""
     async with sessions() as session:
         rows = (await session.execute(

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.config import TrainConfig, format_duration
 from flows.deploy import service
 from flows.deploy.machine import Event, State
-from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
 from flows.notices import (
     BranchUpdating,
@@ -76,7 +75,7 @@ class StepContext:
         known = self._typical.get((began, ended))
         if known is None or now - known[0] > TYPICAL_TTL:
             known = self._typical[(began, ended)] = (now, await service.typical_stage(self.sessions, began, ended,
-                                                                                     TRAIN))
+                                                                                     self.config.name))
         return known[1]
 
     async def save(self, deploy: Deploy, values: dict[str, Any] | None = None, *, record: Record | None = None,

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import TrainConfig
-from flows.deploy.service import TRAIN
 from flows.errors import Refused, Why
 from flows.notices import Notice, PeaDeploying, PeaExtended, PeaReleased, PeaTakenOver
 from flows.outbox import Outbox
@@ -38,7 +37,7 @@ class PeaFlows:
         self.wake = wake
 
     def _view(self, pea: Pea) -> PeaView:
-        return PeaView.of(pea, TRAIN)
+        return PeaView.of(pea, self.config.name)
 
     # -- queries --------------------------------------------------------------------------------
     @property
@@ -87,10 +86,10 @@ class PeaFlows:
             }
             detail = f"#{pull.number} {pull.head_sha[:12]}" + (f", taken from {taken_from}" if taken_from else "")
             service.take(session, row, event, user, reason=detail, values=values, now=now)
-            notices: tuple[Notice, ...] = (PeaDeploying(row.name, TRAIN, user, user, pull.number, pull.head_sha,
-                                                        build.number if build else None),)
+            notices: tuple[Notice, ...] = (PeaDeploying(row.name, self.config.name, user, user, pull.number,
+                                                        pull.head_sha, build.number if build else None),)
             if taken_from:
-                notices = (PeaTakenOver(row.name, TRAIN, taken_from, user, pull.number), *notices)
+                notices = (PeaTakenOver(row.name, self.config.name, taken_from, user, pull.number), *notices)
             return self._view(row), notices
 
         view = await service.write(self.sessions, self.outbox, self.config, name, change)
@@ -115,7 +114,7 @@ class PeaFlows:
                 raise Refused(Why.PEA_NOT_CLAIMED, field="pea", pea=name, action="release")
             service.check_may_act(self.config, row, user, "release")
             service.take(session, row, PeaEvent.RELEASE, user, reason=f"held by {holder}")
-            return self._view(row), (PeaReleased(name, TRAIN, holder, user),)
+            return self._view(row), (PeaReleased(name, self.config.name, holder, user),)
 
         view = await service.write(self.sessions, self.outbox, self.config, name, change)
         self.wake()
@@ -134,7 +133,7 @@ class PeaFlows:
             # The worker works out the next reminder at once.
             service.take(session, row, PeaEvent.EXTEND, user, reason=f"until {until:%Y-%m-%d %H:%M} UTC",
                          values={"claim_expires_at": until, "reminded_at": None})
-            return self._view(row), (PeaExtended(name, TRAIN, row.holder, until),)
+            return self._view(row), (PeaExtended(name, self.config.name, row.holder, until),)
 
         view = await service.write(self.sessions, self.outbox, self.config, name, change)
         self.wake()

@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import PeasConfig, TrainConfig, format_duration
-from flows.deploy.service import TRAIN
 from flows.leased import Record, save_held
 from flows.notices import Notice, PeaBuildFound, PeaBuildRequested, PeaLeaseEnding, PeaReopened, PeaStale, PeaStarting
 from flows.outbox import Outbox
@@ -128,13 +127,13 @@ async def _build(ctx: PeaContext, pea: Pea) -> Build | None:
             queue_id = await jenkins.start_build(job, sha)
             await ctx.save(pea, {"build_queue_id": queue_id},
                            record=Record("pea_build_requested", f"{job} for {_short(sha)}", {"queue_id": queue_id}),
-                           notice=PeaBuildRequested(pea.name, TRAIN, pea.holder, job, sha))
+                           notice=PeaBuildRequested(pea.name, ctx.config.name, pea.holder, job, sha))
         started = await jenkins.build_from_queue(pea.build_queue_id or 0)
         build = None if started is None else await jenkins.get_build(job, started[1], sha=sha)
     if build is not None:
         await ctx.save(pea, {"build_number": build.number, "build_url": build.url},
                        record=Record("pea_build_found", f"build {build.number}", {"build_url": build.url}),
-                       notice=PeaBuildFound(pea.name, TRAIN, pea.holder, build.number, build.url, sha))
+                       notice=PeaBuildFound(pea.name, ctx.config.name, pea.holder, build.number, build.url, sha))
     return build
 
 
@@ -217,7 +216,7 @@ async def deploy(ctx: PeaContext, pea: Pea) -> Next:
             return unregistered
     if pea.rollout_started_at is None:
         await ctx.save(pea, {"rollout_started_at": now},
-                       notice=PeaStarting(pea.name, TRAIN, pea.holder, pea.head_sha or "", pr=pea.pr_number,
+                       notice=PeaStarting(pea.name, ctx.config.name, pea.holder, pea.head_sha or "", pr=pea.pr_number,
                                           built=pea.built_sha, base=pea.pr_base))
     pointed = await _point(ctx, pea)
     if isinstance(pointed, Next):
@@ -266,10 +265,10 @@ async def _freshness(ctx: PeaContext, pea: Pea, now: datetime) -> timedelta:
     changed = (stale, sha) != (pea.stale_reason, pea.newer_sha)
     notice: Notice | None = None
     if changed and stale is not None:
-        notice = PeaStale(pea.name, TRAIN, pea.holder, Stale(stale), pr.number,
+        notice = PeaStale(pea.name, ctx.config.name, pea.holder, Stale(stale), pr.number,
                           sha if stale == Stale.NEWER_BUILD else pr.head_sha)
     elif changed:
-        notice = PeaReopened(pea.name, TRAIN, pea.holder, pr.number)
+        notice = PeaReopened(pea.name, ctx.config.name, pea.holder, pr.number)
     await ctx.save(pea, {"checked_at": now, "stale_reason": stale, "newer_sha": sha, "pr_title": pr.title},
                    notice=notice)
     return ctx.check_every
@@ -286,7 +285,7 @@ async def hold(ctx: PeaContext, pea: Pea) -> Next:
         remind_at = pea.claim_expires_at - remind_before(ctx.peas.lease)
         if pea.reminded_at is None and now >= remind_at:
             await ctx.save(pea, {"reminded_at": now},
-                           notice=PeaLeaseEnding(pea.name, TRAIN, pea.holder, pea.claim_expires_at))
+                           notice=PeaLeaseEnding(pea.name, ctx.config.name, pea.holder, pea.claim_expires_at))
         elif pea.reminded_at is None:
             waits.append(remind_at - now)
     if pea.state == PeaState.UP and pea.pr_number is not None:

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import TrainConfig
-from flows.deploy.service import TRAIN
 from flows.errors import Superseded
 from flows.leased import NOT_FAILING, Backoff, LeasedWork, failing, save_held
 from flows.notices import Notice, PeaFailed, PeaFree, PeaReleased, PeaReleaseRetrying, PeaUp
@@ -34,18 +33,18 @@ log = logging.getLogger(__name__)
 RELEASE_RETRY = timedelta(seconds=30)  # a release an outside system refused is tried again after this
 
 
-def _told(event: PeaEvent, before: Pea, result: Next) -> Callable[[Pea], tuple[Notice, ...]]:
+def _told(train: str, event: PeaEvent, before: Pea, result: Next) -> Callable[[Pea], tuple[Notice, ...]]:
     """The notices a step's transition causes, made from the pea after the change."""
 
     def notices(pea: Pea) -> tuple[Notice, ...]:
         if event is PeaEvent.UP:
-            return (PeaUp(pea.name, TRAIN, pea.holder, pea.url, pea.pr_number, pea.head_sha, built=pea.built_sha,
+            return (PeaUp(pea.name, train, pea.holder, pea.url, pea.pr_number, pea.head_sha, built=pea.built_sha,
                           base=pea.pr_base),)
         if event is PeaEvent.FAIL:
-            return (PeaFailed(pea.name, TRAIN, pea.holder, result.reason or "", result.system),)
+            return (PeaFailed(pea.name, train, pea.holder, result.reason or "", result.system),)
         if event is PeaEvent.LEASE_ENDED:
-            return (PeaReleased(pea.name, TRAIN, before.holder, None),)
-        return (PeaFree(pea.name, TRAIN, None),)
+            return (PeaReleased(pea.name, train, before.holder, None),)
+        return (PeaFree(pea.name, train, None),)
 
     return notices
 
@@ -119,7 +118,7 @@ class PeaWorker:
             return Next(PeaEvent.FAIL, str(exc), system=exc.system)
         if pea.failure_reason != str(exc):
             await self.context.save(pea, {"failure_reason": str(exc)},
-                                    notice=PeaReleaseRetrying(pea.name, TRAIN, None, str(exc),
+                                    notice=PeaReleaseRetrying(pea.name, self.config.name, None, str(exc),
                                                               self.retry_release.total_seconds()))
         return Next(wait=self.retry_release)
 
@@ -136,5 +135,5 @@ class PeaWorker:
         if result.event is PeaEvent.FAIL:
             values["failure_reason"] = result.reason
         await service.apply(self.sessions, self.outbox, pea, result.event, reason=result.reason, values=values,
-                            notices=_told(result.event, pea, result))
+                            notices=_told(self.config.name, result.event, pea, result))
         self.wake()

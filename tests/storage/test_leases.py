@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 async def add_deploys(database: Database, count: int, *, due_at: datetime | None = None) -> list[int]:
     async with database.sessions() as session:
-        await ensure_train(session)
+        await ensure_train(session, "default")
         deploys = [
             Deploy(train_id="default", requester="U1", pr_number=100 + n, queue_seq=n, due_at=due_at)
             for n in range(count)
@@ -198,10 +198,10 @@ async def test_twenty_concurrent_writers_of_one_version_exactly_one_wins(databas
 
 async def test_twenty_concurrent_requests_get_distinct_queue_positions(database: Database) -> None:
     async with database.sessions() as session:
-        await ensure_train(session)
+        await ensure_train(session, "default")
         await session.commit()
 
-    seqs = await race(database, lambda session, n: take_queue_seq(session))
+    seqs = await race(database, lambda session, n: take_queue_seq(session, "default"))
 
     assert sorted(seqs) == list(range(1, RACERS + 1))
 

@@ -17,7 +17,7 @@ from tests.fixtures.storage import Database
 
 async def add_deploy(database: Database, **values: object) -> int:
     async with database.sessions() as session:
-        await ensure_train(session)
+        await ensure_train(session, "default")
         deploy = Deploy(train_id="default", requester="U1", pr_number=42, queue_seq=1, **values)
         session.add(deploy)
         await session.commit()

@@ -20,6 +20,7 @@ from tests.fixtures.storage import Database
 
 NOW = datetime(2024, 6, 28, 12, 0, 0)
 MIN = timedelta(minutes=1)
+TRAIN = "default"  # the train id these rows are written with
 
 
 def _deploy(pr: int, state: str, *, requested: datetime, wait: timedelta = 0 * MIN,
@@ -41,7 +42,7 @@ def _deploy(pr: int, state: str, *, requested: datetime, wait: timedelta = 0 * M
     if finished:
         times[state] = finished.isoformat()
     # As `_apply` writes them: the two columns repeat their entries of state_times.
-    return Deploy(train_id="default", state=state, requester=requester, pr_number=pr, pr_title=f"PR {pr}",
+    return Deploy(train_id=TRAIN, state=state, requester=requester, pr_number=pr, pr_title=f"PR {pr}",
                   pr_created_at=requested - opened_before, processes=["web"], queue_seq=float(pr),
                   created_at=requested, started_at=started, finished_at=finished, state_entered_at=requested,
                   state_times=times, in_production_at=in_production, rolling_back_at=rolling_back)
@@ -49,7 +50,7 @@ def _deploy(pr: int, state: str, *, requested: datetime, wait: timedelta = 0 * M
 
 async def _seed(database: Database, deploys: list[Deploy]) -> None:
     async with database.sessions() as session, session.begin():
-        for train_id in sorted({deploy.train_id for deploy in deploys} | {"default"}):
+        for train_id in sorted({deploy.train_id for deploy in deploys} | {TRAIN}):
             await ensure_train(session, train_id)
         session.add_all(deploys)
 
@@ -81,7 +82,7 @@ async def history(database: Database) -> Database:
 
 
 async def test_stats_count_outcomes_and_deploy_frequency_over_the_window(history: Database) -> None:
-    stats = await train_stats(history.sessions, now=NOW)
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW)
 
     assert (stats.completed, stats.rolled_back, stats.failed, stats.cancelled) == (3, 1, 1, 1)
     assert stats.last_day == 1  # PR 1; PR 2 finished three days ago
@@ -91,13 +92,13 @@ async def test_stats_count_outcomes_and_deploy_frequency_over_the_window(history
 
 
 async def test_change_failure_rate_is_rolled_back_over_completed_plus_rolled_back(history: Database) -> None:
-    stats = await train_stats(history.sessions, now=NOW)
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.change_failure_rate == pytest.approx(1 / 4)
 
 
 async def test_medians_of_lead_time_queue_wait_duration_and_time_to_roll_back(history: Database) -> None:
-    stats = await train_stats(history.sessions, now=NOW)
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW)
 
     # lead time: PR opened → rolled out: 60+2+8, 120+4+16, 180+6+24 minutes
     assert stats.lead_time == 140 * MIN
@@ -110,7 +111,7 @@ async def test_medians_of_lead_time_queue_wait_duration_and_time_to_roll_back(hi
 
 
 async def test_a_narrower_window_leaves_older_deploys_out(history: Database) -> None:
-    stats = await train_stats(history.sessions, now=NOW, window=timedelta(days=2))
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW, window=timedelta(days=2))
 
     assert (stats.completed, stats.rolled_back, stats.failed) == (1, 0, 1)
     assert stats.change_failure_rate == 0.0
@@ -118,7 +119,7 @@ async def test_a_narrower_window_leaves_older_deploys_out(history: Database) -> 
 
 
 async def test_stats_of_an_empty_train_have_nothing_to_measure(database: Database) -> None:
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.completed == stats.rolled_back == 0
     assert stats.lead_time is None and stats.deploy_duration is None
@@ -126,15 +127,15 @@ async def test_stats_of_an_empty_train_have_nothing_to_measure(database: Databas
 
 
 async def test_history_lists_finished_deploys_newest_first(history: Database) -> None:
-    recent = await recent_deploys(history.sessions, limit=4)
+    recent = await recent_deploys(history.sessions, limit=4, train_id=TRAIN)
 
     assert [d.pr_number for d in recent] == [1, 5, 2, 6]
-    mine = await recent_deploys(history.sessions, requester="U0BOB")
+    mine = await recent_deploys(history.sessions, requester="U0BOB", train_id=TRAIN)
     assert [d.pr_number for d in mine] == [3]
 
 
 async def test_count_by_state_names_every_state(history: Database) -> None:
-    counts = await count_by_state(history.sessions)
+    counts = await count_by_state(history.sessions, TRAIN)
 
     assert counts["completed"] == 3 and counts["rolled_back"] == 2 and counts["queued"] == 1
     assert counts["rolling_out"] == 0
@@ -147,7 +148,7 @@ async def test_an_even_number_of_values_has_the_mean_of_the_middle_two_as_median
                                (4, 4 * MIN, 20 * MIN))
     ])
 
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.deploy_duration == 25 * MIN  # 10, 20, 30, 50
     assert stats.queue_wait == 5 * MIN  # 2, 4, 6, 8
@@ -161,7 +162,7 @@ async def test_an_odd_number_of_values_has_the_middle_one_whatever_the_order_the
         for pr, took in ((1, 50 * MIN), (2, 10 * MIN), (3, 30 * MIN), (4, 20 * MIN), (5, 40 * MIN))
     ])
 
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.deploy_duration == 30 * MIN
 
@@ -169,7 +170,7 @@ async def test_an_odd_number_of_values_has_the_middle_one_whatever_the_order_the
 async def test_a_window_with_nothing_in_it_has_nothing_to_measure_though_older_deploys_exist(
     history: Database,
 ) -> None:
-    stats = await train_stats(history.sessions, now=NOW - timedelta(days=20), window=timedelta(days=1))
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW - timedelta(days=20), window=timedelta(days=1))
 
     assert (stats.completed, stats.rolled_back, stats.failed, stats.cancelled) == (0, 0, 0, 0)
     assert (stats.last_day, stats.last_week, stats.per_day, stats.per_week) == (0, 0, 0.0, 0.0)
@@ -188,7 +189,7 @@ async def test_the_window_holds_its_start_but_not_its_end(database: Database) ->
         _finishing(6, "rolled_back", NOW - timedelta(microseconds=1), roll_back_after=8 * MIN),
     ])
 
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert (stats.completed, stats.rolled_back) == (3, 1)  # PRs 1, 4, 5 and 6
     assert (stats.last_day, stats.last_week) == (1, 2)
@@ -208,7 +209,7 @@ async def test_durations_are_exact_to_the_microsecond(database: Database) -> Non
                 roll_back_after=roll_back_after),
     ])
 
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.deploy_duration == took  # from 11:00:00.999600 to 11:10:01.000100
     assert stats.queue_wait == wait / 2  # the mean of 0 and 1.9992 s
@@ -223,7 +224,7 @@ async def test_negative_durations_are_left_out_of_the_medians(database: Database
         _finishing(2, "completed", NOW - 120 * MIN, rollout=8 * MIN, opened_before=52 * MIN),
     ])
 
-    stats = await train_stats(database.sessions, now=NOW)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=NOW)
 
     assert stats.lead_time == 60 * MIN
     assert stats.completed == 2
@@ -234,7 +235,7 @@ async def test_other_trains_deploys_do_not_count(history: Database) -> None:
     other.train_id = "mobile"
     await _seed(history, [other])
 
-    stats = await train_stats(history.sessions, now=NOW)
+    stats = await train_stats(history.sessions, train_id=TRAIN, now=NOW)
     mobile = await train_stats(history.sessions, now=NOW, train_id="mobile")
 
     assert (stats.completed, stats.rolled_back, stats.time_to_roll_back) == (3, 1, 3 * MIN)
@@ -259,7 +260,7 @@ async def test_walking_the_flowchart_records_when_a_deploy_reached_production_an
     assert completed.in_production_at.isoformat() == completed.state_times["awaiting_confirmation"]
     assert rolled_back.rolling_back_at.isoformat() == rolled_back.state_times["rolling_back"]
     assert completed.rolling_back_at is None and rolled_back.in_production_at is None
-    stats = await train_stats(database.sessions, now=utcnow() + MIN)
+    stats = await train_stats(database.sessions, train_id=TRAIN, now=utcnow() + MIN)
     assert stats.time_to_roll_back == rolled_back.finished_at - rolled_back.rolling_back_at
     assert stats.lead_time == completed.in_production_at - completed.pr_created_at
 
@@ -301,7 +302,7 @@ async def test_deploys_recorded_before_the_upgrade_that_added_their_columns_keep
     async with empty_database.sessions() as session:
         moments = (await session.execute(
             sa.select(Deploy.in_production_at, Deploy.rolling_back_at).order_by(Deploy.id))).all()
-    stats = await train_stats(empty_database.sessions, now=NOW)
+    stats = await train_stats(empty_database.sessions, train_id=TRAIN, now=NOW)
     assert [tuple(row) for row in moments] == [(datetime(2024, 6, 28, 10, 10, 0, 500_000), None),
                                                (None, datetime(2024, 6, 28, 10, 25)),
                                                (datetime(2024, 6, 28, 10, 40), None)]
