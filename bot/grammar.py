@@ -1,7 +1,8 @@
 """The command grammar of `/deploy` and `/pea`, parsed in one place into typed commands.
 
-`/deploy <pr> [process ...] [--front] [--skip-build] [--reason "..."] [--notes "..."]`, options
-anywhere after the pull request number, no process meaning all of them; `/deploy <subcommand>`.
+`/deploy [train] <pr> [process ...] [--front] [--skip-build] [--reason "..."] [--notes "..."]`, options
+anywhere after the pull request number, no process meaning all of them; `/deploy <subcommand> [train] ...`;
+a train's name, where one is given, is the first word after the command (DESIGN §6).
 `/pea`, `/pea deploy <pea> <pr>`, `/pea release|extend <pea>`, `/pea help`. `--reason` explains
 an emergency option, so it is refused without `--front` or `--skip-build` (context goes in
 `--notes`). Anything that cannot be understood is a `BadInput` that quotes it and says what to type.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from bot.text import has_control_characters, quote
@@ -36,12 +38,21 @@ class QuickDeploy:
     skip_build: bool = False
     reason: str | None = None
     notes: str | None = None
+    train: str | None = None  # the train named, if one was
 
 
 @dataclass(frozen=True)
 class Subcommand:
     name: str
     args: tuple[str, ...] = field(default_factory=tuple)
+    train: str | None = None
+
+
+@dataclass(frozen=True)
+class Form:
+    """`/deploy` with nothing else (or only a train's name): the form."""
+
+    train: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ def _words(text: str, limit: int, example: str) -> list[str]:
 
 # -- /deploy --------------------------------------------------------------------------------------
 
-def _subcommand(command: str, name: str, args: list[str], raw: str) -> Subcommand:
+def _subcommand(command: str, name: str, args: list[str], raw: str, trains: Collection[str]) -> Subcommand:
+    train = args.pop(0).lower() if args and args[0].lower() in trains else None
     if name in _NO_ARGUMENTS and args:
         raise BadInput(f"`{command} {name}` takes nothing after it, but you typed {quote(raw)}: "
                        f"type `{command} {name}`.")
@@ -80,7 +92,7 @@ def _subcommand(command: str, name: str, args: list[str], raw: str) -> Subcomman
         if len(args) > 1 or (args and _DEPLOY_ID.fullmatch(args[0]) is None):
             raise BadInput(f"{quote(' '.join(args))} is not a deploy id: type `{command} cancel` for your next "
                            f"queued deploy, or `{command} cancel 42` (ids are in `{command} queue`).")
-    return Subcommand(name, tuple(args))
+    return Subcommand(name, tuple(args), train)
 
 
 def _option_value(name: str, tokens: list[str], i: int, inline: str | None) -> tuple[str, int]:
@@ -96,21 +108,24 @@ def _option_value(name: str, tokens: list[str], i: int, inline: str | None) -> t
     return value.strip(), after
 
 
-def parse_deploy(text: str, command: str = "/deploy") -> QuickDeploy | Subcommand | None:
-    """What `/deploy <text>` asks for; None for the form. Raises BadInput."""
+def parse_deploy(text: str, command: str = "/deploy", trains: Collection[str] = ()) -> QuickDeploy | Subcommand | Form:
+    """What `/deploy <text>` asks for, `trains` being the names a first word may give. Raises BadInput."""
     text = text.strip()
-    if not text:
-        return None
-    tokens = _words(text, MAX_DEPLOY_TEXT, f'`{command} 123 --front --reason "hotfix for the checkout"`')
+    example = f'`{command} 123 --front --reason "hotfix for the checkout"`'
+    tokens = _words(text, MAX_DEPLOY_TEXT, example) if text else []
+    train = tokens.pop(0).lower() if tokens and tokens[0].lower() in trains else None
     if not tokens:
-        return None
+        return Form(train)
     first = tokens[0].lower()
     if first in SUBCOMMANDS:
-        return _subcommand(command, first, tokens[1:], text)
+        if train is not None:
+            raise BadInput(f"The train's name goes after `{first}`: type `{command} {first} {train}`.")
+        return _subcommand(command, first, tokens[1:], text, trains)
     pr = pr_number(tokens[0])
     if pr is None:
-        raise BadInput(f"{quote(tokens[0])} is not a pull request number or a command. Type `{command} 123` to "
-                       f"deploy #123, `{command}` for the form, or `{command} help`.")
+        named = f", a train ({', '.join(f'`{t}`' for t in trains)})" if trains and train is None else ""
+        raise BadInput(f"{quote(tokens[0])} is not a pull request number{named} or a command. Type `{command} 123` "
+                       f"to deploy #123, `{command}` for the form, or `{command} help`.")
     processes: list[str] = []
     flags = {"--front": False, "--skip-build": False}
     values: dict[str, str] = {}
@@ -135,7 +150,7 @@ def parse_deploy(text: str, command: str = "/deploy") -> QuickDeploy | Subcomman
         raise BadInput('`--reason` explains an emergency option: add `--front` or `--skip-build`, or put context '
                        'in `--notes "..."` instead.')
     return QuickDeploy(pr, tuple(processes), flags["--front"], flags["--skip-build"], values.get("--reason"),
-                       values.get("--notes"))
+                       values.get("--notes"), train)
 
 
 # -- /pea -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import picker
 from bot.deploy import answers as deploy_answers
 from bot.deploy import cards, form
-from bot.grammar import BadInput, Subcommand, parse_deploy, parse_pea
+from bot.grammar import BadInput, Form, Subcommand, parse_deploy, parse_pea
 from bot.pea import answers as pea_answers
 from bot.pea import form as pea_form
 from bot.pea.cards import ACTIONS as PEA_ACTIONS
@@ -73,8 +73,8 @@ def _deploy_command(app: AsyncApp, surface: Surface) -> None:
         await ack()
         user_id = command["user_id"]
         try:
-            parsed = parse_deploy(command.get("text") or "", surface.commands.deploy)
-            if parsed is None:
+            parsed = parse_deploy(command.get("text") or "", surface.commands.deploy, (surface.config.name,))
+            if isinstance(parsed, Form):
                 await client.views_open(trigger_id=command["trigger_id"],
                                         view=form.deploy_modal(surface.config, command.get("channel_id")))
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.grammar import BadInput, QuickDeploy, Subcommand
+from bot.grammar import BadInput, Form, QuickDeploy, Subcommand
 from bot.grammar import parse_deploy as parse
 
 
@@ -34,7 +34,7 @@ def test_subcommands(text: str, expected: Subcommand) -> None:
 
 
 def test_no_text_means_the_form() -> None:
-    assert parse("   ") is None
+    assert parse("   ") == Form()
 
 
 @pytest.mark.parametrize(("text", "quoted"), [
@@ -61,3 +61,25 @@ def test_quoted_input_is_escaped_so_it_cannot_mention_anyone() -> None:
     with pytest.raises(BadInput) as refused:
         parse("<!channel>")
     assert "<!channel>" not in str(refused.value) and "&lt;!channel&gt;" in str(refused.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("billing 42 api", QuickDeploy(42, ("api",), train="billing")),
+    ("Billing #42", QuickDeploy(42, train="billing")),
+    ("billing", Form("billing")),
+    ("queue billing", Subcommand("queue", train="billing")),
+    ("queue", Subcommand("queue")),
+    ('freeze billing "release testing"', Subcommand("freeze", ("release testing",), train="billing")),
+    ("freeze release testing", Subcommand("freeze", ("release", "testing"))),
+    ("cancel billing 7", Subcommand("cancel", ("7",), train="billing")),
+    ("42", QuickDeploy(42)),
+])
+def test_a_train_is_named_by_the_first_word_after_the_command(text: str, expected: object) -> None:
+    assert parse(text, trains=("app", "billing")) == expected
+
+
+def test_a_word_that_is_no_train_says_which_trains_there_are_and_a_misplaced_one_where_it_goes() -> None:
+    with pytest.raises(BadInput, match="is not a pull request number, a train \\(`app`, `billing`\\) or a command"):
+        parse("payments 42", trains=("app", "billing"))
+    with pytest.raises(BadInput, match="goes after `queue`: type `/deploy queue billing`"):
+        parse("billing queue", trains=("app", "billing"))
