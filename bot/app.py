@@ -186,7 +186,7 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
                                f"({type(exc).__name__}): check SLACK_APP_TOKEN and the network") from None
         if settings.http_port:
             bot.http = HttpServer(live=bot.alive, ready=bot.readiness(),
-                                  metrics=lambda: exposition_of(metrics, engine.deploys.counts),
+                                  metrics=lambda: exposition_of(metrics, config.name, engine.deploys.counts),
                                   wake_job=engine.wake_job, hook_token=revealed(settings.hook_token))
             try:
                 await bot.http.start(settings.http_port)

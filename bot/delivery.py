@@ -232,7 +232,7 @@ class SlackSink:
             return
         entered, left = deploy.entered(notice.source), deploy.entered(notice.target)
         if entered and left:
-            self.metrics.step_ended(notice.source.value, entered, left)
+            self.metrics.step_ended(notice.train, notice.source.value, entered, left)
 
     async def _send_dm(self, deploy: DeployView, dm: DirectMessage) -> None:
         where = (f"{deploy_ref(deploy.id, deploy.pr_number).capitalize()} · its card is in "

@@ -21,12 +21,12 @@ _STEP_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.deploys = Gauge("fatcontroller_deploys", "Deploys in each state of the flowchart.", ["state"],
+        self.deploys = Gauge("fatcontroller_deploys", "Deploys in each state of the flowchart.", ["train", "state"],
                              registry=self.registry)
-        self.queue_length = Gauge("fatcontroller_queue_length", "Deploys waiting in the queue.",
+        self.queue_length = Gauge("fatcontroller_queue_length", "Deploys waiting in the queue.", ["train"],
                                   registry=self.registry)
         self.step_seconds = Histogram("fatcontroller_step_duration_seconds",
-                                      "Time deploys spent in a state before moving on.", ["state"],
+                                      "Time deploys spent in a state before moving on.", ["train", "state"],
                                       buckets=_STEP_BUCKETS, registry=self.registry)
         self.outside_errors = Counter("fatcontroller_outside_call_errors",
                                       "Failed calls to outside systems (each attempt, retried or not).",
@@ -48,22 +48,22 @@ class Metrics:
     def outbox_failed(self, sink: str, _error: str) -> None:
         self.outbox_failures.labels(sink).inc()
 
-    def step_ended(self, state: str, entered: datetime, left: datetime) -> None:
-        self.step_seconds.labels(state).observe(max(0.0, (left - entered).total_seconds()))
+    def step_ended(self, train: str, state: str, entered: datetime, left: datetime) -> None:
+        self.step_seconds.labels(train, state).observe(max(0.0, (left - entered).total_seconds()))
 
-    def refresh(self, counts: dict[str, int]) -> None:
+    def refresh(self, train: str, counts: dict[str, int]) -> None:
         for state, count in counts.items():
-            self.deploys.labels(state).set(count)
-        self.queue_length.set(counts.get("queued", 0))
+            self.deploys.labels(train, state).set(count)
+        self.queue_length.labels(train).set(counts.get("queued", 0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-async def exposition_of(metrics: Metrics, counts: Callable[[], Awaitable[dict[str, int]]]) -> bytes:
-    """`/metrics`: the counters, and the deploy gauges read from the domain now."""
+async def exposition_of(metrics: Metrics, train: str, counts: Callable[[], Awaitable[dict[str, int]]]) -> bytes:
+    """`/metrics`: the counters, and the deploy gauges of `train` read from the domain now."""
     try:
-        metrics.refresh(await counts())
+        metrics.refresh(train, await counts())
     except Exception:
         log.exception("metrics: cannot read the deploys")
     return metrics.exposition()

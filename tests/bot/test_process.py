@@ -94,8 +94,8 @@ async def test_healthz_readyz_and_metrics_report_the_loop_slack_the_train_acks_a
 
     assert 'fatcontroller_slack_ack_seconds_count{type="slash_commands"} 1.0' in metrics
     assert 'fatcontroller_outside_call_errors_total{kind="transient",system="github"} 1.0' in metrics
-    assert 'fatcontroller_deploys{state="completed"} 0.0' in metrics
-    assert "fatcontroller_queue_length" in metrics
+    assert 'fatcontroller_deploys{state="completed",train="app"} 0.0' in metrics
+    assert 'fatcontroller_queue_length{train="app"}' in metrics
 
 
 async def test_a_database_that_is_not_ours_stops_the_start(sandbox: Sandbox, tmp_path: Path,
