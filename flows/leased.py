@@ -88,7 +88,8 @@ class Record:
 
 def audit_row(row: Deploy | Pea, record: Record, actor: str = SYSTEM) -> AuditEvent:
     """The audit event of `record`, about a deploy or a pea."""
-    about: dict[str, Any] = {"deploy_id": row.id} if isinstance(row, Deploy) else {"pea": row.name}
+    about: dict[str, Any] = ({"deploy_id": row.id, "train_id": row.train_id} if isinstance(row, Deploy)
+                             else {"pea": row.name})
     return AuditEvent(actor=actor, action=record.action, detail=record.detail,
                       outside_ids={k: v for k, v in record.ids.items() if v is not None}, **about)
 

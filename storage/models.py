@@ -180,6 +180,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(sa.String(64))
     deploy_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deploys.id"), index=True)
     pea: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    train_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)  # a deploy's or a freeze's train
     detail: Mapped[str | None] = mapped_column(sa.Text)
     outside_ids: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
 

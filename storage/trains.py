@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Deploy, Train
+from storage.models import AuditEvent, Deploy, Train
 
 # The id the single-train releases gave their one train; a database they made is adopted by the train of today's
 # configuration at start (`adopt_legacy_train`).
@@ -46,5 +46,7 @@ async def adopt_legacy_train(session: AsyncSession, name: str) -> int:
     await session.flush()
     moved = (await session.execute(sa.update(Deploy).where(Deploy.train_id == LEGACY_TRAIN).values(train_id=name)
                                    .returning(Deploy.id).execution_options(synchronize_session=False))).scalars().all()
+    await session.execute(sa.update(AuditEvent).where(AuditEvent.train_id == LEGACY_TRAIN).values(train_id=name)
+                          .execution_options(synchronize_session=False))
     await session.delete(legacy)
     return len(moved)

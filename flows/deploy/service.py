@@ -65,9 +65,9 @@ class Applied:
 
 
 def audit(session: AsyncSession, actor: str, action: str, *, deploy_id: int | None = None, pea: str | None = None,
-          detail: str | None = None, **outside_ids: Any) -> None:
-    session.add(AuditEvent(actor=actor, action=action, deploy_id=deploy_id, pea=pea, detail=detail,
-                           outside_ids={k: v for k, v in outside_ids.items() if v is not None}))
+          train_id: str | None = None, detail: str | None = None, **outside_ids: Any) -> None:
+    session.add(AuditEvent(actor=actor, action=action, deploy_id=deploy_id, pea=pea, train_id=train_id,
+                           detail=detail, outside_ids={k: v for k, v in outside_ids.items() if v is not None}))
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -140,8 +140,8 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
         )
         session.add(deploy)
         await session.flush()
-        audit(session, request.requester, "requested", deploy_id=deploy.id, detail=_request_detail(deploy),
-              pr=pr.number, head_sha=pr.head_sha)
+        audit(session, request.requester, "requested", deploy_id=deploy.id, train_id=deploy.train_id,
+              detail=_request_detail(deploy), pr=pr.number, head_sha=pr.head_sha)
         # A deploy joining at the back moves nobody; a jump moves everyone behind it.
         await outbox.write(session, Queued(deploy.id, train.id),
                            *((QueueMoved(train.id),) if deploy.jump_queue else ()))
@@ -276,7 +276,7 @@ async def _undone_by_hand(session: AsyncSession, deploy: Deploy, actor: str) -> 
                                                               UndoRecord.done_at.is_(None)))).all()
     for record in left:
         record.done_at, record.result = utcnow(), f"undone by hand (marked by {actor})"
-        audit(session, actor, f"undone_by_hand:{record.kind}", deploy_id=deploy.id,
+        audit(session, actor, f"undone_by_hand:{record.kind}", deploy_id=deploy.id, train_id=deploy.train_id,
               detail=f"{record.kind} left to people", **{k: v for k, v in record.data.items() if k != "key"})
 
 
@@ -342,7 +342,7 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
             deploy.due_at = now
         if reason and (target in TERMINAL or target is State.ROLLING_BACK or target is State.BUILD_FAILED):
             deploy.outcome_reason = reason
-    audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id,
+    audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id, train_id=deploy.train_id,
           detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
     moved = Moved(deploy.id, deploy.train_id, event, state, target, actor, reason)
     told = (*notices, moved, *((QueueMoved(deploy.train_id),) if _moves_queue(transition) else ()))
@@ -445,7 +445,7 @@ async def set_frozen(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
         train.frozen_reason = reason if frozen else None
         train.frozen_by = user if frozen else None
         train.frozen_at = utcnow() if frozen else None
-        audit(session, user, "freeze" if frozen else "unfreeze", detail=reason)
+        audit(session, user, "freeze" if frozen else "unfreeze", train_id=train.id, detail=reason)
         told = Frozen(train.id, user, reason or "") if frozen else Unfrozen(train.id, user)
         await outbox.write(session, told, QueueMoved(train.id))
         view = TrainView.of(train)

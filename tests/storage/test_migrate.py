@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -47,7 +47,7 @@ def downgrade():
 '''
 
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def next_release(tmp_path: Path, revision: str = NEXT_REVISION) -> Path:
@@ -155,6 +155,29 @@ async def test_a_database_of_the_first_release_upgrades_and_keeps_its_cards(empt
         diff = await connection.run_sync(schema_diff)
     assert [tuple(row) for row in cards] == [("deploy:1:card", "C1", "111.222")]
     assert owner == "copy-1" and diff == []
+
+
+async def test_the_audit_log_of_a_single_train_database_learns_its_train(empty_database: Database) -> None:
+    """0007: a deploy's events take its train, a freeze the database's one train."""
+    await upgrade(empty_database.engine, revision="0006")
+    async with empty_database.engine.begin() as connection:
+        await connection.execute(sa.text("INSERT INTO trains (id, frozen, next_seq) VALUES ('default', false, 2)"))
+        await connection.execute(sa.text(
+            "INSERT INTO deploys (id, train_id, state, needs_attention, requester, pr_number, processes, jump_queue,"
+            " skip_build, queue_seq, build_attempts, created_at, updated_at, state_entered_at, state_times, targets,"
+            " version, retry_attempts) VALUES (1, 'default', 'completed', false, 'U1', 7, '[]', false, false, 1, 0,"
+            " '2026-11-30 10:00:00', '2026-11-30 10:00:00', '2026-11-30 10:00:00', '{}', '{}', 3, 0)"))
+        await connection.execute(sa.text(
+            "INSERT INTO audit_events (at, actor, action, deploy_id, outside_ids) VALUES"
+            " ('2026-11-30 10:00:00', 'U1', 'requested', 1, '{}'),"
+            " ('2026-11-30 10:01:00', 'U0ADMIN', 'freeze', NULL, '{}'),"
+            " ('2026-11-30 10:02:00', 'U2', 'pea_claim', NULL, '{}')"))
+
+    await upgrade(empty_database.engine)
+
+    async with empty_database.engine.connect() as connection:
+        trains = (await connection.execute(sa.text("SELECT action, train_id FROM audit_events ORDER BY id"))).all()
+    assert [tuple(row) for row in trains] == [("requested", "default"), ("freeze", "default"), ("pea_claim", None)]
 
 
 async def test_a_database_from_a_newer_release_is_unknown(database: Database) -> None:

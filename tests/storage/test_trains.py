@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from storage.models import Deploy, Train
+from storage.models import AuditEvent, Deploy, Train
 from storage.trains import LEGACY_TRAIN, adopt_legacy_train, ensure_train, take_queue_seq
 from tests.fixtures.storage import Database
 
@@ -16,6 +16,7 @@ async def test_the_single_train_release_s_rows_become_the_named_train_s_once(dat
         for n in range(3):
             seq = await take_queue_seq(session, LEGACY_TRAIN)
             session.add(Deploy(train_id=LEGACY_TRAIN, requester="U1", pr_number=10 + n, queue_seq=seq))
+        session.add(AuditEvent(actor="U0ADMIN", action="freeze", train_id=LEGACY_TRAIN, detail="release freeze"))
 
     async with database.sessions() as session, session.begin():
         assert await adopt_legacy_train(session, "app") == 3
@@ -26,6 +27,7 @@ async def test_the_single_train_release_s_rows_become_the_named_train_s_once(dat
         assert (train.frozen, train.frozen_reason, train.frozen_by, train.next_seq) == (
             True, "release freeze", "U0ADMIN", 4)
         assert set((await session.scalars(sa.select(Deploy.train_id))).all()) == {"app"}
+        assert set((await session.scalars(sa.select(AuditEvent.train_id))).all()) == {"app"}
         assert await take_queue_seq(session, "app") == 4  # the queue goes on where it was
 
 

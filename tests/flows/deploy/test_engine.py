@@ -55,6 +55,7 @@ async def test_every_outside_action_is_audited_with_its_ids(train: Train) -> Non
     assert by_action["build_found"].outside_ids["build_url"] == done.build_url
     assert by_action["revert_reverted"].outside_ids["revert_sha"] == done.revert_sha
     assert by_action["transition:roll_back"].actor == "U0ALICE"
+    assert {e.train_id for e in events} == {train.config.name}  # every event names the deploy's train
     assert by_action["requested"].actor == "U0ALICE"
 
 
