@@ -16,13 +16,14 @@ demo: $(STAMP)
 	$(BIN)/fatcontroller demo
 
 # The suite mostly waits on emulators and bot processes, so it runs in a few workers (pytest-xdist): about
-# 8 minutes on 2 cores, against 18 in one. TEST_WORKERS=0 runs it in this process.
+# 8 minutes on 2 cores, against 18 in one; a module marked with an xdist_group runs whole in one worker.
+# TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,6 +25,9 @@ from sandbox.world import Sandbox, SandboxSpec
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
+# One page session after another on one sandbox: the module runs in one worker, in its order (make test).
+pytestmark = pytest.mark.xdist_group("browser")
+
 CHANNEL = "C0DEPLOYS"
 ALARM = "app-web-5xx"
 COMMANDS = {"/hello", "/form", "/thread", "/slow", "/blocks", "/ask", "/dm"}
