@@ -10,9 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from bot.app import Bot, start_bot
 from flows.config import Settings, TrainConfig
+from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
+from storage.models import Deploy
 
 ADMIN, EMERGENCY = "U0ADMIN", "U0EMERGENCY"
 
@@ -89,3 +93,15 @@ def write_json(path: str | None, figures: dict[str, Any]) -> None:
     """Write the figures to `path` when given (that is how `python -m bench` collects them)."""
     if path:
         Path(path).write_text(json.dumps(figures, indent=1, default=str))
+
+
+def dm_with(sandbox: Sandbox, user: str, label: str) -> Message | None:
+    """The newest DM to `user` with a button `label`."""
+    return next((m for m in reversed(sandbox.slack.dms(user)) if label in m.buttons), None)
+
+
+async def finished_deploy(bot: Bot, pr: int) -> Deploy | None:
+    """The deploy of #pr once it has finished."""
+    async with bot.engine.sessions() as session:
+        deploy = await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr))
+    return deploy if deploy is not None and deploy.finished_at is not None else None

@@ -28,28 +28,24 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
-import sqlalchemy as sa
-
-from bench.common import config_for, people, quiet, spread, start_bot_on, start_sandbox, write_json
+from bench.common import (
+    config_for,
+    dm_with,
+    finished_deploy,
+    people,
+    quiet,
+    spread,
+    start_bot_on,
+    start_sandbox,
+    write_json,
+)
 from bot.app import Bot
-from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
-from storage.models import Deploy
 
 SERVICES = ("app-web", "app-worker")
 SETTLE = 1.5  # after `completed`: the last card edit and Home republish land in this deploy's window
 BUILD_SECONDS = (1.5, 3.5)  # each build takes a different time, so builds end at every phase of the poll
 STEP_SECONDS = 0.1
-
-
-def _dm(sandbox: Sandbox, user: str, label: str) -> Message | None:
-    return next((m for m in reversed(sandbox.slack.dms(user)) if label in m.buttons), None)
-
-
-async def _finished(bot: Bot, pr: int) -> Deploy | None:
-    async with bot.engine.sessions() as session:
-        deploy = await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr))
-    return deploy if deploy is not None and deploy.finished_at is not None else None
 
 
 async def one_deploy(sandbox: Sandbox, bot: Bot, user: str, think: float, build: float) -> dict[str, Any]:
@@ -60,16 +56,16 @@ async def one_deploy(sandbox: Sandbox, bot: Bot, user: str, think: float, build:
     pr = sandbox.github.create_pr(f"Change by {user}", {f"app/{user}.py": f"# {user}\n"}, author=user.lower())
     requested = time.time()
     await slack.command(user, "/deploy", str(pr))
-    canaries = await slack.wait_for(lambda: _dm(sandbox, user, "Proceed"), 60, what="the Proceed DM")
+    canaries = await slack.wait_for(lambda: dm_with(sandbox, user, "Proceed"), 60, what="the Proceed DM")
     await asyncio.sleep(think)
     proceeded = time.time()
     await slack.click(user, "Proceed", message=canaries)
-    rolled_out = await slack.wait_for(lambda: _dm(sandbox, user, "Done"), 60, what="the Done DM")
+    rolled_out = await slack.wait_for(lambda: dm_with(sandbox, user, "Done"), 60, what="the Done DM")
     await asyncio.sleep(think)
     confirmed = time.time()
     await slack.click(user, "Done", message=rolled_out)
     deadline = time.monotonic() + 30
-    while (deploy := await _finished(bot, pr)) is None:
+    while (deploy := await finished_deploy(bot, pr)) is None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the deploy of #{pr} did not finish")
         await asyncio.sleep(0.05)

@@ -72,17 +72,24 @@ from typing import Any
 
 import aiohttp
 import boto3
-import sqlalchemy as sa
 from pydantic import ValidationError
 
-from bench.common import config_for, free_port, people, quiet, spread, start_bot_on, write_json
+from bench.common import (
+    config_for,
+    dm_with,
+    finished_deploy,
+    free_port,
+    people,
+    quiet,
+    spread,
+    start_bot_on,
+    write_json,
+)
 from bot.app import Bot
 from flows.config import TrainConfig
 from flows.waiting import next_look
 from integrations.ecs import max_percent
-from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
-from storage.models import Deploy
 
 JOB = "app-master"
 SERVICES = ("app-web", "app-worker")
@@ -166,16 +173,6 @@ async def open_train(name: str, *, poll: str, step: float, **environment: Any) -
 
 # -- one deploy ---------------------------------------------------------------------------------------
 
-def _dm(sandbox: Sandbox, user: str, label: str) -> Message | None:
-    return next((m for m in reversed(sandbox.slack.dms(user)) if label in m.buttons), None)
-
-
-async def _finished(bot: Bot, pr: int) -> Deploy | None:
-    async with bot.engine.sessions() as session:
-        deploy = await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr))
-    return deploy if deploy is not None and deploy.finished_at is not None else None
-
-
 async def run_deploy(train: Train, build: float, *, roll_back: bool,
                      before_proceed: Callable[[], None] | None = None) -> dict[str, Any]:
     """Queue a PR whose build takes `build` s; at the canary gate roll it back, or proceed and press Done."""
@@ -188,7 +185,7 @@ async def run_deploy(train: Train, build: float, *, roll_back: bool,
                                   author=user.lower())
     run: dict[str, Any] = {"pr": pr, "build_seconds": build, "requested": time.time()}
     await slack.command(user, "/deploy", str(pr))
-    gate = await slack.wait_for(lambda: _dm(sandbox, user, "Proceed"), build + 240, what=f"#{pr}'s canary gate")
+    gate = await slack.wait_for(lambda: dm_with(sandbox, user, "Proceed"), build + 240, what=f"#{pr}'s canary gate")
     await asyncio.sleep(THINK)
     if roll_back:
         run["rolled_back_at"] = time.time()
@@ -198,12 +195,12 @@ async def run_deploy(train: Train, build: float, *, roll_back: bool,
             before_proceed()
         run["proceeded"] = time.time()
         await slack.click(user, "Proceed", message=gate)
-        done = await slack.wait_for(lambda: _dm(sandbox, user, "Done"), 4 * ROLLOUT_SECONDS + 60,
+        done = await slack.wait_for(lambda: dm_with(sandbox, user, "Done"), 4 * ROLLOUT_SECONDS + 60,
                                     what=f"#{pr}'s Done DM")
         await asyncio.sleep(THINK)
         await slack.click(user, "Done", message=done)
     deadline = time.monotonic() + 120
-    while (deploy := await _finished(bot, pr)) is None:
+    while (deploy := await finished_deploy(bot, pr)) is None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the deploy of #{pr} did not finish")
         await asyncio.sleep(0.05)

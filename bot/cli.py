@@ -135,14 +135,19 @@ def _load_train(path: str | None) -> TrainConfig:
         raise ConfigError(path, exc.errors) from None
 
 
+def _bad_config(exc: ConfigError) -> int:
+    """Every problem of an app.yaml that does not load, on stderr; the exit code that says so."""
+    print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error}", file=sys.stderr)
+    return EXIT_BAD_CONFIG
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
     except ConfigError as exc:
-        print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return _bad_config(exc)
     print(_summary(config))
     print("config ok")
     return 0
@@ -178,10 +183,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         config = _load_train(args.config)
     except ConfigError as exc:
-        print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return _bad_config(exc)
     report = asyncio.run(doctor(config, Settings()))
     print(_doctor_text(config, report))
     return report.exit_code
