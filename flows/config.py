@@ -355,9 +355,6 @@ class AppConfig(_Section):
             raise ValueError(_JOINED.join(problems))
         return self
 
-    def train(self, name: str) -> TrainConfig | None:
-        return self.trains.get(name)
-
     @property
     def only_train(self) -> TrainConfig:
         """The train of a file that has one; ConfigError for several (a process runs one train in this release)."""
