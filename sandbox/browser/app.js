@@ -90,15 +90,20 @@
     polling = true;
     let delay = 300;
     try {
-      const query = "/api/state?user=" + encodeURIComponent(person) + (version ? "&since=" + version : "");
+      const asked = person;
+      const query = "/api/state?user=" + encodeURIComponent(asked) + (version ? "&since=" + version : "");
       const response = await fetch(query);
       const data = await response.json();
       $("connection").textContent = "live";
       $("connection").classList.remove("down");
-      if (data.error) { toast(data.error, true); person = ""; version = ""; }
-      else if (!data.unchanged) { state = data; version = data.version; person = data.user; render(); }
-      else if (state) renderActivity();  // pending actions show their waiting time
-      delay = state ? state.workspace.poll_ms : delay;
+      // the person was changed while this poll was out: its answer is someone else's state
+      if (asked !== person) delay = 0;
+      else {
+        if (data.error) { toast(data.error, true); person = ""; version = ""; }
+        else if (!data.unchanged) { state = data; version = data.version; person = data.user; render(); }
+        else if (state) renderActivity();  // pending actions show their waiting time
+        delay = state ? state.workspace.poll_ms : delay;
+      }
     } catch (error) {
       $("connection").textContent = "the sandbox is not answering";
       $("connection").classList.add("down");
@@ -549,7 +554,8 @@
     const view = currentView();
     const channel = view.indexOf("channel/") === 0 ? view.slice("channel/".length) : state.slack.dm_channel;
     input.value = "";
-    const result = await api("command", { user: state.user, command: command, text: text, channel: channel });
+    // who is picked now, even before the page has their state
+    const result = await api("command", { user: person, command: command, text: text, channel: channel });
     reportAck(result, command + ' failed with the error "operation_timeout"');
   });
 

@@ -25,7 +25,8 @@ from sandbox.world import Sandbox, SandboxSpec
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
-# One page session after another on one sandbox: the module runs in one worker, in its order (make test).
+# Each test has its own sandbox; the module runs in one worker (make test) so that one Chromium, not three,
+# shares the cores with the other workers' bots.
 pytestmark = pytest.mark.xdist_group("browser")
 
 CHANNEL = "C0DEPLOYS"
@@ -231,9 +232,9 @@ class FakeApp:
         return None, None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def world() -> Iterator[tuple[Sandbox, BrowserView, FakeApp]]:
-    """A started sandbox (an alarm, a pea service), its browser view, and the fake app connected to it."""
+    """A sandbox of this test's own (an alarm, a pea service), its browser view, and the fake app connected to it."""
     sandbox = Sandbox(SandboxSpec(alarms=(ALARM,), pea_services=("pea-chick-pea-web",))).start()
     sandbox.slack.commands = set(COMMANDS)
     view = BrowserView(sandbox)
