@@ -38,7 +38,7 @@ from bot.wiring import build_outside
 from flows.config import Settings, TrainConfig, train_name_of
 from flows.deploy.figures import figures_of
 from flows.deploy.machine import State
-from flows.engine import Engine
+from flows.engine import Engine, Lane, TrainSetup
 from sandbox.world import Sandbox, SandboxSpec
 from storage.clock import utcnow
 from storage.db import make_engine, make_sessionmaker
@@ -161,8 +161,9 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     database = make_engine(url)
     sessions = make_sessionmaker(database)
     settings = Settings(**sandbox.env(), DATABASE_URL=url, FATCONTROLLER_HTTP_PORT=0)
-    engine = Engine(config, sessions, build_outside(config, settings, Metrics()))
-    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), engine.deploys, engine.peas,
+    engine = Engine([TrainSetup(config, build_outside(config, settings, Metrics()))], sessions)
+    lane = engine.lanes[config.name]
+    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), lane.deploys, lane.peas,
                          SlackStore(sessions))
     viewer = USERS[0]  # holds peas, has a queued deploy and a history
     figures: dict[str, Any] = {"finished": finished, "queued": queued, "peas": peas_count,
@@ -172,15 +173,15 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
         engine.start()  # with its scheduler, so that a tick also brings the next one forward as in production
         await asyncio.sleep(0.2)
         for _ in range(500):  # the scheduler's first tick must be over, or the timed ones would return at once
-            if engine._tick_task is None:
+            if lane._tick_task is None:
                 break
             await asyncio.sleep(0.01)
-        figures["tick"] = await timed(engine.tick)
-        figures["pea pass"] = await timed(engine.pea_worker.pass_once)
-        figures["/deploy queue"] = await timed(lambda: queue_text(engine.deploys))
-        figures["/deploy history"] = await timed(lambda: history_text(engine.deploys))
-        figures["/deploy stats"] = await timed(lambda: _stats(engine))
-        figures["/pea"] = await timed(lambda: _peas(engine))
+        figures["tick"] = await timed(lane.tick)
+        figures["pea pass"] = await timed(lane.pea_worker.pass_once)
+        figures["/deploy queue"] = await timed(lambda: queue_text(lane.deploys))
+        figures["/deploy history"] = await timed(lambda: history_text(lane.deploys))
+        figures["/deploy stats"] = await timed(lambda: _stats(lane))
+        figures["/pea"] = await timed(lambda: _peas(lane))
         figures["App Home"] = await timed(lambda: _home(home, viewer))
         figures["steps run"] = engine.steps_run
     finally:
@@ -191,12 +192,12 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     return figures
 
 
-async def _stats(engine: Engine) -> str:
-    return stats_text(await engine.deploys.stats())
+async def _stats(lane: Lane) -> str:
+    return stats_text(await lane.deploys.stats())
 
 
-async def _peas(engine: Engine) -> str:
-    return list_text(await engine.peas.all())
+async def _peas(lane: Lane) -> str:
+    return list_text(await lane.peas.all())
 
 
 async def _home(home: HomePublisher, user: str) -> list[dict[str, Any]]:

@@ -91,7 +91,7 @@ class Bot:
 
     @property
     def deploys(self) -> DeployFlows:
-        return self.wired.engine.deploys
+        return self.wired.engine.lanes[self.config.name].deploys
 
     def alive(self) -> tuple[bool, str]:
         """What `/healthz` reports (liveness): whether the job loop ticks. Slack's socket is not asked: it
@@ -166,16 +166,17 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
 
     try:
         await preflight(config, settings)  # the doctor's fast part: a train that cannot work takes no work
-        wired = await wire(config, settings, metrics)
+        wired = await wire([config], settings, metrics)
     except WiringError as exc:
         raise StartupError(str(exc)) from None
     engine = wired.engine
-    home = HomePublisher(client, engine.deploys, engine.peas, wired.store, debounce=home_debounce)
+    lane = engine.lanes[config.name]
+    home = HomePublisher(client, lane.deploys, lane.peas, wired.store, debounce=home_debounce)
     # The outbox honours Slack's rate limits itself (Retry-After reschedules the stream): no retries in the client.
     delivering = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
-    sink = SlackSink(delivering, config, engine.deploys, engine.peas, wired.store, home=home, metrics=metrics,
+    sink = SlackSink(delivering, config, lane.deploys, lane.peas, wired.store, home=home, metrics=metrics,
                      card_interval=card_interval)
-    app = build_app(client, Surface(config, engine.deploys, engine.peas, home))
+    app = build_app(client, Surface(config, lane.deploys, lane.peas, home))
     handler = MeasuredSocketModeHandler(app, app_token, metrics, ping_interval=PING_INTERVAL)
     bot = Bot(config, app, client, handler, wired, sink, home, metrics, None)
     try:
@@ -186,7 +187,7 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
                                f"({type(exc).__name__}): check SLACK_APP_TOKEN and the network") from None
         if settings.http_port:
             bot.http = HttpServer(live=bot.alive, ready=bot.readiness(),
-                                  metrics=lambda: exposition_of(metrics, config.name, engine.deploys.counts),
+                                  metrics=lambda: exposition_of(metrics, config.name, lane.deploys.counts),
                                   wake_job=engine.wake_job, hook_token=revealed(settings.hook_token))
             try:
                 await bot.http.start(settings.http_port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.store import MessageStore
 from flows.config import Settings, TrainConfig, revealed
 from flows.doctor import Report, SlackAnswer, Systems, examine
-from flows.engine import Engine
+from flows.engine import Engine, TrainSetup
 from flows.outside import Outside
 from integrations.cloudwatch import CloudWatch
 from integrations.ecs import Ecs
@@ -36,10 +36,11 @@ from integrations.outside import Facade, OutsideError, TransientError, redact
 from storage.db import StorageError, make_engine, make_sessionmaker
 from storage.migrate import ensure_schema, upgrade
 from storage.slack import SlackStore
-from storage.trains import adopt_legacy_train
+from storage.trains import adopt_legacy_train, legacy_repository
 
 # `redact` is the outside systems' scrubber, for the process's own start-up errors.
-__all__ = ["Wired", "WiringError", "build_outside", "doctor", "preflight", "redact", "upgrade_database", "wire"]
+__all__ = ["Wired", "WiringError", "build_outside", "doctor", "legacy_heir", "preflight", "redact", "upgrade_database",
+           "wire"]
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,21 @@ class Wired:
             return False
 
     async def close(self) -> None:
-        self.engine.outside.close()
+        self.engine.close()
         await self.database.dispose()
 
 
-async def wire(config: TrainConfig, settings: Settings, metrics: Metrics) -> Wired:
-    """Open the database and build the engine and the Slack store; WiringError if something is wrong."""
-    outside = build_outside(config, settings, metrics)
+def legacy_heir(trains: Sequence[TrainConfig], repository: str | None) -> TrainConfig:
+    """Which train takes over a single-train release's rows: the one train, or the train on the repository its
+    deploys came from (the file's first train when none is, or the database holds no deploy)."""
+    return next((t for t in trains if repository is not None and t.github.repo.lower() == repository.lower()),
+                trains[0])
+
+
+async def wire(trains: Sequence[TrainConfig], settings: Settings, metrics: Metrics) -> Wired:
+    """Open the database and build the engine of `trains` and the Slack store; WiringError if something is
+    wrong."""
+    setups = [TrainSetup(config, build_outside(config, settings, metrics)) for config in trains]
     url = settings.database_url.get_secret_value()
     try:
         database = make_engine(url)
@@ -105,13 +114,13 @@ async def wire(config: TrainConfig, settings: Settings, metrics: Metrics) -> Wir
         await database.dispose()
         raise WiringError(str(exc)) from None
     sessions = make_sessionmaker(database)
-    # A database a single-train release made: its train becomes this file's (idempotent, one transaction).
+    # A database a single-train release made: its train becomes one of this file's (idempotent, one transaction).
     async with sessions() as session, session.begin():
-        adopted = await adopt_legacy_train(session, config.name)
+        heir = legacy_heir(trains, await legacy_repository(session)).name
+        adopted = await adopt_legacy_train(session, heir)
     if adopted:
-        log.info("the single-train database's %d deploys now belong to train %s", adopted, config.name)
-    engine = Engine(config, sessions, outside, owner=settings.instance,
-                    lease_ttl=timedelta(seconds=settings.lease_seconds))
+        log.info("the single-train database's %d deploys now belong to train %s", adopted, heir)
+    engine = Engine(setups, sessions, owner=settings.instance, lease_ttl=timedelta(seconds=settings.lease_seconds))
     engine.outbox.on_failure = metrics.outbox_failed
     return Wired(engine, SlackStore(sessions), database)
 

@@ -128,7 +128,7 @@ class Demo:
         return await self.bot.deploys.latest_of(pr)
 
     async def pea(self, name: str) -> PeaView | None:
-        return await self.bot.engine.peas.get(name)
+        return await self.bot.engine.lanes[self.bot.config.name].peas.get(name)
 
     async def reaches(self, pr: int, state: str) -> DeployView:
         deadline = time.monotonic() + WAIT
@@ -275,7 +275,7 @@ class Demo:
     # -- the summary -----------------------------------------------------------------------------
     async def summary(self, console: Console) -> None:
         deploys = sorted(await self.bot.deploys.history(limit=100), key=lambda d: d.id)
-        peas = await self.bot.engine.peas.all()
+        peas = await self.bot.engine.lanes[self.bot.config.name].peas.all()
         table = Table(title="deploys", title_justify="left")
         for column in ("#", "pull request", "requester", "processes", "outcome", "builds", "took"):
             table.add_column(column)

@@ -1,14 +1,18 @@
-"""The job loop: advances every deploy and pea that is due, under a work lease, on each tick or wake-up,
-and delivers the outbox.
+"""The job loop: advances every train's deploys and peas that are due, under work leases, on each tick or
+wake-up, and delivers the outbox.
 
-APScheduler's `AsyncIOScheduler` runs `tick` every `deploy.tick` in the same event loop as the
-Slack app; `wake()` makes it run at once, so a click never waits for the next tick. Each due
-deploy is claimed with a lease (owner, expiry) renewed while its step runs, so two running
-copies never act on the same deploy, and a copy that dies hands its work over when the lease ends.
-The outbox's delivery loop (`flows.outbox`) runs beside it, so a slow sink never holds a step up.
+One engine serves every train of the configuration, each in a `Lane` of its own: its tick (an
+APScheduler `AsyncIOScheduler` job every `deploy.tick`, in the same event loop as the Slack app),
+its lease batch, its look-at timer and its outside clients (each with its own thread pools). A
+train whose GitHub, Jenkins or ECS is slow or failing holds up only its own lane: another train's
+steps never wait for it. `wake()` makes a lane tick at once, so a click never waits for the next
+tick. Each due deploy or pea is claimed with a lease (owner, expiry) renewed while its step runs,
+so two running copies never act on the same row, and a copy that dies hands its work over when
+the lease ends. The outbox's delivery loop (`flows.outbox`), shared by every train, runs beside
+them, so a slow sink never holds a step up.
 
-The engine is also where a process gets the domain's public API: `engine.deploys` (the train) and
-`engine.peas` (the pool), both reporting through the outbox.
+The engine is also where a process gets the domain's public API: `engine.lanes[train].deploys`
+(the train) and `.peas` (its pool), all reporting through the outbox.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -53,24 +58,34 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Engine:
-    def __init__(self, config: TrainConfig, sessions: async_sessionmaker[AsyncSession], outside: Outside, *,
-                 sinks: Sequence[str] = (SLACK,), owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
-                 backoff: Backoff | None = None) -> None:
-        self.config = config
+@dataclass(frozen=True)
+class TrainSetup:
+    """One train to run: its configuration and the clients of its outside systems."""
+
+    config: TrainConfig
+    outside: Outside
+
+
+class Lane:
+    """One train's part of the job loop: its deploys and peas, advanced on its own tick."""
+
+    def __init__(self, setup: TrainSetup, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, *,
+                 owner: str, lease_ttl: timedelta, backoff: Backoff) -> None:
+        config = self.config = setup.config
+        self.name = config.name
+        self.outside = setup.outside
         self.sessions = sessions
-        self.outside = outside
-        self.owner = owner or default_owner()
+        self.outbox = outbox
         self.lease_ttl = lease_ttl
-        self.backoff = backoff or Backoff()
-        self.outbox = Outbox(sessions, sinks, owner=self.owner, lease_ttl=lease_ttl)
-        self.deploys = DeployFlows(config, sessions, outside.github, self.outbox, self.wake)
-        self.peas = PeaFlows(config, sessions, outside, self.outbox, self.wake)
-        self.work = LeasedWork(Deploy, sessions, owner=self.owner, lease_ttl=lease_ttl, advance=self.advance)
-        self.context = StepContext(config, outside, sessions, self.outbox)
-        self.pea_worker = PeaWorker(config, sessions, outside, self.outbox, owner=self.owner, lease_ttl=lease_ttl,
-                                    poll=config.deploy.poll, backoff=self.backoff, wake=self.wake)
-        self._scheduler: AsyncIOScheduler | None = None
+        self.backoff = backoff
+        self.deploys = DeployFlows(config, sessions, self.outside.github, outbox, self.wake)
+        self.peas = PeaFlows(config, sessions, self.outside, outbox, self.wake)
+        self.work = LeasedWork(Deploy, sessions, owner=owner, lease_ttl=lease_ttl, advance=self.advance,
+                               where=(Deploy.train_id == config.name,))
+        self.context = StepContext(config, self.outside, sessions, outbox)
+        self.pea_worker = PeaWorker(config, sessions, self.outside, outbox, owner=owner, lease_ttl=lease_ttl,
+                                    poll=config.deploy.poll, backoff=backoff, wake=self.wake)
+        self._scheduled = False
         self._running = False
         self._again = False
         self._tick_task: asyncio.Task[object] | None = None
@@ -84,45 +99,22 @@ class Engine:
         self.last_tick: float | None = None
 
     # -- the loop -------------------------------------------------------------------------------
-    def start(self, sinks: Sequence[Sink] = ()) -> None:
-        """Start ticking in the running event loop, and delivering the outbox to `sinks`."""
-        self._stopped = False
+    def started(self) -> None:
+        self._stopped, self._scheduled = False, True
         self.started_at, self.last_tick = time.monotonic(), None
-        self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(self.tick, "interval", seconds=self.config.deploy.tick.total_seconds(),
-                                id="tick", max_instances=1, coalesce=True, next_run_time=datetime.now())
-        self._scheduler.start()
-        self.outbox.start(sinks)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop ticking, letting a step under way finish for up to `grace` seconds (default: the lease), then
-        deliver what the outbox holds for a few seconds more.
-
-        Only a step that outlives the grace is cancelled: cancelling one in the middle of a database
-        call would leave its connection half-closed. A cancelled step resumes on the next start.
-        """
-        # Paused, not shut down yet: APScheduler's shutdown cancels the tick under way at once.
-        if self._scheduler is not None:
-            self._scheduler.pause()
-        self._stopped = True
+    def stopping(self) -> set[asyncio.Task[object]]:
+        """Stop waking; the tasks still under way (to wait for)."""
+        self._stopped, self._scheduled = True, False
         if self._timer is not None:
             self._timer.cancel()
-        running = {t for t in (self._tick_task, self._peas_task)
-                   if t is not None and not t.done() and t is not asyncio.current_task()}
-        if running:
-            _, late = await asyncio.wait(running, timeout=self.lease_ttl.total_seconds() if grace is None else grace)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        await self.outbox.stop()
+        return {t for t in (self._tick_task, self._peas_task)
+                if t is not None and not t.done() and t is not asyncio.current_task()}
 
     def wake(self) -> None:
         """Run a tick now (or right after the one under way) instead of waiting for the interval."""
         self._again = True
-        if self._scheduler is None or self._running or self._stopped:
+        if not self._scheduled or self._running or self._stopped:
             return
         # A task of our own, not the scheduler's job brought forward: APScheduler skips a run whose previous
         # instance it has not yet seen finish, and the wake would then wait a whole `deploy.tick`.
@@ -132,7 +124,7 @@ class Engine:
         try:
             await self.tick()
         except Exception:
-            log.exception("a tick failed; the next one tries again")  # as APScheduler logs a failed run
+            log.exception("train %s: a tick failed; the next one tries again", self.name)  # as APScheduler logs
 
     async def tick(self) -> int:
         """Advance everything due; returns how many steps ran. Runs again at once if woken meanwhile."""
@@ -158,13 +150,11 @@ class Engine:
             self.last_tick = time.monotonic()
         return ran
 
-    def alive(self, now: float | None = None) -> tuple[bool, str]:
-        """Whether the job loop turns (liveness), and what says so: a tick, or the start when no tick has
-        finished yet, less than three ticks and one lease ago (a step may hold a tick up to its lease).
-        `now` is a `time.monotonic()` reading."""
-        if self._scheduler is None or self.started_at is None:
+    def alive(self, now: float) -> tuple[bool, str]:
+        """Whether this lane's loop turns: a tick, or the start when no tick has finished yet, less than three
+        ticks and one lease ago (a step may hold a tick up to its lease)."""
+        if self.started_at is None:
             return False, "the job loop is not running"
-        now = time.monotonic() if now is None else now
         limit = 3 * self.config.deploy.tick.total_seconds() + self.lease_ttl.total_seconds()
         if self.last_tick is None:
             since = now - self.started_at
@@ -190,7 +180,7 @@ class Engine:
         self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def _pass(self) -> int:
-        started = await service.start_next(self.sessions, self.outbox, self.config.name)
+        started = await service.start_next(self.sessions, self.outbox, self.name)
         self._start_peas()
         return await self.work.run_due() + (started is not None)
 
@@ -200,23 +190,24 @@ class Engine:
             self._peas_task = asyncio.create_task(self.pea_worker.pass_once())
 
     def _peas_building_on(self, job: str) -> sa.ColumnElement[bool] | None:
-        """Which peas the PR job `job` builds for (None: it is not a PR job): all of them, or with `{pr}` in
+        """Which peas the PR job `job` builds for (None: it is not a PR job): all of the pool, or with `{pr}` in
         `jenkins.pr_job`, the one pull request it is the job of."""
         jobs = self.config.jenkins
+        pool = Pea.name.in_(self.peas.names)
         if not jobs.per_pr:
-            return sa.true() if job == jobs.pr_job else None
+            return pool if job == jobs.pr_job else None
         pr = jobs.pr_of_job(job)
-        return None if pr is None else Pea.pr_number == pr
+        return None if pr is None else sa.and_(pool, Pea.pr_number == pr)
 
     async def wake_job(self, job: str) -> int:
-        """A build of Jenkins job `job` moved (its notification says so): what waits on that job looks now.
-        How many deploys and peas were woken; the build is read through the API as usual."""
+        """A build of Jenkins job `job` moved: what of this train waits on that job looks now; how many."""
         now = utcnow()
         woken = 0
         async with self.sessions() as session, session.begin():
             if job == self.config.jenkins.job:
                 woken += len((await session.execute(
-                    sa.update(Deploy).where(Deploy.state == State.BUILDING.value, Deploy.needs_attention.is_(False))
+                    sa.update(Deploy).where(Deploy.train_id == self.name, Deploy.state == State.BUILDING.value,
+                                            Deploy.needs_attention.is_(False))
                     .values(due_at=now).returning(Deploy.id))).scalars().all())
             if self.config.peas is not None and (peas := self._peas_building_on(job)) is not None:
                 woken += len((await session.execute(
@@ -292,3 +283,89 @@ class Engine:
             self.wake()
             return
         self.wake()
+
+
+class Engine:
+    """Every train's lane, the outbox they report through, and the scheduler that ticks them."""
+
+    def __init__(self, trains: Sequence[TrainSetup], sessions: async_sessionmaker[AsyncSession], *,
+                 sinks: Sequence[str] = (SLACK,), owner: str | None = None, lease_ttl: timedelta = LEASE_TTL,
+                 backoff: Backoff | None = None) -> None:
+        if not trains:
+            raise ValueError("an engine needs at least one train")
+        self.sessions = sessions
+        self.owner = owner or default_owner()
+        self.lease_ttl = lease_ttl
+        self.outbox = Outbox(sessions, sinks, owner=self.owner, lease_ttl=lease_ttl)
+        self.lanes = {setup.config.name: Lane(setup, sessions, self.outbox, owner=self.owner, lease_ttl=lease_ttl,
+                                              backoff=backoff or Backoff()) for setup in trains}
+        self._scheduler: AsyncIOScheduler | None = None
+
+    @property
+    def steps_run(self) -> int:
+        """Steps this copy ran since it started, on every train."""
+        return sum(lane.steps_run for lane in self.lanes.values())
+
+    def start(self, sinks: Sequence[Sink] = ()) -> None:
+        """Start ticking every train in the running event loop, and delivering the outbox to `sinks`."""
+        self._scheduler = AsyncIOScheduler()
+        for name, lane in self.lanes.items():
+            lane.started()
+            self._scheduler.add_job(lane.tick, "interval", seconds=lane.config.deploy.tick.total_seconds(),
+                                    id=f"tick:{name}", max_instances=1, coalesce=True, next_run_time=datetime.now())
+        self._scheduler.start()
+        self.outbox.start(sinks)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop ticking, letting steps under way finish for up to `grace` seconds (default: the lease), then
+        deliver what the outbox holds for a few seconds more.
+
+        Only a step that outlives the grace is cancelled: cancelling one in the middle of a database
+        call would leave its connection half-closed. A cancelled step resumes on the next start.
+        """
+        # Paused, not shut down yet: APScheduler's shutdown cancels the ticks under way at once.
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        running = set().union(*(lane.stopping() for lane in self.lanes.values()))
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.lease_ttl.total_seconds() if grace is None else grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await self.outbox.stop()
+
+    def wake(self) -> None:
+        """Every train ticks now."""
+        for lane in self.lanes.values():
+            lane.wake()
+
+    async def tick(self) -> int:
+        """Every train's tick at once; how many steps ran."""
+        return sum(await asyncio.gather(*(lane.tick() for lane in self.lanes.values())))
+
+    def alive(self, now: float | None = None) -> tuple[bool, str]:
+        """Whether the job loop turns (liveness): every train's lane ticks, and what says so (the first stuck
+        lane, by name when there are several). `now` is a `time.monotonic()` reading."""
+        if self._scheduler is None:
+            return False, "the job loop is not running"
+        now = time.monotonic() if now is None else now
+        answers = [(lane.name, *lane.alive(now)) for lane in self.lanes.values()]
+        if len(answers) == 1:
+            return answers[0][1], answers[0][2]
+        stuck = [f"train {name}: {why}" for name, ok, why in answers if not ok]
+        if stuck:
+            return False, "; ".join(stuck)
+        return True, f"the job loops of all {len(answers)} trains tick"
+
+    async def wake_job(self, job: str) -> int:
+        """A build of Jenkins job `job` moved (its notification says so): what waits on that job, on any train,
+        looks now; how many deploys and peas were woken. The build is read through the API as usual."""
+        return sum([await lane.wake_job(job) for lane in self.lanes.values()])
+
+    def close(self) -> None:
+        """Let every train's outside clients go."""
+        for lane in self.lanes.values():
+            lane.outside.close()

@@ -122,19 +122,24 @@ async def save_held(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, 
 
 
 class LeasedWork(Generic[Held]):
+    """The rows of `model` that `where` selects (one train's), advanced by `advance` under work leases."""
+
     def __init__(self, model: type[Held], sessions: async_sessionmaker[AsyncSession], *,
-                 owner: str, lease_ttl: timedelta, advance: Callable[[Any], Awaitable[None]]) -> None:
+                 owner: str, lease_ttl: timedelta, advance: Callable[[Any], Awaitable[None]],
+                 where: tuple[sa.ColumnElement[bool], ...] = ()) -> None:
         self.model: type[Held] = model
         self.sessions = sessions
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.advance = advance
+        self.where = where
         self.what = model.__tablename__.rstrip("s")
 
     async def run_due(self, limit: int = CLAIM_LIMIT) -> int:
         """Claim what is due and advance each row once, in parallel; how many ran."""
         async with self.sessions() as session, session.begin():
-            due = await leases.claim_due(session, self.model, self.owner, self.lease_ttl, now=utcnow(), limit=limit)
+            due = await leases.claim_due(session, self.model, self.owner, self.lease_ttl, now=utcnow(), limit=limit,
+                                         where=self.where)
         if due:
             await asyncio.gather(*(self._advance_leased(key) for key in due))
         return len(due)
@@ -146,7 +151,7 @@ class LeasedWork(Generic[Held]):
         now = utcnow()
         async with self.sessions() as session:
             return await session.scalar(sa.select(sa.func.min(self.model.due_at)).where(
-                self.model.due_at.is_not(None), sa.or_(owner.is_(None), expires < now)))
+                self.model.due_at.is_not(None), sa.or_(owner.is_(None), expires < now), *self.where))
 
     async def _advance_leased(self, key: Any) -> None:
         keeper = asyncio.create_task(self._keep_lease(key, asyncio.current_task()))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEvent, Deploy, Train
 
-# The id the single-train releases gave their one train; a database they made is adopted by the train of today's
-# configuration at start (`adopt_legacy_train`).
+# The id the single-train releases gave their one train; a database they made is adopted at start by the train of
+# today's configuration on the same repository (`legacy_repository`, `adopt_legacy_train`).
 LEGACY_TRAIN = "default"
+_REPO_IN_PR_URL = re.compile(r"([^/]+/[^/]+)/pull/\d+/?$")
 
 
 async def ensure_train(session: AsyncSession, train_id: str) -> Train:
@@ -33,6 +36,14 @@ async def take_queue_seq(session: AsyncSession, train_id: str) -> int:
     if seq is None:
         raise LookupError(f"no train {train_id!r}: call ensure_train first")
     return seq
+
+
+async def legacy_repository(session: AsyncSession) -> str | None:
+    """The repository (`owner/name`) a single-train release's deploys came from, as their pull requests' URLs
+    say; None when there is no such deploy."""
+    urls = await session.scalars(sa.select(Deploy.pr_url).where(Deploy.train_id == LEGACY_TRAIN,
+                                                                Deploy.pr_url.is_not(None)).limit(1))
+    return next((m.group(1) for url in urls if (m := _REPO_IN_PR_URL.search(url or ""))), None)
 
 
 async def adopt_legacy_train(session: AsyncSession, name: str) -> int:

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.slack",
     "tests.fixtures.world",
+    "tests.fixtures.trains",
     "tests.fixtures.bot",
     "tests.fixtures.peas",
     "tests.fixtures.bot_process",

@@ -51,7 +51,7 @@ class PeaFlows:
 
     async def peas_of(self, user: str) -> list[PeaView]:
         """The peas `user` holds (for the App Home)."""
-        return [self._view(p) for p in await service.peas_of(self.sessions, user)]
+        return [self._view(p) for p in await service.peas_of(self.sessions, self.config, user)]
 
     async def get(self, name: str) -> PeaView | None:
         found = await service.get_pea(self.sessions, name)

@@ -143,10 +143,12 @@ async def get_pea(sessions: async_sessionmaker[AsyncSession], name: str) -> Pea 
         return await session.get(Pea, name)
 
 
-async def peas_of(sessions: async_sessionmaker[AsyncSession], user: str) -> list[Pea]:
-    """The peas a person holds, by name."""
+async def peas_of(sessions: async_sessionmaker[AsyncSession], config: TrainConfig, user: str) -> list[Pea]:
+    """The peas of the train's pool a person holds, by name."""
+    names = list(config.peas.names) if config.peas else []
     async with sessions() as session:
-        return list((await session.scalars(sa.select(Pea).where(Pea.holder == user).order_by(Pea.name))).all())
+        return list((await session.scalars(sa.select(Pea).where(Pea.holder == user, Pea.name.in_(names))
+                                           .order_by(Pea.name))).all())
 
 
 def known(config: TrainConfig, name: str) -> str:

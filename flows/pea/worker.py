@@ -62,7 +62,9 @@ class PeaWorker:
         self.backoff = backoff or Backoff()
         self.wake = wake or (lambda: None)
         self.context = PeaContext(config, outside, sessions, outbox, poll=poll, check_every=check_every)
-        self.work = LeasedWork(Pea, sessions, owner=owner, lease_ttl=lease_ttl, advance=self.advance)
+        names = list(config.peas.names) if config.peas else []
+        self.work = LeasedWork(Pea, sessions, owner=owner, lease_ttl=lease_ttl, advance=self.advance,
+                               where=(Pea.name.in_(names),))
 
     async def pass_once(self) -> int:
         """Claim the peas that are due and run each one's step; how many steps ran."""

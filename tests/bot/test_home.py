@@ -7,7 +7,7 @@ from pathlib import Path
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.home import HomePublisher
-from flows.engine import Engine
+from flows.engine import Engine, TrainSetup
 from sandbox.world import Sandbox
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
@@ -25,8 +25,8 @@ async def test_a_home_opened_on_one_copy_is_republished_by_another(sandbox: Sand
     client = AsyncWebClient(token=sandbox.spec.bot_token, base_url=sandbox.slack.api_url)
     copies = []
     for _ in range(2):  # two copies of the bot on one database (their engines are not started)
-        engine = Engine(config, sessions, outside_for(sandbox))
-        copies.append(HomePublisher(client, engine.deploys, engine.peas, SlackStore(sessions), debounce=0.01))
+        lane = Engine([TrainSetup(config, outside_for(sandbox))], sessions).lanes[config.name]
+        copies.append(HomePublisher(client, lane.deploys, lane.peas, SlackStore(sessions), debounce=0.01))
     first, second = copies
     try:
         await first.opened(ALICE)

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app import build_app
 from bot.home import HomePublisher
 from bot.surface import Surface
-from flows.engine import Engine
+from flows.engine import Engine, TrainSetup
 from sandbox.world import Sandbox
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
@@ -38,10 +38,11 @@ async def app(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[AsyncApp]:
     await upgrade(database)
     sessions = make_sessionmaker(database)
     config = train_config(sandbox)
-    engine = Engine(config, sessions, outside_for(sandbox))  # not started: the listeners alone are under test
+    # not started: the listeners alone are under test
+    lane = Engine([TrainSetup(config, outside_for(sandbox))], sessions).lanes[config.name]
     client = AsyncWebClient(token=sandbox.spec.bot_token, base_url=sandbox.slack.api_url)
-    home = HomePublisher(client, engine.deploys, engine.peas, SlackStore(sessions), debounce=0.01)
-    yield build_app(client, Surface(config, engine.deploys, engine.peas, home))
+    home = HomePublisher(client, lane.deploys, lane.peas, SlackStore(sessions), debounce=0.01)
+    yield build_app(client, Surface(config, lane.deploys, lane.peas, home))
     await home.close()
     await database.dispose()
 

@@ -41,7 +41,7 @@ class PeaWorld:
         sha = self.sandbox.github.pr_head(pr)
 
         async def green() -> bool:
-            build = await self.bot.engine.outside.jenkins.find_build("app-pr", sha)
+            build = await self.bot.engine.lanes[self.bot.config.name].outside.jenkins.find_build("app-pr", sha)
             return build is not None and build.green
 
         await eventually(green, what=f"a green build of #{pr}")
@@ -70,9 +70,10 @@ async def pea_world(pea_sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[PeaWo
     bot, config = await start_world(pea_sandbox, tmp_path, peas={
         "cluster": "peas", "names": list(PEAS), "url": "https://{pea}.dev.acme.com", "lease": "1h"})
     engine = bot.engine
-    flows = engine.peas
+    lane = engine.lanes[config.name]
+    flows = lane.peas
     # The engine runs the peas too; this quicker worker only shortens the freshness checks.
-    worker = PeaWorker(config, engine.sessions, engine.outside, engine.outbox, owner="peas-under-test",
+    worker = PeaWorker(config, engine.sessions, lane.outside, engine.outbox, owner="peas-under-test",
                        lease_ttl=engine.lease_ttl, poll=timedelta(seconds=0.05), check_every=timedelta(seconds=0.2))
 
     async def work() -> None:

@@ -59,7 +59,8 @@ async def probed(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Bot, s
     bot = await start_bot(train_config(sandbox), settings)
     try:
         await sandbox.slack.wait_connected()
-        await sandbox.slack.wait_for(lambda: bot.engine.last_tick is not None, what="the job loop's first tick")
+        lane = bot.engine.lanes[bot.config.name]
+        await sandbox.slack.wait_for(lambda: lane.last_tick is not None, what="the job loop's first tick")
         yield bot, f"http://127.0.0.1:{port}"
     finally:
         await bot.stop()
@@ -102,14 +103,15 @@ async def test_a_job_loop_that_stops_ticking_makes_the_bot_dead_with_the_reason(
     bot, url = probed
     await _until(f"{url}/healthz", 200)
     stuck, freed = asyncio.Event(), asyncio.Event()
-    run_due = bot.engine.work.run_due
+    work = bot.engine.lanes[bot.config.name].work
+    run_due = work.run_due
 
     async def hang() -> int:  # a step that never returns: the tick under way never finishes
         stuck.set()
         await freed.wait()
         return await run_due()
 
-    monkeypatch.setattr(bot.engine.work, "run_due", hang)
+    monkeypatch.setattr(work, "run_due", hang)
     bot.engine.wake()
     await asyncio.wait_for(stuck.wait(), 5)
 
@@ -126,10 +128,10 @@ async def test_a_job_loop_that_stops_ticking_makes_the_bot_dead_with_the_reason(
 async def test_liveness_counts_from_the_start_until_the_first_tick_and_is_false_once_stopped(
         probed: tuple[Bot, str]) -> None:
     bot = probed[0]
-    engine = bot.engine
-    assert engine.last_tick is not None and engine.started_at is not None
-    assert engine.alive(now=engine.last_tick + LIVENESS_LIMIT - 0.1)[0]
-    alive, why = engine.alive(now=engine.last_tick + LIVENESS_LIMIT + 0.1)
+    engine, lane = bot.engine, bot.engine.lanes[bot.config.name]
+    assert lane.last_tick is not None and lane.started_at is not None
+    assert engine.alive(now=lane.last_tick + LIVENESS_LIMIT - 0.1)[0]
+    alive, why = engine.alive(now=lane.last_tick + LIVENESS_LIMIT + 0.1)
     assert not alive and "last tick finished" in why
     await engine.stop()
     assert engine.alive() == (False, "the job loop is not running")

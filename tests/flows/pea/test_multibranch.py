@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import requests
 
-from flows.engine import Engine
+from flows.engine import Engine, TrainSetup
 from flows.notices import PeaBuildRequested, PeaFailed, PeaStarting, PeaUp
 from integrations.jenkins import Build
 from sandbox.world import Sandbox
@@ -160,7 +160,7 @@ async def test_a_notification_about_a_pr_job_wakes_only_the_pea_of_that_pr(
     first, second = pool.new_pr("One"), pool.new_pr("Two")
     await pool.flows.deploy(REQUESTER, "sweet-pea", first)
     await pool.flows.deploy(REQUESTER, "snow-pea", second)
-    engine = Engine(pool.config, pool.database.sessions, pool.outside)
+    engine = Engine([TrainSetup(pool.config, pool.outside)], pool.database.sessions)
     before = {name: (await pool.pea(name)).due_at for name in ("sweet-pea", "snow-pea")}
 
     woken = [await engine.wake_job(job) for job in (job_of(second), job_of(404), "app-pr", "app-pr/PR-x")]
