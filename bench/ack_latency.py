@@ -121,8 +121,8 @@ async def main(people_count: int, rounds: int, latency: float, seed: int) -> dic
         presses = await pressing
         took = time.monotonic() - started
         measured_inside = inside_the_bot(bot.metrics)
-        in_flight = [d.deploy for d in (await bot.deploys.queue()).entries if d.position == 0]
-        finished = await bot.deploys.counts()
+        in_flight = [d.deploy for d in (await bot.train().deploys.queue()).entries if d.position == 0]
+        finished = await bot.train().deploys.counts()
     finally:
         await bot.stop()
         sandbox.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.app import Bot, start_bot
-from flows.config import Settings, TrainConfig
+from flows.config import AppConfig, Settings, TrainConfig
 from sandbox.slack import Message
 from sandbox.world import Sandbox, SandboxSpec
 from storage.models import Deploy
@@ -65,7 +65,7 @@ async def start_bot_on(sandbox: Sandbox, config: TrainConfig, **environment: Any
     workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     values: dict[str, Any] = {**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
                               "FATCONTROLLER_HTTP_PORT": 0, **environment}
-    bot = await start_bot(config, Settings(**values))
+    bot = await start_bot(AppConfig.of(config), Settings(**values))
     await sandbox.slack.wait_connected()
     return bot
 

@@ -157,7 +157,7 @@ async def main(deploys: int, think: float, seed: int = 1) -> dict[str, Any]:
         runs = [await one_deploy(sandbox, bot, f"U{n:04d}", think, rng.uniform(*BUILD_SECONDS))
                 for n in range(1, deploys + 1)]
         results = [analyse(sandbox, run) for run in runs]
-        poll = bot.engine.lanes[bot.config.name].context.poll.total_seconds()
+        poll = bot.engine.lanes[bot.train().name].context.poll.total_seconds()
     finally:
         await bot.stop()
         sandbox.stop()

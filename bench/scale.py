@@ -34,6 +34,7 @@ from bot.deploy.answers import history_text, queue_text, stats_text
 from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.cards import list_text
+from bot.trains import TrainFlows
 from bot.wiring import build_outside
 from flows.config import Settings, TrainConfig, train_name_of
 from flows.deploy.figures import figures_of
@@ -163,8 +164,8 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     settings = Settings(**sandbox.env(), DATABASE_URL=url, FATCONTROLLER_HTTP_PORT=0)
     engine = Engine([TrainSetup(config, build_outside(config, settings, Metrics()))], sessions)
     lane = engine.lanes[config.name]
-    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), lane.deploys, lane.peas,
-                         SlackStore(sessions))
+    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url),
+                         [TrainFlows(config, lane.deploys, lane.peas)], config.slack.commands, SlackStore(sessions))
     viewer = USERS[0]  # holds peas, has a queued deploy and a history
     figures: dict[str, Any] = {"finished": finished, "queued": queued, "peas": peas_count,
                                "seed_seconds": seeded}

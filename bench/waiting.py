@@ -166,7 +166,7 @@ async def open_train(name: str, *, poll: str, step: float, **environment: Any) -
     except BaseException:
         sandbox.stop()
         raise
-    context_poll = getattr(bot.engine.lanes[bot.config.name].context, "poll", None)
+    context_poll = getattr(bot.engine.lanes[bot.train().name].context, "poll", None)
     effective = context_poll.total_seconds() if context_poll is not None else float("nan")
     return Train(name, sandbox, bot, config, knob, effective)
 

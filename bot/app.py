@@ -36,9 +36,9 @@ from bot.delivery import CARD_INTERVAL, SlackSink
 from bot.home import HomePublisher
 from bot.metrics import Metrics, exposition_of
 from bot.surface import Surface
+from bot.trains import TrainFlows
 from bot.wiring import Wired, WiringError, preflight, redact, wire
-from flows.config import Settings, TrainConfig, revealed
-from flows.deploy.flows import DeployFlows
+from flows.config import AppConfig, Settings, revealed
 from flows.engine import Engine
 from web.server import HttpServer
 
@@ -75,7 +75,8 @@ class MeasuredSocketModeHandler(AsyncSocketModeHandler):
 class Bot:
     """A running bot: stop it with `stop()`."""
 
-    config: TrainConfig
+    config: AppConfig
+    trains: dict[str, TrainFlows]  # every train's public API and configuration, in the file's order
     app: AsyncApp
     client: AsyncWebClient
     handler: MeasuredSocketModeHandler
@@ -89,9 +90,13 @@ class Bot:
     def engine(self) -> Engine:
         return self.wired.engine
 
-    @property
-    def deploys(self) -> DeployFlows:
-        return self.wired.engine.lanes[self.config.name].deploys
+    def train(self, name: str | None = None) -> TrainFlows:
+        """Train `name`; without a name, the one train (KeyError when there are several)."""
+        if name is None:
+            if len(self.trains) != 1:
+                raise KeyError(f"name one of the trains {', '.join(self.trains)}")
+            return next(iter(self.trains.values()))
+        return self.trains[name]
 
     def alive(self) -> tuple[bool, str]:
         """What `/healthz` reports (liveness): whether the job loop ticks. Slack's socket is not asked: it
@@ -149,7 +154,7 @@ def settle_memory() -> None:
     gc.freeze()
 
 
-async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: float = CARD_INTERVAL,
+async def start_bot(config: AppConfig, settings: Settings, *, card_interval: float = CARD_INTERVAL,
                     home_debounce: float = 1.0) -> Bot:
     """Check, connect and start everything; StartupError if something is missing, wrong or unreachable."""
     bot_token, app_token = revealed(settings.slack_bot_token), revealed(settings.slack_app_token)
@@ -164,21 +169,34 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
     await _check_slack(AsyncWebClient(base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
                        .apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN", settings.slack_api_url)
 
+    trains = list(config.trains.values())
     try:
-        await preflight(config, settings)  # the doctor's fast part: a train that cannot work takes no work
-        wired = await wire([config], settings, metrics)
+        # the doctor's fast part, for every train at once: a train that cannot work takes no work
+        await preflight(trains, settings)
+        wired = await wire(trains, settings, metrics)
     except WiringError as exc:
         raise StartupError(str(exc)) from None
+    return await serve(config, settings, wired, client, metrics, card_interval=card_interval,
+                       home_debounce=home_debounce)
+
+
+async def serve(config: AppConfig, settings: Settings, wired: Wired, client: AsyncWebClient, metrics: Metrics, *,
+                card_interval: float = CARD_INTERVAL, home_debounce: float = 1.0) -> Bot:
+    """The Slack surface over what `wired` runs on, connected, its job loop started: `start_bot` once it has
+    checked everything and wired the domain."""
+    bot_token, app_token = revealed(settings.slack_bot_token), revealed(settings.slack_app_token)
+    trains = list(config.trains.values())
     engine = wired.engine
-    lane = engine.lanes[config.name]
-    home = HomePublisher(client, lane.deploys, lane.peas, wired.store, debounce=home_debounce)
+    flows = {name: TrainFlows(lane.config, lane.deploys, lane.peas) for name, lane in engine.lanes.items()}
+    commands = config.slack.commands
+    home = HomePublisher(client, list(flows.values()), commands, wired.store, debounce=home_debounce)
     # The outbox honours Slack's rate limits itself (Retry-After reschedules the stream): no retries in the client.
     delivering = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url, timeout=int(SLACK_TIMEOUT))
-    sink = SlackSink(delivering, config, lane.deploys, lane.peas, wired.store, home=home, metrics=metrics,
+    sink = SlackSink(delivering, list(flows.values()), wired.store, home=home, metrics=metrics,
                      card_interval=card_interval)
-    app = build_app(client, Surface(config, lane.deploys, lane.peas, home))
-    handler = MeasuredSocketModeHandler(app, app_token, metrics, ping_interval=PING_INTERVAL)
-    bot = Bot(config, app, client, handler, wired, sink, home, metrics, None)
+    app = build_app(client, Surface(flows, commands, home))
+    handler = MeasuredSocketModeHandler(app, app_token or "", metrics, ping_interval=PING_INTERVAL)
+    bot = Bot(config, flows, app, client, handler, wired, sink, home, metrics, None)
     try:
         try:
             await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
@@ -187,7 +205,8 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
                                f"({type(exc).__name__}): check SLACK_APP_TOKEN and the network") from None
         if settings.http_port:
             bot.http = HttpServer(live=bot.alive, ready=bot.readiness(),
-                                  metrics=lambda: exposition_of(metrics, config.name, lane.deploys.counts),
+                                  metrics=lambda: exposition_of(metrics, {n: t.deploys.counts
+                                                                          for n, t in flows.items()}),
                                   wake_job=engine.wake_job, hook_token=revealed(settings.hook_token))
             try:
                 await bot.http.start(settings.http_port)
@@ -201,11 +220,11 @@ async def start_bot(config: TrainConfig, settings: Settings, *, card_interval: f
         await bot.stop()
         raise
     settle_memory()
-    log.info("connected to Slack; the train %s is running", config.github.repo)
+    log.info("connected to Slack; running %s", ", ".join(f"train {t.name} ({t.github.repo})" for t in trains))
     return bot
 
 
-async def run(config: TrainConfig, settings: Settings) -> int:
+async def run(config: AppConfig, settings: Settings) -> int:
     """`fatcontroller run`: serve until SIGTERM or SIGINT; 0 after a clean stop, 2 if it cannot start."""
     try:
         bot = await start_bot(config, settings)

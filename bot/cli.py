@@ -126,15 +126,6 @@ def _load(path: str | None) -> AppConfig:
     return load_config(path or Settings().config_path)
 
 
-def _load_train(path: str | None) -> TrainConfig:
-    """The one train of the file (`run`, `doctor`); ConfigError for a file of several."""
-    path = path or Settings().config_path
-    try:
-        return _load(path).only_train
-    except ConfigError as exc:
-        raise ConfigError(path, exc.errors) from None
-
-
 def _bad_config(exc: ConfigError) -> int:
     """Every problem of an app.yaml that does not load, on stderr; the exit code that says so."""
     print(f"{exc.path}: {len(exc.errors)} problem(s)", file=sys.stderr)
@@ -153,11 +144,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _doctor_text(config: TrainConfig, report: Report) -> str:
-    """The report, system by system: each check's status, name and what was found, and the fix under it."""
+def _doctor_text(config: TrainConfig, report: Report, *, named: bool = False) -> str:
+    """The report, system by system: each check's status, name and what was found, and the fix under it
+    (`named`: headed by the train's name, in a file of several)."""
     from flows.doctor import SYSTEMS, Status
 
-    lines = [f"doctor: {config.github.repo} ({config.github.base_branch}) → ECS cluster {config.ecs.cluster}"]
+    train = f"train {config.name}: " if named else ""
+    lines = [f"doctor: {train}{config.github.repo} ({config.github.base_branch}) → ECS cluster {config.ecs.cluster}"]
     for system in SYSTEMS:
         checks = [c for c in report.checks if c.system == system]
         if checks:
@@ -181,12 +174,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.wiring import doctor
 
     try:
-        config = _load_train(args.config)
+        trains = list(_load(args.config).trains.values())
     except ConfigError as exc:
         return _bad_config(exc)
-    report = asyncio.run(doctor(config, Settings()))
-    print(_doctor_text(config, report))
-    return report.exit_code
+
+    async def examine_all() -> list[Report]:
+        settings = Settings()
+        return list(await asyncio.gather(*(doctor(config, settings) for config in trains)))
+
+    reports = asyncio.run(examine_all())
+    print("\n\n".join(_doctor_text(config, report, named=len(trains) > 1)
+                       for config, report in zip(trains, reports, strict=True)))
+    return max(report.exit_code for report in reports)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -205,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import run
 
     try:
-        config = _load_train(args.config)
+        config = _load(args.config)
     except ConfigError as exc:
         for error in exc.errors:
             print(f"{exc.path}: {error}", file=sys.stderr)

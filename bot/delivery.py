@@ -1,6 +1,6 @@
 """The Slack sink of the outbox: the domain's notices become a card per deploy, thread replies and DMs.
 
-- A deploy's card is posted in `slack.channel` with its first notice and edited in place as it
+- A deploy's card is posted in its train's `slack.channel` with its first notice and edited in place as it
   moves, at most once per `card_interval` (a held-back edit is asked for again through the outbox,
   and then shows the deploy as it is by then). Queued cards show their position, and are edited
   when the queue moves.
@@ -9,7 +9,7 @@
   DM's buttons are retired once its step is over.
 - A pea's holder gets DMs: progress edits their latest one in place, anything that needs them is
   a new one (and the previous one loses its buttons).
-- Freezing and unfreezing the train post one channel message each.
+- Freezing and unfreezing a train post one message each in its channel.
 
 Where the messages are is kept through `MessageStore` (any copy may deliver the next notice). A
 Slack failure that may pass (HTTP 429 or 5xx, a network error) raises `DeliveryFailed`, and the
@@ -37,12 +37,10 @@ from bot.metrics import Metrics
 from bot.pea.messages import PeaMessage, pea_message
 from bot.store import MessageStore
 from bot.text import context, deploy_ref, escape, section, shorten, user
-from flows.config import TrainConfig
-from flows.deploy.flows import DeployFlows
+from bot.trains import TrainFlows
 from flows.deploy.machine import State
 from flows.notices import DeployNotice, Frozen, Moved, Notice, PeaNotice, QueueMoved, Unfrozen
 from flows.outbox import Delivered, DeliveryFailed
-from flows.pea.flows import PeaFlows
 from flows.views import DeployView, QueueView
 
 log = logging.getLogger(__name__)
@@ -100,13 +98,11 @@ class SlackSink:
 
     name = NAME
 
-    def __init__(self, client: AsyncWebClient, config: TrainConfig, deploys: DeployFlows, peas: PeaFlows,
-                 store: MessageStore, *, home: HomePublisher | None = None, metrics: Metrics | None = None,
+    def __init__(self, client: AsyncWebClient, trains: Sequence[TrainFlows], store: MessageStore, *,
+                 home: HomePublisher | None = None, metrics: Metrics | None = None,
                  card_interval: float = CARD_INTERVAL) -> None:
         self.client = client
-        self.config = config
-        self.deploys = deploys
-        self.peas = peas
+        self.trains = {t.name: t for t in trains}
         self.store = store
         self.home = home
         self.metrics = metrics
@@ -114,16 +110,30 @@ class SlackSink:
         self._cards: dict[int, tuple[str, str]] = {}  # cards never move: remembered once found
         self._edited: dict[int, float] = {}  # when each card was last edited by this copy (monotonic)
         self._queue_lines: dict[int, str] = {}  # what each queued card says about its place
-        self._queue: _QueueRead | None = None
+        self._queues: dict[str, _QueueRead] = {}  # by train
 
     async def deliver(self, stream: str, notices: Sequence[Notice]) -> Delivered:
         kind, _, key = stream.partition(":")
         if kind == "deploy":
-            return await self._deploy(int(key), [n for n in notices if isinstance(n, DeployNotice)])
+            deploy = await next(iter(self.trains.values())).deploys.deploy(int(key))
+            train = self.trains.get(deploy.train) if deploy is not None else None
+            if train is None or deploy is None:
+                return self._nowhere(stream, notices)
+            return await self._deploy(train, deploy, [n for n in notices if isinstance(n, DeployNotice)])
+        train = (next((t for t in self.trains.values() if key in t.peas.names), None) if kind == "pea"
+                 else self.trains.get(key))
+        if train is None:
+            return self._nowhere(stream, notices)
         if kind == "pea":
-            await self._pea(key, [n for n in notices if isinstance(n, PeaNotice)])
+            await self._pea(train, key, [n for n in notices if isinstance(n, PeaNotice)])
         elif kind == "train":
-            await self._train(notices)
+            await self._train(train, notices)
+        return Delivered()
+
+    @staticmethod
+    def _nowhere(stream: str, notices: Sequence[Notice]) -> Delivered:
+        """A stream of a train no longer configured (or a deploy that is gone): nobody to tell."""
+        log.warning("slack: %d notices of %s belong to no configured train", len(notices), stream)
         return Delivered()
 
     # -- Slack ----------------------------------------------------------------------------------
@@ -150,33 +160,31 @@ class SlackSink:
             self.metrics.slack_errors.labels(method).inc()
 
     # -- a deploy's card, thread and DMs ---------------------------------------------------------
-    async def _deploy(self, deploy_id: int, notices: list[DeployNotice]) -> Delivered:
-        deploy = await self.deploys.deploy(deploy_id)
-        if deploy is None:
-            return Delivered()
+    async def _deploy(self, train: TrainFlows, deploy: DeployView, notices: list[DeployNotice]) -> Delivered:
+        deploy_id = deploy.id
         card = await self._find_card(deploy_id)
         posted = False
         done = 0
         try:
             for notice in notices:
                 if card is None:
-                    card, posted = await self._post_card(deploy), True
+                    card, posted = await self._post_card(train, deploy), True
                 self._observe(notice, deploy)
-                reply = thread_reply(notice, deploy, self.config)
+                reply = thread_reply(notice, deploy, train.config)
                 if reply and card is not None:
                     await self._slack("chat.postMessage", channel=card[0], thread_ts=card[1], text=reply,
                                       unfurl_links=False)
-                dm = direct_message(notice, deploy, self.config)
+                dm = direct_message(notice, deploy, train.config)
                 if dm is not None:
-                    await self._send_dm(deploy, dm)
+                    await self._send_dm(train, deploy, dm)
                 done += 1
             if card is None:
-                card, posted = await self._post_card(deploy), True
+                card, posted = await self._post_card(train, deploy), True
             elif not posted:
                 wait = self._edited.get(deploy_id, float("-inf")) + self.card_interval - time.monotonic()
                 if wait > 0:
                     return Delivered(again_in=wait)
-                await self._edit_card(deploy, card)
+                await self._edit_card(train, deploy, card)
             await self._retire_dm(deploy)
         except _Transient as exc:
             raise exc.after(done) from None
@@ -191,19 +199,19 @@ class SlackSink:
                 self._cards[deploy_id] = (ref.channel, ref.ts)
         return self._cards.get(deploy_id)
 
-    async def _card(self, deploy: DeployView) -> tuple[list[dict[str, Any]], str]:
+    async def _card(self, flows: TrainFlows, deploy: DeployView) -> tuple[list[dict[str, Any]], str]:
         entry = train = None
         if deploy.state is State.QUEUED:
-            queue = await self._queue_view()
+            queue = await self._queue_view(flows)
             if queue.entry(deploy.id) is None:  # queued after that read: it has no place in it yet
-                queue = await self._queue_view(fresh=True)
+                queue = await self._queue_view(flows, fresh=True)
             entry, train = queue.entry(deploy.id), queue.train
             self._queue_lines[deploy.id] = cards.queue_line(entry, train)
         return cards.card_blocks(deploy, entry=entry, train=train), cards.fallback_text(cards.shown(deploy, entry))
 
-    async def _post_card(self, deploy: DeployView) -> tuple[str, str] | None:
-        blocks, text = await self._card(deploy)
-        posted = await self._slack("chat.postMessage", channel=self.config.slack.channel, text=text, blocks=blocks,
+    async def _post_card(self, train: TrainFlows, deploy: DeployView) -> tuple[str, str] | None:
+        blocks, text = await self._card(train, deploy)
+        posted = await self._slack("chat.postMessage", channel=train.config.slack.channel, text=text, blocks=blocks,
                                    unfurl_links=False)
         if posted is None:
             return None
@@ -213,19 +221,20 @@ class SlackSink:
         self._edited[deploy.id] = time.monotonic()
         return card
 
-    async def _edit_card(self, deploy: DeployView, card: tuple[str, str]) -> None:
-        blocks, text = await self._card(deploy)
+    async def _edit_card(self, train: TrainFlows, deploy: DeployView, card: tuple[str, str]) -> None:
+        blocks, text = await self._card(train, deploy)
         self._edited[deploy.id] = time.monotonic()
         await self._slack("chat.update", channel=card[0], ts=card[1], text=text, blocks=blocks)
         if deploy.state.terminal:
             self._edited.pop(deploy.id, None)
             self._queue_lines.pop(deploy.id, None)
 
-    async def _queue_view(self, *, fresh: bool = False) -> QueueView:
-        """The queue, read at most once per QUEUE_VIEW_TTL for all the queued cards."""
-        if fresh or self._queue is None or time.monotonic() - self._queue.at > QUEUE_VIEW_TTL:
-            self._queue = _QueueRead(time.monotonic(), await self.deploys.queue())
-        return self._queue.view
+    async def _queue_view(self, train: TrainFlows, *, fresh: bool = False) -> QueueView:
+        """The train's queue, read at most once per QUEUE_VIEW_TTL for all its queued cards."""
+        read = self._queues.get(train.name)
+        if fresh or read is None or time.monotonic() - read.at > QUEUE_VIEW_TTL:
+            read = self._queues[train.name] = _QueueRead(time.monotonic(), await train.deploys.queue())
+        return read.view
 
     def _observe(self, notice: DeployNotice, deploy: DeployView) -> None:
         if self.metrics is None or not isinstance(notice, Moved) or notice.source is notice.target:
@@ -234,9 +243,9 @@ class SlackSink:
         if entered and left:
             self.metrics.step_ended(notice.train, notice.source.value, entered, left)
 
-    async def _send_dm(self, deploy: DeployView, dm: DirectMessage) -> None:
+    async def _send_dm(self, train: TrainFlows, deploy: DeployView, dm: DirectMessage) -> None:
         where = (f"{deploy_ref(deploy.id, deploy.pr_number).capitalize()} · its card is in "
-                 f"<#{self.config.slack.channel}>")
+                 f"<#{train.config.slack.channel}>")
         blocks = [section(dm.text), context(where)]
         buttons = None
         if dm.offered is not None:
@@ -269,43 +278,44 @@ class SlackSink:
         await self.store.forget_message(_dm_key(deploy.id))
 
     # -- the train ------------------------------------------------------------------------------
-    async def _train(self, notices: Sequence[Notice]) -> None:
+    async def _train(self, train: TrainFlows, notices: Sequence[Notice]) -> None:
         done = 0
+        channel = train.config.slack.channel
         try:
             for notice in notices:
                 if isinstance(notice, Frozen):
-                    await self._slack("chat.postMessage", channel=self.config.slack.channel, text=(
+                    await self._slack("chat.postMessage", channel=channel, text=(
                         f":snowflake: The train is *frozen* by {user(notice.by)}: "
                         f"{escape(shorten(notice.reason, 500))}\n"
                         "Queued deploys wait; the deploy in flight carries on."))
                 elif isinstance(notice, Unfrozen):
-                    await self._slack("chat.postMessage", channel=self.config.slack.channel,
+                    await self._slack("chat.postMessage", channel=channel,
                                       text=f":arrow_forward: The train is *running again* (unfrozen by "
                                            f"{user(notice.by)}).")
                 done += 1
             if any(isinstance(n, QueueMoved) for n in notices):
-                await self._refresh_queued()
+                await self._refresh_queued(train)
         except _Transient as exc:
             raise exc.after(done) from None
         if self.home is not None:
             self.home.changed()
 
-    async def _refresh_queued(self) -> None:
-        """Queued cards show their position and ETA: edit those whose line changed."""
-        queue = await self._queue_view(fresh=True)
+    async def _refresh_queued(self, train: TrainFlows) -> None:
+        """The train's queued cards show their position and ETA: edit those whose line changed."""
+        queue = await self._queue_view(train, fresh=True)
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def refresh(deploy: DeployView, line: str) -> None:
             async with slots:
                 card = await self._find_card(deploy.id)
                 if card is not None and self._queue_lines.get(deploy.id) != line:
-                    await self._edit_card(deploy, card)
+                    await self._edit_card(train, deploy, card)
 
         await asyncio.gather(*(refresh(e.deploy, cards.queue_line(e, queue.train)) for e in queue.queued))
 
     # -- peas -----------------------------------------------------------------------------------
-    async def _pea(self, name: str, notices: list[PeaNotice]) -> None:
-        view = await self.peas.get(name)
+    async def _pea(self, train: TrainFlows, name: str, notices: list[PeaNotice]) -> None:
+        view = await train.peas.get(name)
         if view is None:
             return
         for done, notice in enumerate(notices):

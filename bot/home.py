@@ -1,4 +1,5 @@
-"""The App Home: the train (frozen?), the deploy in flight with your buttons, the queue, your peas, your history.
+"""The App Home: every train (frozen?) with its deploy in flight (your buttons on it) and its queue, then your peas
+and your history across the trains.
 
 Published when someone opens the tab, and republished (debounced) when something they see
 changes: for everyone who ever opened it (kept in the database, so any copy republishes it) when
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -19,8 +20,8 @@ from bot.deploy import cards
 from bot.pea.cards import pea_blocks
 from bot.store import MessageStore
 from bot.text import context, escape, eta, human_duration, plain, section, user, when
-from flows.deploy.flows import DeployFlows
-from flows.pea.flows import PeaFlows
+from bot.trains import TrainFlows
+from flows.config import CommandsConfig
 from flows.views import QueueView
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,15 @@ CONCURRENCY = 4  # Homes rendered and published at once (all viewers are republi
 QUEUE_SHOWN = 20
 OWN_BUTTONS_SHOWN = 5
 RECENT_SHOWN = 5
+MAX_BLOCKS = 100  # what Slack's views.publish takes
 
 
 class HomePublisher:
-    def __init__(self, client: AsyncWebClient, deploys: DeployFlows, peas: PeaFlows, store: MessageStore, *,
-                 debounce: float = 1.0) -> None:
+    def __init__(self, client: AsyncWebClient, trains: Sequence[TrainFlows], commands: CommandsConfig,
+                 store: MessageStore, *, debounce: float = 1.0) -> None:
         self.client = client
-        self.deploys = deploys
-        self.peas = peas
+        self.trains = tuple(trains)
+        self.commands = commands
         self.store = store
         self.debounce = debounce
         self._dirty: set[str] = set()
@@ -63,6 +65,9 @@ class HomePublisher:
             self._flush.cancel()
             await asyncio.gather(self._flush, return_exceptions=True)
 
+    async def _queues(self) -> list[QueueView]:
+        return list(await asyncio.gather(*(t.deploys.queue() for t in self.trains)))
+
     async def _publish_dirty(self) -> None:
         try:
             while self._dirty or self._everyone:
@@ -71,18 +76,18 @@ class HomePublisher:
                 if self._everyone:
                     self._everyone = False
                     users |= await self.store.home_viewers()
-                queue = await self.deploys.queue()  # what everyone sees, read once for all
-                await asyncio.gather(*(self.publish(u, queue) for u in users))
+                queues = await self._queues()  # what everyone sees, read once for all
+                await asyncio.gather(*(self.publish(u, queues) for u in users))
         except Exception:
-            log.exception("home: cannot read the train")
+            log.exception("home: cannot read the trains")
         finally:
             self._flush = None
 
-    async def publish(self, user_id: str, queue: QueueView | None = None) -> None:
+    async def publish(self, user_id: str, queues: list[QueueView] | None = None) -> None:
         """Render and publish one person's Home; failures are logged, never raised."""
         try:
             async with self._slots:
-                blocks = await self.render(user_id, queue or await self.deploys.queue())
+                blocks = await self.render(user_id, queues or await self._queues())
                 if self._published.get(user_id) == blocks:
                     return
                 await self.client.views_publish(user_id=user_id, view={"type": "home", "blocks": blocks})
@@ -92,10 +97,52 @@ class HomePublisher:
         except Exception:
             log.exception("home: cannot publish for %s", user_id)
 
-    async def render(self, user_id: str, queue: QueueView) -> list[dict[str, Any]]:
-        train, commands = queue.train, self.deploys.config.slack.commands
-        deploy_command, pea_command = commands.deploy, commands.pea
-        blocks: list[dict[str, Any]] = [{"type": "header", "text": plain("Deploy train", 150)}]
+    async def render(self, user_id: str, queues: list[QueueView]) -> list[dict[str, Any]]:
+        """`queues`: each train's, in the order of `trains`."""
+        several = len(self.trains) > 1
+        blocks: list[dict[str, Any]] = [{"type": "header", "text": plain("Deploy trains" if several
+                                                                         else "Deploy train", 150)}]
+        for train, queue in zip(self.trains, queues, strict=True):
+            blocks += self._train(train, queue, user_id, several)
+        tail = await self._yours(user_id, several)
+        if len(blocks) + len(tail) > MAX_BLOCKS:  # many trains: the last ones are in `/deploy queue`
+            blocks = [*blocks[:MAX_BLOCKS - len(tail) - 1],
+                      context(f"…more trains: `{self.commands.deploy} queue` shows them all.")]
+        return blocks + tail
+
+    async def _yours(self, user_id: str, several: bool) -> list[dict[str, Any]]:
+        """Your peas and your recent deploys, across the trains."""
+        blocks: list[dict[str, Any]] = []
+        pea_command = self.commands.pea
+        if any(t.peas.names for t in self.trains):
+            held = await asyncio.gather(*(t.peas.peas_of(user_id) for t in self.trains if t.peas.names))
+            peas = [view for views in held for view in views]
+            blocks += [{"type": "divider"}, section("*Your peas*")]
+            blocks += [block for view in peas for block in pea_blocks(view)] or [
+                context(f"You hold no pea. `{pea_command}` lists them; `{pea_command} deploy <pea> <pr>` claims one.")]
+
+        histories = await asyncio.gather(*(t.deploys.history(limit=RECENT_SHOWN, requester=user_id)
+                                           for t in self.trains))
+        recent = sorted((d for h in histories for d in h), key=lambda d: (d.finished_at, d.id),
+                        reverse=True)[:RECENT_SHOWN]
+        blocks += [{"type": "divider"}, section("*Your recent deploys*")]
+        if recent:
+            blocks.append(section("\n".join(
+                f"{f'`{d.train}` ' if several else ''}{cards.summary(d)} · {human_duration(d.duration)} · "
+                f"{when(d.finished_at, '{date_short_pretty} {time}')}"
+                for d in recent)))
+        else:
+            blocks.append(section("_None yet._"))
+        return blocks
+
+    def _train(self, flows: TrainFlows, queue: QueueView, user_id: str, several: bool) -> list[dict[str, Any]]:
+        """One train's part: frozen or running, its deploy in flight, its queue; with several trains, a few lines
+        each (Slack's Home holds 100 blocks), the buttons only on what is yours."""
+        return self._one_of_many(flows, queue, user_id) if several else self._the_train(flows, queue, user_id)
+
+    def _the_train(self, flows: TrainFlows, queue: QueueView, user_id: str) -> list[dict[str, Any]]:
+        train, deploy_command = queue.train, self.commands.deploy
+        blocks: list[dict[str, Any]] = []
         if train.frozen:
             blocks.append(section(f":snowflake: *Frozen* by {user(train.frozen_by)} since {when(train.frozen_at)}: "
                                   f"{escape(train.frozen_reason)}\nQueued deploys wait until an admin runs "
@@ -107,7 +154,7 @@ class HomePublisher:
         blocks += [{"type": "divider"}, section("*In flight*")]
         deploy = queue.in_flight
         if deploy is not None:
-            blocks += cards.card_blocks(deploy, with_buttons=self.deploys.may_act(user_id, deploy))
+            blocks += cards.card_blocks(deploy, with_buttons=flows.deploys.may_act(user_id, deploy))
         else:
             blocks.append(section("_Nothing is deploying right now._"))
 
@@ -120,27 +167,35 @@ class HomePublisher:
             if len(queued) > QUEUE_SHOWN:
                 lines.append(f"…and {len(queued) - QUEUE_SHOWN} more: `{deploy_command} queue` lists them all.")
             blocks.append(section("\n".join(lines)))
-            mine = [e for e in queued if self.deploys.may_act(user_id, e.deploy)][:OWN_BUTTONS_SHOWN]
-            for entry in mine:
-                buttons = cards.actions(entry.deploy, block_id=f"home_queued{entry.deploy.id}")
-                if buttons:
-                    blocks += [context(f"#{entry.deploy.pr_number} (position {entry.position})"), buttons]
+            blocks += self._own_queued(flows, queue, user_id)
         else:
             blocks.append(section("_The queue is empty._"))
+        return blocks
 
-        if self.peas.names:
-            peas = await self.peas.peas_of(user_id)
-            blocks += [{"type": "divider"}, section("*Your peas*")]
-            blocks += [block for view in peas for block in pea_blocks(view)] or [
-                context(f"You hold no pea. `{pea_command}` lists them; `{pea_command} deploy <pea> <pr>` claims one.")]
+    def _one_of_many(self, flows: TrainFlows, queue: QueueView, user_id: str) -> list[dict[str, Any]]:
+        train, name = queue.train, flows.name
+        state = (f":snowflake: frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}" if train.frozen
+                 else ":large_green_circle: running")
+        lines = [f"*{escape(name)}* · <#{flows.config.slack.channel}> · {state}"]
+        deploy = queue.in_flight
+        lines.append(f"In flight: {cards.title(deploy)} · {user(deploy.requester)} · `{deploy.state.label}`"
+                     if deploy is not None else "In flight: _nothing_")
+        queued = queue.queued
+        mine = [str(e.position) for e in queued if e.deploy.requester == user_id]
+        lines.append(f"Queue: {len(queued)}" + (f" (yours: {', '.join(mine)})" if mine else "")
+                     + f" · `{self.commands.deploy} queue {name}`")
+        blocks: list[dict[str, Any]] = [{"type": "divider"}, section("\n".join(lines))]
+        if deploy is not None and deploy.requester == user_id:
+            buttons = cards.actions(deploy, block_id=f"home_flight{deploy.id}")
+            if buttons:
+                blocks.append(buttons)
+        return blocks + self._own_queued(flows, queue, user_id)
 
-        recent = await self.deploys.history(limit=RECENT_SHOWN, requester=user_id)
-        blocks += [{"type": "divider"}, section("*Your recent deploys*")]
-        if recent:
-            blocks.append(section("\n".join(
-                f"{cards.summary(d)} · {human_duration(d.duration)} · "
-                f"{when(d.finished_at, '{date_short_pretty} {time}')}"
-                for d in recent)))
-        else:
-            blocks.append(section("_None yet._"))
+    def _own_queued(self, flows: TrainFlows, queue: QueueView, user_id: str) -> list[dict[str, Any]]:
+        """The buttons of the queued deploys `user_id` may act on (a few)."""
+        blocks: list[dict[str, Any]] = []
+        for entry in [e for e in queue.queued if flows.deploys.may_act(user_id, e.deploy)][:OWN_BUTTONS_SHOWN]:
+            buttons = cards.actions(entry.deploy, block_id=f"home_queued{entry.deploy.id}")
+            if buttons:
+                blocks += [context(f"#{entry.deploy.pr_number} (position {entry.position})"), buttons]
         return blocks

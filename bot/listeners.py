@@ -1,7 +1,8 @@
 """Every Slack listener of the app, registered in one place: slash commands, forms, buttons, options, events.
 
 Each listener acks first (a form's ack carries its errors, so it validates within Slack's 3 s
-before acking), then asks the domain through `Surface` and answers the person ephemerally.
+before acking), then asks the train the request is for (named, implied by the channel, or the
+deploy's or pea's own: `Surface`) and answers the person ephemerally.
 Handlers stay thin: what to say lives in `bot.deploy` and `bot.pea`, the words of a refusal in
 `bot.refusals`. A refused, stale or forged request changes nothing.
 """
@@ -28,11 +29,12 @@ from bot.pea import answers as pea_answers
 from bot.pea import form as pea_form
 from bot.pea.cards import ACTIONS as PEA_ACTIONS
 from bot.refusals import word
-from bot.surface import Surface, tell
+from bot.surface import Surface, WhichTrain, tell
 from bot.text import shorten
+from bot.trains import TrainFlows
 from flows.config import CommandsConfig
 from flows.deploy.machine import BUTTON_EVENTS, Event
-from flows.errors import Refused
+from flows.errors import Refused, Why
 from flows.pea.machine import BUTTONS as PEA_BUTTONS
 from flows.views import PeaView, Placed
 
@@ -64,6 +66,10 @@ def register(app: AsyncApp, surface: Surface) -> None:
     _fallbacks(app, surface.commands)
 
 
+def _nothing_changed(exc: WhichTrain) -> str:
+    return f"{exc}\nNothing was changed."
+
+
 # -- the train ------------------------------------------------------------------------------------
 
 def _deploy_command(app: AsyncApp, surface: Surface) -> None:
@@ -71,44 +77,66 @@ def _deploy_command(app: AsyncApp, surface: Surface) -> None:
     async def handle_deploy_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
                                     client: AsyncWebClient) -> None:
         await ack()
-        user_id = command["user_id"]
+        user_id, channel, slash = command["user_id"], command.get("channel_id"), surface.commands.deploy
         try:
-            parsed = parse_deploy(command.get("text") or "", surface.commands.deploy, (surface.config.name,))
+            parsed = parse_deploy(command.get("text") or "", slash, surface.names)
             if isinstance(parsed, Form):
-                await client.views_open(trigger_id=command["trigger_id"],
-                                        view=form.deploy_modal(surface.config, command.get("channel_id")))
+                train = surface.implied(parsed.train, channel)
+                modal = form.deploy_modal([t.config for t in surface.trains.values()],
+                                          train.config if train else None, channel)
+                await client.views_open(trigger_id=command["trigger_id"], view=modal)
                 return
             if isinstance(parsed, Subcommand):
-                answer = await deploy_answers.run_subcommand(surface.deploys, surface.config, parsed, user_id)
+                answer = await deploy_answers.run_subcommand(surface, parsed, user_id, channel)
             else:
-                placed = await surface.deploys.request(deploy_answers.deploy_request(parsed, user_id))
-                answer = deploy_answers.queued_text(placed, surface.config.slack.channel)
+                train = surface.train_for(parsed.train, channel, f"{slash} {{train}} {parsed.pr}")
+                placed = await train.deploys.request(deploy_answers.deploy_request(parsed, user_id))
+                answer = deploy_answers.queued_text(placed, train.config.slack.channel)
         except BadInput as exc:
-            answer = f"{exc}\nNothing was changed. `{surface.commands.deploy} help` lists what you can type."
+            answer = f"{exc}\nNothing was changed. `{slash} help` lists what you can type."
         except Refused as exc:
             answer = refused(exc, surface.commands)
+        except WhichTrain as exc:
+            answer = _nothing_changed(exc)
         await tell(client, user_id, answer, respond=respond)
 
 
 def _deploy_form(app: AsyncApp, surface: Surface) -> None:
-    async def answer_later(user_id: str, channel: str | None, request: asyncio.Future[Placed]) -> None:
+    async def answer_later(user_id: str, channel: str | None, where: str, request: asyncio.Future[Placed]) -> None:
         """The form closed before GitHub answered: say how the request went, ephemerally."""
         try:
-            text = deploy_answers.queued_text(await request, surface.config.slack.channel)
+            text = deploy_answers.queued_text(await request, where)
         except Refused as exc:
             text = f"Your deploy request was not queued: {word(exc, surface.commands)}"
         await tell(app.client, user_id, text, channel=channel)
 
+    @app.action(form.TRAIN)
+    async def handle_deploy_train_pick(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                                       client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        train = surface.trains.get(str((action.get("selected_option") or {}).get("value")))
+        if train is None or not view.get("id"):
+            return
+        modal = form.deploy_modal([t.config for t in surface.trains.values()], train.config,
+                                  picker.form_metadata(view).get("channel"))
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
+
     @app.view(form.CALLBACK_ID)
     async def handle_deploy_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user_id = body["user"]["id"]
+        kept = picker.form_metadata(view)
+        train = surface.trains.get(str(kept.get("train"))) or surface.of_channel(None)
+        if train is None:  # submitted before a train was picked (the form has no submit button then)
+            await ack(response_action="errors", errors=form.error(None, "Pick a train first."))
+            return
         request, errors = form.read_submission(view, user_id)
         if request is None:
             await ack(response_action="errors", errors=errors)
             return
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+        channel, where = kept.get("channel"), train.config.slack.channel
         # The train checks the pull request on GitHub; the answer belongs beside the field if it comes in time.
-        pending = asyncio.ensure_future(surface.deploys.request(request))
+        pending = asyncio.ensure_future(train.deploys.request(request))
         try:
             placed = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
         except Refused as exc:
@@ -117,15 +145,14 @@ def _deploy_form(app: AsyncApp, surface: Surface) -> None:
             return
         except TimeoutError:
             await ack()
-            await answer_later(user_id, channel, pending)
+            await answer_later(user_id, channel, where, pending)
             return
         await ack()
-        await tell(app.client, user_id, deploy_answers.queued_text(placed, surface.config.slack.channel),
-                   channel=channel)
+        await tell(app.client, user_id, deploy_answers.queued_text(placed, where), channel=channel)
 
 
 def _deploy_button(surface: Surface, event: Event) -> Listener:
-    """The listener of one kind of button: it asks the train for `event` on the deploy the button names."""
+    """The listener of one kind of button: it asks the deploy's train for `event` on the deploy the button names."""
 
     async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
                        client: AsyncWebClient) -> None:
@@ -138,8 +165,11 @@ def _deploy_button(surface: Surface, event: Event) -> Listener:
                         action.get("value"))
             await tell(client, user_id, NOT_VALID, respond=respond)
             return
+        train = await surface.of_deploy(value.deploy_id)
         try:
-            await surface.deploys.act(value.deploy_id, value.state.value, event, user_id)
+            if train is None:
+                raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=value.deploy_id)
+            await train.deploys.act(value.deploy_id, value.state.value, event, user_id)
         except Refused as exc:
             await tell(client, user_id, refused(exc, surface.commands), respond=respond)
 
@@ -149,21 +179,37 @@ def _deploy_button(surface: Surface, event: Event) -> Listener:
 
 # -- peas -----------------------------------------------------------------------------------------
 
+def _pea_train(surface: Surface, pea: str) -> TrainFlows:
+    """The train of pea `pea`; Refused naming every pea when there is none of that name (or no pea at all)."""
+    train = surface.of_pea(pea)
+    if train is not None:
+        return train
+    names = [name for t in surface.trains.values() for name in t.peas.names]
+    raise Refused(Why.NO_SUCH_PEA, field="pea", pea=pea, choices=names) if names else Refused(Why.PEAS_NOT_SET_UP)
+
+
 def _pea_command(app: AsyncApp, surface: Surface) -> None:
     @app.command(surface.commands.pea)
     async def handle_pea_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
                                  client: AsyncWebClient) -> None:
         await ack()
-        user_id = command["user_id"]
+        user_id, channel, slash = command["user_id"], command.get("channel_id"), surface.commands.pea
         try:
-            parsed = parse_pea(command.get("text") or "", surface.commands.pea)
+            parsed = parse_pea(command.get("text") or "", slash)
             if parsed.name == "form":
-                modal = pea_form.deploy_modal(await surface.peas.all(), user_id, command.get("channel_id"))
+                train = surface.implied(None, channel)
+                pools = [train] if train is not None else list(surface.trains.values())
+                views = [view for t in pools for view in await t.peas.all()]
+                modal = pea_form.deploy_modal(views, user_id, channel, train.name if train else None)
                 await client.views_open(trigger_id=command["trigger_id"], view=modal)
                 return
-            answer = await pea_answers.run_command(surface.peas, parsed, user_id, surface.commands.pea)
+            if parsed.name in ("list", "help"):
+                answer = await pea_answers.run_listing(list(surface.trains.values()), parsed, slash)
+            else:
+                pea = _pea_train(surface, parsed.pea or "")
+                answer = await pea_answers.run_command(pea.peas, parsed, user_id, slash)
         except BadInput as exc:
-            answer = f"{exc}\nNothing was changed. `{surface.commands.pea} help` lists what you can type."
+            answer = f"{exc}\nNothing was changed. `{slash} help` lists what you can type."
         except Refused as exc:
             answer = refused(exc, surface.commands)
         await tell(client, user_id, answer, respond=respond)
@@ -177,8 +223,14 @@ def _pea_form(app: AsyncApp, surface: Surface) -> None:
         if errors or pea is None or pr is None:
             await ack(response_action="errors", errors=errors)
             return
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
-        pending = asyncio.ensure_future(surface.peas.deploy(user_id, pea, pr))
+        channel = picker.form_metadata(view).get("channel")
+        try:
+            train = _pea_train(surface, pea)
+        except Refused as exc:
+            await ack(response_action="errors", errors={pea_form.PEA: shorten(word(exc, surface.commands),
+                                                                              _ERROR_LENGTH)})
+            return
+        pending = asyncio.ensure_future(train.peas.deploy(user_id, pea, pr))
         try:
             deployed = await asyncio.wait_for(asyncio.shield(pending), SUBMIT_BUDGET)
         except Refused as exc:
@@ -217,7 +269,7 @@ def _pea_button(surface: Surface, label: str) -> Listener:
             await tell(client, user_id, not_valid, respond=respond)
             return
         try:
-            pea = await surface.peas.press(user_id, label, value)
+            pea = await _pea_train(surface, value["pea"]).peas.press(user_id, label, value)
         except Refused as exc:
             await tell(client, user_id, refused(exc, surface.commands), respond=respond)
             return
@@ -230,10 +282,17 @@ def _pea_button(surface: Surface, label: str) -> Listener:
 # -- shared ---------------------------------------------------------------------------------------
 
 def _picker(app: AsyncApp, surface: Surface) -> None:
+    def train_of(payload: dict[str, Any]) -> TrainFlows:
+        """Whose pull requests the form offers: its pea's train, else the train it was opened for."""
+        view = payload.get("view") or {}
+        pea = pea_form.chosen_pea((view.get("state") or {}).get("values") or {})
+        return (surface.of_pea(pea) if pea else None) or surface.trains.get(
+            str(picker.form_metadata(view).get("train"))) or next(iter(surface.trains.values()))
+
     @app.options(picker.ACTION_ID)
     async def handle_pr_suggestion(ack: AsyncAck, payload: dict[str, Any]) -> None:
         # Options are the ack itself, so the search runs first, within its budget.
-        await ack(options=await picker.suggestions(surface.deploys, str(payload.get("value") or "")))
+        await ack(options=await picker.suggestions(train_of(payload).deploys, str(payload.get("value") or "")))
 
 
 def _home(app: AsyncApp, surface: Surface) -> None:

@@ -7,7 +7,7 @@ are read from the database when scraped; the rest are counted as things happen.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -60,10 +60,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def exposition_of(metrics: Metrics, train: str, counts: Callable[[], Awaitable[dict[str, int]]]) -> bytes:
-    """`/metrics`: the counters, and the deploy gauges of `train` read from the domain now."""
-    try:
-        metrics.refresh(train, await counts())
-    except Exception:
-        log.exception("metrics: cannot read the deploys")
+async def exposition_of(metrics: Metrics, counts: Mapping[str, Callable[[], Awaitable[dict[str, int]]]]) -> bytes:
+    """`/metrics`: the counters, and each train's deploy gauges (`counts`, by train) read from the domain now."""
+    for train, count in counts.items():
+        try:
+            metrics.refresh(train, await count())
+        except Exception:
+            log.exception("metrics: cannot read the deploys of train %s", train)
     return metrics.exposition()

@@ -4,6 +4,7 @@ people type. Shared by `/deploy` and `/pea` (any input whose element uses `eleme
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -28,6 +29,15 @@ def element(placeholder: str = "Search open pull requests") -> dict[str, Any]:
 def option(pr: PullRequestOption) -> dict[str, Any]:
     # Slack cuts option text at 75 characters: the number and author first, the title last.
     return {"text": plain(f"#{pr.number} {pr.author}: {pr.title}", 75), "value": str(pr.number)}
+
+
+def form_metadata(view: dict[str, Any]) -> dict[str, Any]:
+    """What a form keeps for later in its private_metadata: the channel it was opened in, its train (if any)."""
+    try:
+        kept = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return kept if isinstance(kept, dict) else {}
 
 
 def picked(values: dict[str, Any], block_id: str) -> int | None:

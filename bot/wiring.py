@@ -205,16 +205,22 @@ async def doctor(config: TrainConfig, settings: Settings, *, fast: bool = False,
             facade.close()
 
 
-async def preflight(config: TrainConfig, settings: Settings, *, within: float = PREFLIGHT_TIMEOUT) -> None:
-    """The doctor's fast part, before the bot takes work: WiringError naming every problem with its fix, in the
-    doctor's words. A system that does not answer is only logged: the bot waits out outside failures itself."""
-    report = await doctor(config, settings, fast=True, within=within)
-    for check in report.problems:
-        if check.transient:
-            log.warning("not checked at start: %s", check.words)
-    problems = [check for check in report.problems if not check.transient]
+async def preflight(trains: Sequence[TrainConfig], settings: Settings, *, within: float = PREFLIGHT_TIMEOUT) -> None:
+    """The doctor's fast part for every train at once, before the bot takes work: WiringError naming every problem
+    with its fix, in the doctor's words (and the train's name, when there are several). A system that does not
+    answer is only logged: the bot waits out outside failures itself."""
+    reports = await asyncio.gather(*(doctor(config, settings, fast=True, within=within) for config in trains))
+    named = len(trains) > 1
+    problems = []
+    for config, report in zip(trains, reports, strict=True):
+        where = f"train {config.name}: " if named else ""
+        for check in report.problems:
+            if check.transient:
+                log.warning("not checked at start: %s%s", where, check.words)
+            else:
+                problems.append(f"{where}{check.words}")
     if len(problems) == 1:
-        raise WiringError(problems[0].words)
+        raise WiringError(problems[0])
     if problems:
         raise WiringError(f"{len(problems)} problems (`fatcontroller doctor` checks everything):\n"
-                          + "\n".join(f"  {check.words}" for check in problems))
+                          + "\n".join(f"  {words}" for words in problems))

@@ -74,7 +74,7 @@ class Demo:
     def __init__(self, sandbox: Sandbox, bot: Bot, screen: Screen) -> None:
         self.sandbox, self.bot, self.screen = sandbox, bot, screen
         self.slack = sandbox.slack
-        self.channel = bot.config.slack.channel
+        self.channel = bot.train().config.slack.channel
         self.clicked: set[str] = set()
         self.steps = 0
 
@@ -125,10 +125,10 @@ class Demo:
 
     # -- the bot's records -----------------------------------------------------------------------
     async def deploy_of(self, pr: int) -> DeployView | None:
-        return await self.bot.deploys.latest_of(pr)
+        return await self.bot.train().deploys.latest_of(pr)
 
     async def pea(self, name: str) -> PeaView | None:
-        return await self.bot.engine.lanes[self.bot.config.name].peas.get(name)
+        return await self.bot.train().peas.get(name)
 
     async def reaches(self, pr: int, state: str) -> DeployView:
         deadline = time.monotonic() + WAIT
@@ -274,8 +274,8 @@ class Demo:
 
     # -- the summary -----------------------------------------------------------------------------
     async def summary(self, console: Console) -> None:
-        deploys = sorted(await self.bot.deploys.history(limit=100), key=lambda d: d.id)
-        peas = await self.bot.engine.lanes[self.bot.config.name].peas.all()
+        deploys = sorted(await self.bot.train().deploys.history(limit=100), key=lambda d: d.id)
+        peas = await self.bot.train().peas.all()
         table = Table(title="deploys", title_justify="left")
         for column in ("#", "pull request", "requester", "processes", "outcome", "builds", "took"):
             table.add_column(column)
@@ -354,12 +354,12 @@ async def demo(keep: bool = False) -> int:
     console.print(f"sandbox up: Slack {sandbox.slack.url}, GitHub {sandbox.github.url}, "
                   f"Jenkins {sandbox.jenkins.url}, AWS {sandbox.aws.url}; database and app.yaml in {folder}")
     try:
-        bot = await start_bot(load_config(config_path).only_train, Settings())
+        bot = await start_bot(load_config(config_path), Settings())
     except StartupError as exc:
         console.print(f"[red]demo failed: the bot did not start: {exc}[/red]")
         sandbox.stop()
         return 1
-    screen = Screen(console, sandbox.slack, bot.config.slack.channel, STEPS)
+    screen = Screen(console, sandbox.slack, bot.train().config.slack.channel, STEPS)
     played = Demo(sandbox, bot, screen)
     try:
         await sandbox.slack.wait_connected()

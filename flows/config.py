@@ -355,13 +355,11 @@ class AppConfig(_Section):
             raise ValueError(_JOINED.join(problems))
         return self
 
-    @property
-    def only_train(self) -> TrainConfig:
-        """The train of a file that has one; ConfigError for several (a process runs one train in this release)."""
-        if len(self.trains) != 1:
-            raise ConfigError("app.yaml", [f"trains: this release runs one train per process; the file has "
-                                           f"{len(self.trains)} ({', '.join(self.trains)})"])
-        return next(iter(self.trains.values()))
+    @classmethod
+    def of(cls, *trains: TrainConfig) -> AppConfig:
+        """The configuration of these trains, as a file of them would give (for callers that build trains in
+        code: tests, benchmarks); the commands are the first train's."""
+        return cls(trains={t.name: t for t in trains}, slack=AppSlackConfig(commands=trains[0].slack.commands))
 
 
 _JOINED = "\n"  # several problems found together by one validator, one per line

@@ -226,6 +226,15 @@ def _buttons(blocks: list[dict]) -> list[tuple[dict, dict]]:
     return found
 
 
+def _selects(blocks: list[dict]) -> list[tuple[dict, dict]]:
+    """Every (block, static_select element) pair that sends its choice at once (actions blocks, accessories)."""
+    found = []
+    for block in blocks:
+        elements = block.get("elements", []) if block.get("type") == "actions" else [block.get("accessory")]
+        found += [(block, el) for el in elements if el and el.get("type") == "static_select"]
+    return found
+
+
 def button_labels(target: Message | dict | list[dict]) -> list[str]:
     """The text of every button on a message, a view or a list of blocks."""
     return [_text(el.get("text")) for _, el in _buttons(_blocks_of(target))]
@@ -1141,30 +1150,66 @@ class SlackEmulator(ThreadedServer):
                 if key in button:
                     action[key] = button[key]
             action.update(forge)
-            trigger_id = self._issue_trigger(user)
-            payload: dict[str, Any] = {
-                "type": "block_actions", "user": self._person(user), "api_app_id": self.app_id,
-                "token": self.verification_token, "trigger_id": trigger_id, "team": self._team(),
-                "enterprise": None, "is_enterprise_install": False, "state": {"values": {}}, "actions": [action],
-            }
-            if isinstance(target, Message):
-                payload["container"] = {"type": "message", "message_ts": target.ts, "channel_id": target.channel,
-                                        "is_ephemeral": target.ephemeral_to is not None}
-                if target.thread_ts:
-                    payload["container"]["thread_ts"] = target.thread_ts
-                payload["channel"] = {"id": target.channel, "name": self._channel_name(target.channel)}
-                if target.ephemeral_to is None:  # Slack does not send an ephemeral message's content back
-                    payload["message"] = self._message_json(target)
-                payload["response_url"] = self._issue_response_url(user, target.channel, target)
-            else:
-                view = copy.deepcopy(target)
-                view["state"] = {"values": _state_values(view, values or {})}
-                payload["state"] = view["state"]
-                payload["container"] = {"type": "view", "view_id": view["id"]}
-                payload["view"] = view
+            trigger_id, payload = self._action_payload(user, target, action, values)
         seen = self._ephemeral_count(user)
         result = await self._deliver(INTERACTIVE, payload, False)
         return self._interaction("block_actions", user, seen, trigger_id, result)
+
+    async def choose(self, user: str, option: str, *, in_modal: bool = False, in_home: bool = False,
+                     channel: str | None = None, block_id: str | None = None, action_id: str | None = None,
+                     values: dict[str, dict[str, Any]] | None = None) -> Interaction:
+        """Pick the option whose text is `option` in a `static_select` of an actions block (or a section's
+        accessory) on the latest message or view the user can see that has one: Slack sends the choice at once.
+        Narrow the search as for `click`; `values` are what the person has filled in the view so far."""
+        return await self._call(self._choose(self.user_id(user), option, in_modal, in_home, channel, block_id,
+                                             action_id, values or {}))
+
+    async def _choose(self, user: str, option: str, in_modal: bool, in_home: bool, channel: str | None,
+                      block_id: str | None, action_id: str | None,
+                      values: dict[str, dict[str, Any]]) -> Interaction:
+        def matching(surface: Message | dict) -> list[tuple[dict, dict, dict]]:
+            return [(b, el, o) for b, el in _selects(_blocks_of(surface)) for o in el.get("options", [])
+                    if _text(o.get("text")) == option and block_id in (None, b.get("block_id"))
+                    and action_id in (None, el.get("action_id"))]
+
+        with self._lock:
+            surfaces = sorted(self._surfaces(user, None, channel, None, False, in_home, in_modal), key=lambda s: s[0])
+            target = next((s for _, s in reversed(surfaces) if matching(s)), None)
+            if target is None:
+                raise AssertionError(f"no select with the option {option!r} for {self.users[user]}")
+            block, select, picked = matching(target)[0]
+            action = {"action_id": select["action_id"], "block_id": block["block_id"], "type": "static_select",
+                      "selected_option": copy.deepcopy(picked), "action_ts": f"{time.time():.6f}"}
+            trigger_id, payload = self._action_payload(user, target, action, values)
+        seen = self._ephemeral_count(user)
+        result = await self._deliver(INTERACTIVE, payload, False)
+        return self._interaction("block_actions", user, seen, trigger_id, result)
+
+    def _action_payload(self, user: str, target: Message | dict, action: dict,
+                        values: dict[str, dict[str, Any]] | None) -> tuple[str, dict[str, Any]]:
+        """The block_actions payload of `action` on a message or a view, and the trigger id it carries."""
+        trigger_id = self._issue_trigger(user)
+        payload: dict[str, Any] = {
+            "type": "block_actions", "user": self._person(user), "api_app_id": self.app_id,
+            "token": self.verification_token, "trigger_id": trigger_id, "team": self._team(),
+            "enterprise": None, "is_enterprise_install": False, "state": {"values": {}}, "actions": [action],
+        }
+        if isinstance(target, Message):
+            payload["container"] = {"type": "message", "message_ts": target.ts, "channel_id": target.channel,
+                                    "is_ephemeral": target.ephemeral_to is not None}
+            if target.thread_ts:
+                payload["container"]["thread_ts"] = target.thread_ts
+            payload["channel"] = {"id": target.channel, "name": self._channel_name(target.channel)}
+            if target.ephemeral_to is None:  # Slack does not send an ephemeral message's content back
+                payload["message"] = self._message_json(target)
+            payload["response_url"] = self._issue_response_url(user, target.channel, target)
+        else:
+            view = copy.deepcopy(target)
+            view["state"] = {"values": _state_values(view, values or {})}
+            payload["state"] = view["state"]
+            payload["container"] = {"type": "view", "view_id": view["id"]}
+            payload["view"] = view
+        return trigger_id, payload
 
     async def close_view(self, user: str, *, all_views: bool = False) -> Interaction | None:
         """Press Close on the user's modal (or its X, `all_views`): a pushed view goes back to the one under

@@ -19,11 +19,11 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.slack",
     "tests.fixtures.world",
-    "tests.fixtures.trains",
     "tests.fixtures.bot",
     "tests.fixtures.peas",
     "tests.fixtures.bot_process",
     "tests.fixtures.browser",
+    "tests.fixtures.trains",
 ]
 
 

@@ -1,12 +1,17 @@
-"""What `/deploy` answers: help, the queue, history, stats, the train's subcommands and a queued request.
+"""What `/deploy` answers: help, the queue, history, stats (one train's or every train's), the train's
+subcommands and a queued request.
 
 Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from bot.deploy import cards
 from bot.grammar import QuickDeploy, Subcommand
+from bot.surface import Surface
 from bot.text import deploy_ref, escape, eta, human_duration, link, shorten, user, when
 from flows.config import TrainConfig
 from flows.deploy.flows import DeployFlows
@@ -18,24 +23,36 @@ from flows.views import Placed
 HISTORY_SHOWN = 10
 
 
-def usage(config: TrainConfig) -> str:
-    """`/deploy help`, quoting the slash command as configured."""
-    c = config.slack.commands.deploy
+def usage(trains: Sequence[TrainConfig], command: str) -> str:
+    """`/deploy help`, quoting the slash command as configured; with several trains, how to name one."""
+    c = command
+    several = len(trains) > 1
+    config = trains[0]
+    ct = f"{c} {config.name}" if several else c  # the command with the train named, where it goes first
+    t = f" {config.name}" if several else ""  # a train named after a subcommand
     first = next(iter(config.processes))
-    return "\n".join([
+    lines = [
         "*Deploy a pull request*",
-        f"• `{c}` opens a form: pick the pull request and the processes.",
-        f"• `{c} 123` queues #123 with every process; `{c} 123 {first}` only `{first}`.",
-        f'• `{c} 123 --notes "what to watch"` adds notes to its card.',
-        f'• `{c} 123 --front --reason "why"` jumps the queue (emergency list only).',
-        f'• `{c} 123 --skip-build --reason "why"` goes on once the image exists, whatever the build says '
+        f"• `{ct}` opens a form: pick the pull request and the processes.",
+        f"• `{ct} 123` queues #123 with every process; `{ct} 123 {first}` only `{first}`.",
+        f'• `{ct} 123 --notes "what to watch"` adds notes to its card.',
+        f'• `{ct} 123 --front --reason "why"` jumps the queue (emergency list only).',
+        f'• `{ct} 123 --skip-build --reason "why"` goes on once the image exists, whatever the build says '
         "(emergency list only).",
         "*The train*",
-        f"• `{c} queue`: the deploy in flight and the queue, with ids and ETAs.",
-        f"• `{c} cancel [id]`: leave the queue (your next queued deploy, or deploy `id`).",
-        f"• `{c} history`: recent deploys. `{c} stats`: how the train is doing.",
-        f"• `{c} freeze <reason>` and `{c} unfreeze` (admins): stop and restart the train.",
-        f"Processes: {', '.join(f'`{p}`' for p in config.processes)}.",
+        f"• `{c} queue{t}`: the deploy in flight and the queue, with ids and ETAs.",
+        f"• `{c} cancel{t} [id]`: leave the queue (your next queued deploy, or deploy `id`).",
+        f"• `{c} history{t}`: recent deploys. `{c} stats{t}`: how the train is doing.",
+        f"• `{c} freeze{t} <reason>` and `{c} unfreeze{t}` (admins): stop and restart the train.",
+    ]
+    if not several:
+        return "\n".join([*lines, f"Processes: {', '.join(f'`{p}`' for p in config.processes)}."])
+    return "\n".join([
+        *lines,
+        "*Trains*: in a train's channel its name may be left out; elsewhere name it first. "
+        f"`{c} queue`, `{c} history` and `{c} stats` alone show every train.",
+        *(f"• `{train.name}` (<#{train.slack.channel}>): processes {', '.join(f'`{p}`' for p in train.processes)}"
+          for train in trains),
     ])
 
 
@@ -92,24 +109,43 @@ def stats_text(stats: TrainStats) -> str:
     ])
 
 
-async def run_subcommand(deploys: DeployFlows, config: TrainConfig, sub: Subcommand, user_id: str) -> str:
-    """The answer to a subcommand (a Refused from the train propagates)."""
+async def run_subcommand(surface: Surface, sub: Subcommand, user_id: str, channel: str | None) -> str:
+    """The answer to a subcommand typed in `channel` (a Refused from the train, or WhichTrain, propagates)."""
+    command = surface.commands.deploy
     if sub.name == "help":
-        return usage(config)
-    if sub.name == "queue":
-        return await queue_text(deploys)
-    if sub.name == "history":
-        return await history_text(deploys)
-    if sub.name == "stats":
-        return stats_text(await deploys.stats())
+        return usage([t.config for t in surface.trains.values()], command)
+    if sub.name in ("queue", "history", "stats"):
+        implied = surface.implied(sub.train, channel)
+        shown = [implied] if implied is not None else list(surface.trains.values())
+        answers = await asyncio.gather(*(_report(sub.name, train.deploys) for train in shown))
+        if len(shown) == 1:
+            return answers[0]
+        return "\n\n".join(f"*{escape(train.name)}* (<#{train.config.slack.channel}>)\n{answer}"
+                            for train, answer in zip(shown, answers, strict=True))
     if sub.name == "cancel":
-        cancelled = await deploys.cancel(user_id, int(sub.args[0]) if sub.args else None)
+        deploy_id = int(sub.args[0]) if sub.args else None
+        # a deploy's id says its train; the user's next queued deploy needs one
+        train = (await surface.of_deploy(deploy_id) if deploy_id is not None and sub.train is None else None) or \
+            surface.train_for(sub.train, channel, f"{command} cancel {{train}}")
+        cancelled = await train.deploys.cancel(user_id, deploy_id)
         return f"Cancelled {deploy_ref(cancelled.id, cancelled.pr_number)}: it has left the queue."
+    several = len(surface.trains) > 1
     if sub.name == "freeze":
-        await deploys.freeze(user_id, " ".join(sub.args))
-        return f"The train is frozen: queued deploys wait until `{config.slack.commands.deploy} unfreeze`."
-    await deploys.unfreeze(user_id)
-    return "The train is running again."
+        train = surface.train_for(sub.train, channel, f"{command} freeze {{train}} <reason>")
+        await train.deploys.freeze(user_id, " ".join(sub.args))
+        unfreeze = f"{command} unfreeze {train.name}" if several else f"{command} unfreeze"
+        return f"The train {f'`{train.name}` ' if several else ''}is frozen: queued deploys wait until `{unfreeze}`."
+    train = surface.train_for(sub.train, channel, f"{command} unfreeze {{train}}")
+    await train.deploys.unfreeze(user_id)
+    return f"The train {f'`{train.name}` ' if several else ''}is running again."
+
+
+async def _report(name: str, deploys: DeployFlows) -> str:
+    if name == "queue":
+        return await queue_text(deploys)
+    if name == "history":
+        return await history_text(deploys)
+    return stats_text(await deploys.stats())
 
 
 def deploy_request(quick: QuickDeploy, user_id: str) -> DeployRequest:

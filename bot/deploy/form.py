@@ -1,4 +1,5 @@
-"""The `/deploy` form: pull request, processes (all ticked), emergency options with a reason, notes.
+"""The `/deploy` form: the train (with several, unless the channel says), pull request, processes (all ticked),
+emergency options with a reason, notes.
 
 Validated on submit: what the form can judge alone (nothing picked, no process ticked, an
 emergency option without a reason) and everything the train refuses are shown beside the
@@ -8,6 +9,7 @@ field at fault (`response_action: errors`); the form stays open and nothing is q
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from bot import picker
@@ -16,6 +18,7 @@ from flows.config import TrainConfig
 from flows.deploy.service import MAX_NOTES, MAX_REASON, DeployRequest
 
 CALLBACK_ID = "deploy_request"
+TRAIN = "deploy_train"  # the train picker's block and action id
 PR, PROCESSES, EMERGENCY, REASON, NOTES = "pr", "processes", "emergency", "reason", "notes"
 JUMP, SKIP = "jump_queue", "skip_build"
 _ERROR_LENGTH = 250
@@ -37,29 +40,47 @@ def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool
     return block
 
 
-def deploy_modal(config: TrainConfig, channel: str | None) -> dict[str, Any]:
-    processes = [_checkbox(name, name, f"ECS service {p.service}") for name, p in config.processes.items()]
-    return {
+def train_picker(trains: Sequence[TrainConfig], chosen: TrainConfig | None) -> dict[str, Any]:
+    """The train to deploy on: picking one redraws the form with its pull requests and processes."""
+    options = [{"text": plain(t.name, 75), "value": t.name} for t in trains]
+    select: dict[str, Any] = {"type": "static_select", "action_id": TRAIN, "placeholder": plain("Pick a train", 150),
+                              "options": options}
+    if chosen is not None:
+        select["initial_option"] = next(o for o in options if o["value"] == chosen.name)
+    return {"type": "section", "block_id": TRAIN, "text": {"type": "mrkdwn", "text": "*Train*"}, "accessory": select}
+
+
+def deploy_modal(trains: Sequence[TrainConfig], config: TrainConfig | None, channel: str | None) -> dict[str, Any]:
+    """The form for train `config`; with several trains, the train picker first (and only it while `config` is
+    None: what the form asks depends on the train)."""
+    modal: dict[str, Any] = {
         "type": "modal",  # always set: Bolt cannot route a view_submission without it
         "callback_id": CALLBACK_ID,
-        "private_metadata": json.dumps({"channel": channel}),
+        "private_metadata": json.dumps({"channel": channel, "train": config.name if config else None}),
         "title": plain("Deploy", 24),
-        "submit": plain("Queue it", 24),
         "close": plain("Cancel", 24),
-        "blocks": [
-            _input(PR, "Pull request", picker.element(), hint="Open pull requests: type a number, title or author."),
-            _input(PROCESSES, "Processes", {"type": "checkboxes", "action_id": PROCESSES, "options": processes,
-                                            "initial_options": processes}),
-            _input(EMERGENCY, "Emergency", {"type": "checkboxes", "action_id": EMERGENCY, "options": [
-                _checkbox(JUMP, "Jump the queue", "Go next, right behind the deploy in flight"),
-                _checkbox(SKIP, "Skip the build check", "Go on as soon as the image exists"),
-            ]}, optional=True, hint="Only for people on the emergency list; needs a reason."),
-            _input(REASON, "Reason", {"type": "plain_text_input", "action_id": REASON, "max_length": MAX_REASON},
-                   optional=True, hint="Required with an emergency option; everyone sees it."),
-            _input(NOTES, "Notes", {"type": "plain_text_input", "action_id": NOTES, "multiline": True,
-                                    "max_length": MAX_NOTES}, optional=True),
-        ],
+        "blocks": [train_picker(trains, config)] if len(trains) > 1 else [],
     }
+    if config is None:
+        modal["blocks"].append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": "Pick the train first: its pull requests and processes follow."}]})
+        return modal
+    processes = [_checkbox(name, name, f"ECS service {p.service}") for name, p in config.processes.items()]
+    modal["submit"] = plain("Queue it", 24)
+    modal["blocks"] += [
+        _input(PR, "Pull request", picker.element(), hint="Open pull requests: type a number, title or author."),
+        _input(PROCESSES, "Processes", {"type": "checkboxes", "action_id": PROCESSES, "options": processes,
+                                        "initial_options": processes}),
+        _input(EMERGENCY, "Emergency", {"type": "checkboxes", "action_id": EMERGENCY, "options": [
+            _checkbox(JUMP, "Jump the queue", "Go next, right behind the deploy in flight"),
+            _checkbox(SKIP, "Skip the build check", "Go on as soon as the image exists"),
+        ]}, optional=True, hint="Only for people on the emergency list; needs a reason."),
+        _input(REASON, "Reason", {"type": "plain_text_input", "action_id": REASON, "max_length": MAX_REASON},
+               optional=True, hint="Required with an emergency option; everyone sees it."),
+        _input(NOTES, "Notes", {"type": "plain_text_input", "action_id": NOTES, "multiline": True,
+                                "max_length": MAX_NOTES}, optional=True),
+    ]
+    return modal
 
 
 def _value(values: dict[str, Any], block_id: str) -> Any:

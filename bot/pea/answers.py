@@ -5,9 +5,13 @@ Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes no
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from bot.grammar import PeaCommand
 from bot.pea.cards import SINCE, list_text
 from bot.text import escape, when
+from bot.trains import TrainFlows
 from flows.errors import Refused, Why
 from flows.pea.flows import PeaFlows
 from flows.views import PeaView
@@ -40,12 +44,20 @@ def released(view: PeaView) -> str:
     return f"Released `{escape(view.name)}`: it is being scaled to zero."
 
 
-async def run_command(peas: PeaFlows, command: PeaCommand, user_id: str, slash: str) -> str:
-    """The answer to a typed `/pea` (`slash`: that command as configured; a Refused propagates)."""
+async def run_listing(trains: Sequence[TrainFlows], command: PeaCommand, slash: str) -> str:
+    """`/pea` or `/pea help`: about every train's peas, grouped by train when there are several with peas."""
+    pools = [t for t in trains if t.peas.names]
     if command.name == "help":
-        return usage(peas.names, slash)
-    if command.name == "list":
-        return list_text(await peas.all())
+        return usage([name for t in pools for name in t.peas.names], slash)
+    if len(pools) <= 1:  # no pool at all: the train says peas are not set up
+        return list_text(await (pools or trains)[0].peas.all())
+    listed = await asyncio.gather(*(t.peas.all() for t in pools))
+    return "\n\n".join(f"*{escape(t.name)}*\n{list_text(views)}" for t, views in zip(pools, listed, strict=True))
+
+
+async def run_command(peas: PeaFlows, command: PeaCommand, user_id: str, slash: str) -> str:
+    """The answer to `/pea deploy|extend|release <pea>` on the pea's pool (`slash`: that command as configured;
+    a Refused propagates)."""
     if command.pea is None:
         raise Refused(Why.NO_SUCH_PEA, field="pea", pea="", choices=peas.names)
     if command.name == "deploy" and command.pr is not None:

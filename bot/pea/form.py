@@ -24,29 +24,41 @@ def _option(view: PeaView, user_id: str) -> dict[str, Any]:
     return {"text": plain(f"{view.name} ({what})", 75), "value": view.name}
 
 
-def deploy_modal(views: list[PeaView], user_id: str, channel: str | None) -> dict[str, Any]:
+def deploy_modal(views: list[PeaView], user_id: str, channel: str | None, train: str | None) -> dict[str, Any]:
+    """The form over `views` (grouped by train when they are of several); `train`: the one the channel implies."""
     ordered = sorted(views, key=lambda v: (v.held, v.holder != user_id))
+    trains = list(dict.fromkeys(v.train for v in views))
+    select: dict[str, Any] = {"type": "static_select", "action_id": PEA, "placeholder": plain("Pick a pea", 150)}
+    if len(trains) > 1:
+        select["option_groups"] = [{"label": plain(name, 75),
+                                    "options": [_option(v, user_id) for v in ordered if v.train == name]}
+                                   for name in trains]
+    else:
+        select["options"] = [_option(v, user_id) for v in ordered]
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
-        "private_metadata": json.dumps({"channel": channel}),
+        "private_metadata": json.dumps({"channel": channel, "train": train}),
         "title": plain("Deploy to a pea", 24),
         "submit": plain("Deploy", 24),
         "close": plain("Cancel", 24),
         "blocks": [
-            {"type": "input", "block_id": PEA, "label": plain("Pea", 2000),
-             "element": {"type": "static_select", "action_id": PEA, "placeholder": plain("Pick a pea", 150),
-                         "options": [_option(v, user_id) for v in ordered]}},
+            {"type": "input", "block_id": PEA, "label": plain("Pea", 2000), "element": select},
             {"type": "input", "block_id": PR, "label": plain("Pull request", 2000), "element": picker.element(),
-             "hint": plain("Open pull requests: type a number, title or author.", 2000)},
+             "hint": plain("Open pull requests of the pea's train: type a number, title or author.", 2000)},
         ],
     }
+
+
+def chosen_pea(values: dict[str, Any]) -> str | None:
+    """The pea picked in the form so far (or on submission), if any."""
+    return ((values.get(PEA, {}).get(PEA) or {}).get("selected_option") or {}).get("value")
 
 
 def read_submission(view: dict[str, Any]) -> tuple[str | None, int | None, dict[str, str]]:
     """The pea and pull request a submitted form asks for, and the errors by block id the form alone can see."""
     values = view["state"]["values"]
-    pea = ((values.get(PEA, {}).get(PEA) or {}).get("selected_option") or {}).get("value")
+    pea = chosen_pea(values)
     pr = picker.picked(values, PR)
     errors = {**({PEA: "Pick a pea."} if not pea else {}), **({PR: "Pick a pull request."} if pr is None else {})}
     return pea, pr, errors

@@ -78,13 +78,15 @@ class DeployFlows:
         return await service.queue(self.sessions, self.config.name)
 
     async def deploy(self, deploy_id: int) -> DeployView | None:
+        """Deploy `deploy_id`, whichever train it is on (ids are unique across trains: its view names it)."""
         found = await service.get_deploy(self.sessions, deploy_id)
         return None if found is None else DeployView.of(found)
 
     async def latest_of(self, pr: int) -> DeployView | None:
-        """The newest deploy of pull request `pr`, if any."""
+        """The newest deploy of pull request `pr` on this train, if any."""
         async with self.sessions() as session:
-            found = await session.scalar(sa.select(Deploy).where(Deploy.pr_number == pr)
+            found = await session.scalar(sa.select(Deploy).where(Deploy.train_id == self.config.name,
+                                                                 Deploy.pr_number == pr)
                                          .order_by(Deploy.id.desc()).limit(1))
             return None if found is None else DeployView.of(found)
 

@@ -387,7 +387,7 @@ async def person_action(sessions: async_sessionmaker[AsyncSession], outbox: Outb
     """A button press: bound to the state it was offered in, allowed to the requester and admins."""
     async with sessions() as session:
         deploy = await session.get(Deploy, deploy_id)
-    if deploy is None:
+    if deploy is None or deploy.train_id != config.name:
         raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
     if user != deploy.requester and not config.permissions.is_admin(user):
         raise Refused(Why.NOT_YOURS, deploy_id=deploy_id, pr=deploy.pr_number, requester=deploy.requester)
@@ -413,14 +413,15 @@ async def cancel(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, con
     async with sessions() as session:
         if deploy_id is None:
             deploy = await session.scalar(
-                sa.select(Deploy).where(Deploy.requester == user, Deploy.state == State.QUEUED.value)
+                sa.select(Deploy).where(Deploy.train_id == config.name, Deploy.requester == user,
+                                        Deploy.state == State.QUEUED.value)
                 .order_by(*_train_order()).limit(1)
             )
             if deploy is None:
                 raise Refused(Why.NOTHING_QUEUED)
         else:
             deploy = await session.get(Deploy, deploy_id)
-            if deploy is None:
+            if deploy is None or deploy.train_id != config.name:
                 raise Refused(Why.NO_SUCH_DEPLOY, deploy_id=deploy_id)
     if deploy.state != State.QUEUED.value:
         raise Refused(Why.ONLY_QUEUED_CANCEL, deploy_id=deploy.id, pr=deploy.pr_number, state=deploy.state)

@@ -13,7 +13,7 @@ async def _busy_train(world: BotWorld) -> dict[str, int]:
     and one queued behind it (Bob's)."""
     prs = {name: world.new_pr(name.title()) for name in ("open", "closed", "merged", "busy", "queued")}
     world.sandbox.github.close_pr(prs["closed"])
-    github = world.bot.engine.lanes[world.bot.config.name].outside.github
+    github = world.bot.engine.lanes[world.bot.train().name].outside.github
     await github.merge(prs["merged"], world.sandbox.github.pr_head(prs["merged"]))
     await world.slack.command(ALICE, "/deploy", str(prs["busy"]))
     prs["busy_id"] = (await world.reaches(prs["busy"], "canary_check")).id

@@ -11,6 +11,7 @@ import yaml
 from bot.app import EXIT_CANNOT_START, run
 from bot.cli import main
 from bot.wiring import BOT_SCOPES
+from flows.config import AppConfig
 from sandbox.server import Fault
 from sandbox.world import Sandbox
 from tests.fixtures.bot import manifest, settings_for
@@ -153,7 +154,7 @@ async def test_run_refuses_to_start_with_the_doctors_words(
     sandbox.github.add_token(sandbox.spec.github_token, push=False)
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
 
-    code = await run(train_config(sandbox), settings)
+    code = await run(AppConfig.of(train_config(sandbox)), settings)
 
     assert code == EXIT_CANNOT_START
     err = capsys.readouterr().err
@@ -168,7 +169,8 @@ async def test_run_names_every_problem_it_finds_at_start(
                           processes={"web": {"service": "app-web", "container": "app"},
                                      "api": {"service": "app-api", "container": "app"}})
 
-    assert await run(config, settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")) == EXIT_CANNOT_START
+    settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    assert await run(AppConfig.of(config), settings) == EXIT_CANNOT_START
     err = capsys.readouterr().err
     assert "cannot start: 2 problems (`fatcontroller doctor` checks everything):" in err
     assert "  Jenkins job app-main: no job app-main that fatcontroller can see (HTTP 404); fix: set jenkins.job" in err
@@ -182,7 +184,8 @@ async def test_run_starts_when_an_outside_system_does_not_answer_at_start(
 
     sandbox.jenkins.faults.add(Fault(match="whoAmI", drop=True, remaining=1))
 
-    bot = await start_bot(train_config(sandbox), settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"))
+    settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    bot = await start_bot(AppConfig.of(train_config(sandbox)), settings)
     try:
         await sandbox.slack.wait_connected()
     finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.home import HomePublisher
+from bot.trains import TrainFlows
 from flows.engine import Engine, TrainSetup
 from sandbox.world import Sandbox
 from storage.db import make_engine, make_sessionmaker
@@ -26,7 +27,8 @@ async def test_a_home_opened_on_one_copy_is_republished_by_another(sandbox: Sand
     copies = []
     for _ in range(2):  # two copies of the bot on one database (their engines are not started)
         lane = Engine([TrainSetup(config, outside_for(sandbox))], sessions).lanes[config.name]
-        copies.append(HomePublisher(client, lane.deploys, lane.peas, SlackStore(sessions), debounce=0.01))
+        copies.append(HomePublisher(client, [TrainFlows(config, lane.deploys, lane.peas)], config.slack.commands,
+                                    SlackStore(sessions), debounce=0.01))
     first, second = copies
     try:
         await first.opened(ALICE)

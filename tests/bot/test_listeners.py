@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app import build_app
 from bot.home import HomePublisher
 from bot.surface import Surface
+from bot.trains import TrainFlows
 from flows.engine import Engine, TrainSetup
 from sandbox.world import Sandbox
 from storage.db import make_engine, make_sessionmaker
@@ -41,8 +42,9 @@ async def app(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[AsyncApp]:
     # not started: the listeners alone are under test
     lane = Engine([TrainSetup(config, outside_for(sandbox))], sessions).lanes[config.name]
     client = AsyncWebClient(token=sandbox.spec.bot_token, base_url=sandbox.slack.api_url)
-    home = HomePublisher(client, lane.deploys, lane.peas, SlackStore(sessions), debounce=0.01)
-    yield build_app(client, Surface(config, lane.deploys, lane.peas, home))
+    train = TrainFlows(config, lane.deploys, lane.peas)
+    home = HomePublisher(client, [train], config.slack.commands, SlackStore(sessions), debounce=0.01)
+    yield build_app(client, Surface({train.name: train}, config.slack.commands, home))
     await home.close()
     await database.dispose()
 

@@ -41,7 +41,7 @@ class PeaWorld:
         sha = self.sandbox.github.pr_head(pr)
 
         async def green() -> bool:
-            build = await self.bot.engine.lanes[self.bot.config.name].outside.jenkins.find_build("app-pr", sha)
+            build = await self.bot.engine.lanes[self.bot.train().name].outside.jenkins.find_build("app-pr", sha)
             return build is not None and build.green
 
         await eventually(green, what=f"a green build of #{pr}")

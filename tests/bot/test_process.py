@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.app import EXIT_CANNOT_START, run, start_bot
+from flows.config import AppConfig
 from sandbox.world import Sandbox
 from tests.fixtures.bot import settings_for
 from tests.fixtures.world import train_config
@@ -29,7 +30,7 @@ async def test_a_wrong_token_stops_the_start_at_once_naming_the_variable_not_the
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", **{variable: token})
     started = time.monotonic()
 
-    code = await run(train_config(sandbox), settings)
+    code = await run(AppConfig.of(train_config(sandbox)), settings)
 
     assert code == EXIT_CANNOT_START and time.monotonic() - started < 5
     out, err = capsys.readouterr()
@@ -46,14 +47,14 @@ async def test_an_unreachable_slack_stops_the_start_with_a_clear_message(
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
                             SLACK_API_URL=f"http://127.0.0.1:{port}/api/")
 
-    assert await run(train_config(sandbox), settings) == EXIT_CANNOT_START
+    assert await run(AppConfig.of(train_config(sandbox)), settings) == EXIT_CANNOT_START
     assert f"cannot reach Slack at http://127.0.0.1:{port}/api/" in capsys.readouterr().err
 
 
 async def test_sigterm_stops_the_bot_cleanly(sandbox: Sandbox, tmp_path: Path) -> None:
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     default = signal.getsignal(signal.SIGTERM)
-    running = asyncio.create_task(run(train_config(sandbox), settings))
+    running = asyncio.create_task(run(AppConfig.of(train_config(sandbox)), settings))
     await sandbox.slack.wait_connected()
     await sandbox.slack.wait_for(lambda: signal.getsignal(signal.SIGTERM) is not default,
                                  what="the bot to handle SIGTERM")
@@ -72,7 +73,7 @@ async def test_healthz_readyz_and_metrics_report_the_loop_slack_the_train_acks_a
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = train_config(sandbox)
-    bot = await start_bot(config, settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+    bot = await start_bot(AppConfig.of(config), settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
                                                FATCONTROLLER_HTTP_PORT=port))
     try:
         await sandbox.slack.wait_connected()
@@ -104,6 +105,6 @@ async def test_a_database_that_is_not_ours_stops_the_start(sandbox: Sandbox, tmp
         other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")
 
-    assert await run(train_config(sandbox), settings) == EXIT_CANNOT_START
+    assert await run(AppConfig.of(train_config(sandbox)), settings) == EXIT_CANNOT_START
     assert "does not know" in capsys.readouterr().err
     assert not sandbox.slack.connected

@@ -41,7 +41,7 @@ def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
 
 
 def test_the_example_config_loads_with_the_documented_values() -> None:
-    config = load_config(ROOT / "app.yaml").only_train
+    config = load_config(ROOT / "app.yaml").trains["app"]
     assert config.deploy.confirm_timeout == timedelta(minutes=15)
     assert config.processes["worker"].service == "app-worker"
     assert config.image_for("a" * 40).endswith(":" + "a" * 40)
@@ -95,7 +95,7 @@ def with_pr_job(tmp_path: Path, pr_job: str) -> Path:
 
 
 def test_a_pr_job_with_pr_names_one_job_per_pull_request(tmp_path: Path) -> None:
-    jobs = load_config(with_pr_job(tmp_path, "app-pr/PR-{pr}")).only_train.jenkins
+    jobs = load_config(with_pr_job(tmp_path, "app-pr/PR-{pr}")).trains["app"].jenkins
 
     assert jobs.per_pr and jobs.pr_job_of(110) == "app-pr/PR-110"
     assert [jobs.pr_of_job(job) for job in ("app-pr/PR-110", "app-pr/PR-x", "app-pr", "app-master",
@@ -103,7 +103,7 @@ def test_a_pr_job_with_pr_names_one_job_per_pull_request(tmp_path: Path) -> None
 
 
 def test_a_pr_job_without_pr_is_one_job_for_every_pull_request() -> None:
-    jobs = load_config(ROOT / "app.yaml").only_train.jenkins
+    jobs = load_config(ROOT / "app.yaml").trains["app"].jenkins
 
     assert not jobs.per_pr and jobs.pr_job_of(110) == "app-pr" and jobs.pr_of_job("app-pr") is None
 
@@ -121,8 +121,8 @@ def test_a_pr_job_with_another_placeholder_is_refused_naming_the_key(tmp_path: P
 def test_a_file_without_trains_is_one_train_named_after_its_repository() -> None:
     app = load_config(ROOT / "app.yaml")
 
-    assert list(app.trains) == ["app"] and app.only_train.name == "app"
-    assert app.slack.commands == app.only_train.slack.commands
+    assert list(app.trains) == ["app"] and app.trains["app"].name == "app"
+    assert app.slack.commands == app.trains["app"].slack.commands
     assert [train_name_of(r) for r in ("acme/app", "acme/App_Site", "acme/9lives", "acme/billing.api")] == [
         "app", "app-site", "train-9lives", "billing-api"]
 
@@ -138,8 +138,6 @@ def test_trains_take_the_default_permissions_unless_they_have_their_own_and_the_
     assert app.trains["billing"].permissions.emergency == []
     assert {t.slack.commands.deploy for t in app.trains.values()} == {"/ship"}
     assert app.trains["billing"].name == "billing" and app.trains["billing"].github.base_branch == "master"
-    with pytest.raises(ConfigError, match="one train per process"):
-        _ = app.only_train
 
 
 def test_every_problem_under_trains_is_named_by_its_key_path(tmp_path: Path) -> None:
@@ -172,3 +170,15 @@ def test_trains_must_be_told_apart(tmp_path: Path, change: tuple[str, str], prob
 def test_another_branch_of_one_repository_is_another_train(tmp_path: Path) -> None:
     text = TWO_TRAINS.replace("repo: acme/billing}", "repo: acme/app, base_branch: release}")
     assert load_config(two_trains(tmp_path, text)).trains["billing"].github.repo == "acme/app"
+
+
+def test_the_example_s_commented_form_of_several_trains_is_a_valid_file(tmp_path: Path) -> None:
+    lines = (ROOT / "app.yaml").read_text().splitlines()
+    start = lines.index("# slack: {commands: {deploy: /deploy, pea: /pea}}")
+    (tmp_path / "trains.yaml").write_text("\n".join(line.removeprefix("# ") for line in lines[start:]))
+
+    app = load_config(tmp_path / "trains.yaml")
+
+    assert list(app.trains) == ["app", "billing"]
+    assert app.trains["billing"].permissions.admins == ["U0BILLING"]
+    assert app.trains["app"].permissions.admins == ["U0ADMIN"]

@@ -72,7 +72,7 @@ async def test_a_slack_outage_across_the_canary_and_rollout_loses_no_message_and
     started = time.monotonic()
 
     deploy = await world.reaches(pr, "canary_check")
-    await world.bot.deploys.act(deploy.id, "canary_check", Event.PROCEED, ALICE)  # the click comes by socket
+    await world.bot.train().deploys.act(deploy.id, "canary_check", Event.PROCEED, ALICE)  # the click comes by socket
     await world.reaches(pr, "awaiting_confirmation", within=OUTAGE)
     assert not any("Rolled out" in m.render() for m in world.slack.dms(ALICE)), "Slack was down"
     await eventually(lambda: _after(started, OUTAGE), within=OUTAGE + 5, what="the end of the outage")

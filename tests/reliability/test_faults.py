@@ -71,7 +71,7 @@ async def test_github_failing_for_a_minute_during_a_rollback_holds_up_no_pea_and
                              what="the preview's build")
         outage = time.monotonic()
         github.faults.add(Fault(match="/git/", status=500))  # the revert's calls: refs, commits, trees
-        await bot.deploys.act(deploy.id, "canary_check", Event.ROLL_BACK, ALICE)
+        await bot.train().deploys.act(deploy.id, "canary_check", Event.ROLL_BACK, ALICE)
 
         began = time.monotonic()
         answer = await (await slack.command(ALICE, "/pea", f"deploy sweet-pea {pea_pr}")).ephemeral(timeout=3)

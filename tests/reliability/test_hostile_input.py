@@ -64,7 +64,7 @@ async def _hostile_world(world: BotWorld) -> dict[str, Any]:
     prs["conflict"] = github.create_pr("Conflicting", {"README.md": "theirs\n"})
     github.push({"README.md": "ours\n"}, message="Someone else's change")
     github.close_pr(prs["closed"])
-    ours = world.bot.engine.lanes[world.bot.config.name].outside.github
+    ours = world.bot.engine.lanes[world.bot.train().name].outside.github
     await ours.merge(prs["merged"], github.pr_head(prs["merged"]))
     await world.slack.command(ALICE, "/deploy", str(prs["busy"]))
     prs["busy_id"] = (await world.reaches(prs["busy"], "canary_check")).id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from storage.models import AuditEvent, Deploy, Train
-from storage.trains import LEGACY_TRAIN, adopt_legacy_train, ensure_train, take_queue_seq
+from storage.trains import LEGACY_TRAIN, adopt_legacy_train, ensure_train, legacy_repository, take_queue_seq
 from tests.fixtures.storage import Database
 
 
@@ -40,3 +40,13 @@ async def test_a_train_that_has_rows_of_its_own_adopts_nothing(database: Databas
     async with database.sessions() as session, session.begin():
         assert await adopt_legacy_train(session, "app") == 0
         assert await session.get(Train, LEGACY_TRAIN) is not None
+
+
+async def test_the_single_train_release_s_repository_is_read_from_its_pull_requests(database: Database) -> None:
+    async with database.sessions() as session, session.begin():
+        assert await legacy_repository(session) is None  # no deploy to say
+        await ensure_train(session, LEGACY_TRAIN)
+        session.add(Deploy(train_id=LEGACY_TRAIN, requester="U1", pr_number=7, queue_seq=1,
+                           pr_url="https://github.example.com/acme/billing/pull/7"))
+    async with database.sessions() as session:
+        assert await legacy_repository(session) == "acme/billing"

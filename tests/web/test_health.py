@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bot.app import Bot, start_bot
+from flows.config import AppConfig
 from sandbox.server import Fault
 from sandbox.world import Sandbox
 from tests.fixtures.bot import settings_for
@@ -56,10 +57,10 @@ async def probed(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Bot, s
     port = _free_port()
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", FATCONTROLLER_HTTP_PORT=port,
                             FATCONTROLLER_LEASE_SECONDS=LEASE_SECONDS)
-    bot = await start_bot(train_config(sandbox), settings)
+    bot = await start_bot(AppConfig.of(train_config(sandbox)), settings)
     try:
         await sandbox.slack.wait_connected()
-        lane = bot.engine.lanes[bot.config.name]
+        lane = bot.engine.lanes[bot.train().name]
         await sandbox.slack.wait_for(lambda: lane.last_tick is not None, what="the job loop's first tick")
         yield bot, f"http://127.0.0.1:{port}"
     finally:
@@ -103,7 +104,7 @@ async def test_a_job_loop_that_stops_ticking_makes_the_bot_dead_with_the_reason(
     bot, url = probed
     await _until(f"{url}/healthz", 200)
     stuck, freed = asyncio.Event(), asyncio.Event()
-    work = bot.engine.lanes[bot.config.name].work
+    work = bot.engine.lanes[bot.train().name].work
     run_due = work.run_due
 
     async def hang() -> int:  # a step that never returns: the tick under way never finishes
@@ -128,7 +129,7 @@ async def test_a_job_loop_that_stops_ticking_makes_the_bot_dead_with_the_reason(
 async def test_liveness_counts_from_the_start_until_the_first_tick_and_is_false_once_stopped(
         probed: tuple[Bot, str]) -> None:
     bot = probed[0]
-    engine, lane = bot.engine, bot.engine.lanes[bot.config.name]
+    engine, lane = bot.engine, bot.engine.lanes[bot.train().name]
     assert lane.last_tick is not None and lane.started_at is not None
     assert engine.alive(now=lane.last_tick + LIVENESS_LIMIT - 0.1)[0]
     alive, why = engine.alive(now=lane.last_tick + LIVENESS_LIMIT + 0.1)

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.app import Bot, start_bot
+from flows.config import AppConfig
 from sandbox.world import Sandbox
 from tests.fixtures.bot import BotWorld, settings_for
 from tests.fixtures.world import eventually, train_config
@@ -38,7 +39,7 @@ async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[BotWor
     config = train_config(sandbox, deploy={"poll": "30s", "tick": "30s"})
     settings = settings_for(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", FATCONTROLLER_HTTP_PORT=port,
                             FATCONTROLLER_HOOK_TOKEN=TOKEN)
-    bot: Bot = await start_bot(config, settings)
+    bot: Bot = await start_bot(AppConfig.of(config), settings)
     await sandbox.slack.wait_connected()
     yield BotWorld(bot, sandbox, config), f"http://127.0.0.1:{port}/hooks/jenkins"
     await bot.stop()

@@ -14,7 +14,7 @@ from flows.views import DeployView
 from storage.models import Deploy
 
 ROOT = Path(__file__).resolve().parents[3]
-CONFIG = load_config(ROOT / "app.yaml").only_train
+CONFIG = load_config(ROOT / "app.yaml").trains["app"]
 UP = Moved(7, "app", Event.CANARIES_UP, State.CANARYING, State.CANARY_CHECK)
 
 
