@@ -146,6 +146,9 @@ class Deploy(Base):
         # the stats read: they come from the index alone, not from the wide rows.
         sa.Index("ix_deploys_train_id_finished_at_figures", "train_id", "finished_at", "state", "lead_time_us",
                  "queue_wait_us", "deploy_duration_us", "time_to_roll_back_us"),
+        # Each of the four medians of `/deploy stats` read in its duration's order, with no sort (SQLite).
+        *(sa.Index(None, "train_id", f"{duration}_us", "finished_at")
+          for duration in ("lead_time", "queue_wait", "deploy_duration", "time_to_roll_back")),
         sa.Index(None, "requester", "created_at"),
         sa.Index(None, "due_at"),
     )

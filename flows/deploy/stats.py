@@ -4,8 +4,9 @@ Figures come from the deploy rows, whose state times, start and finish are writt
 same transaction as the audit log's transition records, so both always tell the same story; a
 finished deploy's four durations are kept on it in microseconds (`flows.deploy.figures`). The
 database computes the figures in one query over the deploys that finished in the window, read
-from one index: counts with FILTER, medians with percentile_cont on PostgreSQL and ORDER BY /
-LIMIT / OFFSET on SQLite, which has none; durations are exact to the microsecond on both.
+from indexes: counts with FILTER (from one covering index), medians with percentile_cont on
+PostgreSQL and, on SQLite, which has none, ORDER BY / LIMIT / OFFSET along each duration's own
+index; durations are exact to the microsecond on both.
 
 - lead time: from the pull request being opened to its change running in production (the
   rollout finishing, i.e. entering `awaiting_confirmation`), over completed deploys;
@@ -21,11 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import InstrumentedAttribute
 
 from flows.deploy.machine import State
 from storage.clock import utcnow
@@ -54,9 +53,6 @@ class TrainStats:
     change_failure_rate: float | None  # None when nothing reached production or was rolled back
 
 
-Moment = sa.ColumnElement[Any] | InstrumentedAttribute[Any]  # a timestamp column, or an expression of them
-
-
 @cache
 def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
     """One row: the counts and the medians (in microseconds) over the train's deploys that finished in the window.
@@ -65,23 +61,19 @@ def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
     `until`, `day_ago` and `week_ago`.
     """
     since, until = sa.bindparam("since", type_=UTCDateTime()), sa.bindparam("until", type_=UTCDateTime())
-    finished = sa.select(Deploy.state, Deploy.finished_at, *(getattr(Deploy, f"{name}_us").label(name)
-                                                             for name in _MEDIANS)) \
-        .where(Deploy.train_id == sa.bindparam("train_id"), Deploy.finished_at >= since, Deploy.finished_at < until)
-    # SQLite reads it once per median and once for their sizes: computed once, not once per use.
-    deploys = finished.cte("finished").prefix_with("MATERIALIZED", dialect="sqlite")
+    window = (Deploy.train_id == sa.bindparam("train_id"), Deploy.finished_at >= since, Deploy.finished_at < until)
+    durations = {name: getattr(Deploy, f"{name}_us") for name in _MEDIANS}
     # Negative durations (clocks that disagree) are left out of the medians rather than pull them down.
-    measured = {name: deploys.c[name] >= 0 for name in _MEDIANS}
     if dialect == "postgresql":
-        medians = [sa.func.percentile_cont(0.5).within_group(deploys.c[name]).filter(measured[name]).label(name)
-                   for name in _MEDIANS]
+        medians = [sa.func.percentile_cont(0.5).within_group(column).filter(column >= 0).label(name)
+                   for name, column in durations.items()]
     else:
-        # No median in SQLite: the middle value, or the mean of the middle two, in the order of the values.
-        sizes = sa.select(*(sa.func.count().filter(measured[name]).label(name) for name in _MEDIANS)).cte("sizes")
+        # No median in SQLite: the middle value, or the mean of the middle two, read in the order of the
+        # duration's own index (train, duration, finish), so nothing is sorted.
         medians = []
-        for name in _MEDIANS:
-            size = sa.select(sizes.c[name]).scalar_subquery()
-            middle = (sa.select(deploys.c[name].label("value")).where(measured[name]).order_by(deploys.c[name])
+        for name, column in durations.items():
+            size = sa.select(sa.func.count()).where(*window, column >= 0).scalar_subquery()
+            middle = (sa.select(column.label("value")).where(*window, column >= 0).order_by(column)
                       .limit(2 - size % 2).offset((size - 1) // 2).subquery())
             medians.append(sa.select(sa.type_coerce(sa.func.avg(middle.c.value), sa.Double)).scalar_subquery()
                            .label(name))
@@ -89,16 +81,16 @@ def _stats_query(dialect: str) -> sa.Select[tuple[object, ...]]:
     def count(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return sa.func.count().filter(sa.and_(*where))
 
-    done = deploys.c.state == State.COMPLETED.value
+    done = Deploy.state == State.COMPLETED.value
     return sa.select(
         count(done).label("completed"),
-        count(deploys.c.state == State.ROLLED_BACK.value).label("rolled_back"),
-        count(deploys.c.state == State.FAILED.value).label("failed"),
-        count(deploys.c.state == State.CANCELLED.value).label("cancelled"),
-        count(done, deploys.c.finished_at >= sa.bindparam("day_ago", type_=UTCDateTime())).label("last_day"),
-        count(done, deploys.c.finished_at >= sa.bindparam("week_ago", type_=UTCDateTime())).label("last_week"),
+        count(Deploy.state == State.ROLLED_BACK.value).label("rolled_back"),
+        count(Deploy.state == State.FAILED.value).label("failed"),
+        count(Deploy.state == State.CANCELLED.value).label("cancelled"),
+        count(done, Deploy.finished_at >= sa.bindparam("day_ago", type_=UTCDateTime())).label("last_day"),
+        count(done, Deploy.finished_at >= sa.bindparam("week_ago", type_=UTCDateTime())).label("last_week"),
         *medians,
-    ).select_from(deploys)
+    ).where(*window)
 
 
 def _duration(micros: float | None) -> timedelta | None:

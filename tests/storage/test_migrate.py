@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -47,7 +47,7 @@ def downgrade():
 '''
 
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def next_release(tmp_path: Path, revision: str = NEXT_REVISION) -> Path:
