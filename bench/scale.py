@@ -1,12 +1,15 @@
 """Scale: a database holding 10,000 finished deploys (with their audit trail), 200 queued deploys behind one
 in flight, and 300 peas; how long one engine tick with nothing due takes, and each view people open:
 `/deploy queue`, `/deploy history`, `/deploy stats`, `/pea`, the App Home; and the process's peak memory.
+With `--trains N` the deploys, the queue and the peas are shared out among N trains in one engine (each with
+its own deploy in flight): the tick is every train's at once, and `/deploy queue (all)`, `/pea` and the App
+Home cover every train.
 
 The database is seeded directly with SQLAlchemy (the models of `storage.models`); the views are the same
 functions the Slack handlers call, timed without Slack's side. Run it in a process of its own: the peak
 memory is the process's.
 
-    .venv/bin/python -m bench.scale [--finished 10000] [--queued 200] [--peas 300] [--json PATH]
+    .venv/bin/python -m bench.scale [--finished 10000] [--queued 200] [--peas 300] [--trains 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.common import config_for, quiet, write_json
 from bot.app import settle_memory
-from bot.deploy.answers import history_text, queue_text, stats_text
+from bot.deploy.answers import history_text, queue_text, run_subcommand, stats_text
+from bot.grammar import PeaCommand, Subcommand
 from bot.home import HomePublisher
 from bot.metrics import Metrics
-from bot.pea.cards import list_text
+from bot.pea.answers import run_listing
+from bot.surface import Surface
 from bot.trains import TrainFlows
 from bot.wiring import build_outside
 from flows.config import Settings, TrainConfig, train_name_of
@@ -55,7 +60,12 @@ FINISHED = {State.COMPLETED: 0.85, State.ROLLED_BACK: 0.07, State.FAILED: 0.03, 
 LEG = ("merging", "building", "canarying", "canary_check", "rolling_out", "awaiting_confirmation")
 
 
-def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
+def train_names(count: int) -> list[str]:
+    """The trains of a run: the sandbox's own for one, else train-01, train-02, ..."""
+    return [TRAIN] if count == 1 else [f"train-{n:02d}" for n in range(1, count + 1)]
+
+
+def _finished_deploy(n: int, rng: random.Random, now: Any, train: str = TRAIN) -> dict[str, Any]:
     state = rng.choices(list(FINISHED), weights=list(FINISHED.values()))[0]
     created = now - timedelta(days=DAYS) + timedelta(seconds=n * DAYS * 86400 / 10_000)
     started = created + timedelta(minutes=rng.uniform(0, 30))
@@ -72,8 +82,8 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
         at += timedelta(minutes=2)
     times[state.value] = at.isoformat()
     sha = f"{rng.getrandbits(160):040x}"
-    row = {"train_id": TRAIN, "state": state.value, "requester": rng.choice(USERS), "pr_number": 1000 + n,
-            "pr_title": f"Change number {n}", "pr_url": f"https://github.com/acme/app/pull/{1000 + n}",
+    row = {"train_id": train, "state": state.value, "requester": rng.choice(USERS), "pr_number": 1000 + n,
+            "pr_title": f"Change number {n}", "pr_url": f"https://github.com/acme/{train}/pull/{1000 + n}",
             "pr_author": "dev", "pr_head_sha": sha, "pr_created_at": created - timedelta(hours=5),
             "processes": ["web", "worker"], "queue_seq": float(n), "merge_sha": sha,
             "build_url": f"https://jenkins/job/app-master/{n}/", "image": f"app:{sha}",
@@ -85,27 +95,29 @@ def _finished_deploy(n: int, rng: random.Random, now: Any) -> dict[str, Any]:
     return row | figures_of(row)  # a bulk insert passes by the mapper hook that keeps them
 
 
-async def seed(sessions: Any, finished: int, queued: int, peas: list[str]) -> None:
+async def seed(sessions: Any, finished: int, queued: int, peas: list[str], trains: int = 1) -> None:
     rng = random.Random(1)
     now = utcnow()
+    names = train_names(trains)
     async with sessions() as session, session.begin():
-        session.add(Train(id=TRAIN, next_seq=finished + queued + 2))
-        rows = [_finished_deploy(n, rng, now) for n in range(finished)]
+        session.add_all([Train(id=name, next_seq=finished + queued + 2) for name in names])
+        rows = [_finished_deploy(n, rng, now, names[n % trains]) for n in range(finished)]
         await session.execute(sa.insert(Deploy), rows)
         audit = [{"at": now - timedelta(days=DAYS) + timedelta(seconds=n * DAYS * 86400 / finished),
                   "actor": "fatcontroller", "action": f"transition:{leg}", "deploy_id": n + 1,
-                  "detail": f"{leg}"} for n in range(finished) for leg in LEG]
+                  "train_id": names[n % trains], "detail": f"{leg}"} for n in range(finished) for leg in LEG]
         await session.execute(sa.insert(AuditEvent), audit)
-        in_flight = {**_finished_deploy(finished, rng, now), "state": State.CANARY_CHECK.value, "finished_at": None,
-                     "state_entered_at": now, "created_at": now - timedelta(minutes=20),
-                     "started_at": now - timedelta(minutes=10), "due_at": now + timedelta(minutes=10)}
-        await session.execute(sa.insert(Deploy), [in_flight])
-        waiting = [{**_finished_deploy(finished + 1 + n, rng, now), "state": State.QUEUED.value, "finished_at": None,
-                    "started_at": None, "state_times": {}, "targets": {}, "merge_sha": None,
-                    "created_at": now - timedelta(minutes=queued - n), "state_entered_at": now,
-                    "requester": USERS[n % len(USERS)]} for n in range(queued)]
+        for t, name in enumerate(names):  # deploy `finished + 1 + t` is the train's in flight
+            in_flight = {**_finished_deploy(finished + t, rng, now, name), "state": State.CANARY_CHECK.value,
+                         "finished_at": None, "state_entered_at": now, "created_at": now - timedelta(minutes=20),
+                         "started_at": now - timedelta(minutes=10), "due_at": now + timedelta(minutes=10)}
+            await session.execute(sa.insert(Deploy), [in_flight])
+            await session.execute(sa.update(Train).where(Train.id == name).values(in_flight_id=finished + 1 + t))
+        waiting = [{**_finished_deploy(finished + trains + n, rng, now, names[n % trains]),
+                    "state": State.QUEUED.value, "finished_at": None, "started_at": None, "state_times": {},
+                    "targets": {}, "merge_sha": None, "created_at": now - timedelta(minutes=queued - n),
+                    "state_entered_at": now, "requester": USERS[n % len(USERS)]} for n in range(queued)]
         await session.execute(sa.insert(Deploy), waiting)
-        await session.execute(sa.update(Train).where(Train.id == TRAIN).values(in_flight_id=finished + 1))
         held = [{"name": name, "state": "up", "holder": USERS[i % len(USERS)], "pr_number": 500 + i,
                  "pr_title": f"Preview {i}", "head_sha": f"{i:040x}", "url": f"https://{name}.dev.acme.com",
                  "claimed_at": now - timedelta(hours=1), "claim_expires_at": now + timedelta(hours=7),
@@ -116,11 +128,11 @@ async def seed(sessions: Any, finished: int, queued: int, peas: list[str]) -> No
         await session.execute(sa.insert(Pea), held + free)
 
 
-def _seed_database(url: str, finished: int, queued: int, peas: list[str]) -> None:
+def _seed_database(url: str, finished: int, queued: int, peas: list[str], trains: int) -> None:
     async def run() -> None:
         database = make_engine(url)
         await upgrade(database)
-        await seed(make_sessionmaker(database), finished, queued, peas)
+        await seed(make_sessionmaker(database), finished, queued, peas, trains)
         await database.dispose()
 
     asyncio.run(run())
@@ -137,23 +149,28 @@ async def timed(what: Callable[[], Awaitable[Any]], repeats: int = REPEATS) -> d
     return {"p50": statistics.median(took), "max": max(took)}
 
 
-def scale_config(sandbox: Sandbox, peas: list[str]) -> TrainConfig:
+def scale_configs(sandbox: Sandbox, peas: list[str], trains: int) -> list[TrainConfig]:
+    """The trains' configurations, the peas shared out among them in order."""
     # A 1 h tick: only the ticks this bench runs, the scheduler's own stay out of the way.
-    return config_for(sandbox, deploy={"tick": "1h"},
-                      peas={"cluster": "peas", "names": peas, "url": "https://{pea}.dev.acme.com"})
+    names, share = train_names(trains), -(-len(peas) // trains)
+    return [config_for(sandbox, deploy={"tick": "1h"}, **({"github": {"repo": f"acme/{name}"}} if trains > 1 else {}),
+                       peas={"cluster": "peas", "names": peas[t * share:(t + 1) * share],
+                             "url": "https://{pea}.dev.acme.com"})
+            for t, name in enumerate(names)]
 
 
-async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
+async def main(finished: int, queued: int, peas_count: int, trains: int = 1) -> dict[str, Any]:
     quiet()
     # Not started: the facades point at closed ports, as nothing here should call an outside system.
     sandbox = Sandbox(SandboxSpec())
     peas = [f"pea-{n}" for n in range(peas_count)]
-    config = scale_config(sandbox, peas)
+    configs = scale_configs(sandbox, peas, trains)
     workdir = Path(tempfile.mkdtemp(prefix="fc-scale-"))
     url = f"sqlite+aiosqlite:///{workdir / 'scale.db'}"
     began = time.perf_counter()
     # Seeded by a process of its own: the rows built to insert them must not count in this one's memory.
-    seeder = multiprocessing.get_context("spawn").Process(target=_seed_database, args=(url, finished, queued, peas))
+    seeder = multiprocessing.get_context("spawn").Process(target=_seed_database,
+                                                          args=(url, finished, queued, peas, trains))
     seeder.start()
     seeder.join()
     if seeder.exitcode != 0:
@@ -162,27 +179,35 @@ async def main(finished: int, queued: int, peas_count: int) -> dict[str, Any]:
     database = make_engine(url)
     sessions = make_sessionmaker(database)
     settings = Settings(**sandbox.env(), DATABASE_URL=url, FATCONTROLLER_HTTP_PORT=0)
-    engine = Engine([TrainSetup(config, build_outside(config, settings, Metrics()))], sessions)
-    lane = engine.lanes[config.name]
-    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url),
-                         [TrainFlows(config, lane.deploys, lane.peas)], config.slack.commands, SlackStore(sessions))
+    engine = Engine([TrainSetup(c, build_outside(c, settings, Metrics())) for c in configs], sessions)
+    flows = {name: TrainFlows(lane.config, lane.deploys, lane.peas) for name, lane in engine.lanes.items()}
+    commands = configs[0].slack.commands
+    home = HomePublisher(AsyncWebClient(base_url=sandbox.slack.api_url), list(flows.values()), commands,
+                         SlackStore(sessions))
+    surface = Surface(flows, commands, home)
+    lane = next(iter(engine.lanes.values()))
     viewer = USERS[0]  # holds peas, has a queued deploy and a history
-    figures: dict[str, Any] = {"finished": finished, "queued": queued, "peas": peas_count,
+    figures: dict[str, Any] = {"finished": finished, "queued": queued, "peas": peas_count, "trains": trains,
                                "seed_seconds": seeded}
     try:
         settle_memory()  # as `start_bot` does once everything is loaded
         engine.start()  # with its scheduler, so that a tick also brings the next one forward as in production
         await asyncio.sleep(0.2)
-        for _ in range(500):  # the scheduler's first tick must be over, or the timed ones would return at once
-            if lane._tick_task is None:
+        for _ in range(500):  # the scheduler's first ticks must be over, or the timed ones would return at once
+            if all(lane._tick_task is None for lane in engine.lanes.values()):
                 break
             await asyncio.sleep(0.01)
-        figures["tick"] = await timed(lane.tick)
+        figures["tick"] = await timed(engine.tick)
+        if trains > 1:
+            figures["tick (one train)"] = await timed(lane.tick)
         figures["pea pass"] = await timed(lane.pea_worker.pass_once)
         figures["/deploy queue"] = await timed(lambda: queue_text(lane.deploys))
+        if trains > 1:
+            figures["/deploy queue (all)"] = await timed(
+                lambda: run_subcommand(surface, Subcommand("queue"), viewer, None))
         figures["/deploy history"] = await timed(lambda: history_text(lane.deploys))
         figures["/deploy stats"] = await timed(lambda: _stats(lane))
-        figures["/pea"] = await timed(lambda: _peas(lane))
+        figures["/pea"] = await timed(lambda: run_listing(list(flows.values()), PeaCommand("list"), commands.pea))
         figures["App Home"] = await timed(lambda: _home(home, viewer))
         figures["steps run"] = engine.steps_run
     finally:
@@ -197,16 +222,14 @@ async def _stats(lane: Lane) -> str:
     return stats_text(await lane.deploys.stats())
 
 
-async def _peas(lane: Lane) -> str:
-    return list_text(await lane.peas.all())
-
-
 async def _home(home: HomePublisher, user: str) -> list[dict[str, Any]]:
-    return await home.render(user, await home.deploys.queue())
+    return await home.render(user, await home.queues())
 
 
 def report(figures: dict[str, Any]) -> str:
-    lines = [f"{figures['finished']} finished deploys, {figures['queued']} queued, {figures['peas']} peas "
+    trains = figures.get("trains", 1)
+    among = f" among {trains} trains" if trains > 1 else ""
+    lines = [f"{figures['finished']} finished deploys, {figures['queued']} queued, {figures['peas']} peas{among} "
              f"(seeded in {figures['seed_seconds']:.1f}s)"]
     for name, value in figures.items():
         if isinstance(value, dict):
@@ -220,8 +243,9 @@ if __name__ == "__main__":
     parser.add_argument("--finished", type=int, default=10_000)
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--peas", type=int, default=300)
+    parser.add_argument("--trains", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.finished, args.queued, args.peas))
+    figures = asyncio.run(main(args.finished, args.queued, args.peas, args.trains))
     print(report(figures))
     write_json(args.json, figures)

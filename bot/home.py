@@ -65,8 +65,10 @@ class HomePublisher:
             self._flush.cancel()
             await asyncio.gather(self._flush, return_exceptions=True)
 
-    async def _queues(self) -> list[QueueView]:
-        return list(await asyncio.gather(*(t.deploys.queue() for t in self.trains)))
+    async def queues(self) -> list[QueueView]:
+        """Every train's queue, in the order of `trains` (what `render` shows)."""
+        # One after another: read side by side, many trains would only queue for the database's connections.
+        return [await t.deploys.queue() for t in self.trains]
 
     async def _publish_dirty(self) -> None:
         try:
@@ -76,7 +78,7 @@ class HomePublisher:
                 if self._everyone:
                     self._everyone = False
                     users |= await self.store.home_viewers()
-                queues = await self._queues()  # what everyone sees, read once for all
+                queues = await self.queues()  # what everyone sees, read once for all
                 await asyncio.gather(*(self.publish(u, queues) for u in users))
         except Exception:
             log.exception("home: cannot read the trains")
@@ -87,7 +89,7 @@ class HomePublisher:
         """Render and publish one person's Home; failures are logged, never raised."""
         try:
             async with self._slots:
-                blocks = await self.render(user_id, queues or await self._queues())
+                blocks = await self.render(user_id, queues or await self.queues())
                 if self._published.get(user_id) == blocks:
                     return
                 await self.client.views_publish(user_id=user_id, view={"type": "home", "blocks": blocks})
@@ -115,14 +117,12 @@ class HomePublisher:
         blocks: list[dict[str, Any]] = []
         pea_command = self.commands.pea
         if any(t.peas.names for t in self.trains):
-            held = await asyncio.gather(*(t.peas.peas_of(user_id) for t in self.trains if t.peas.names))
-            peas = [view for views in held for view in views]
+            peas = [view for t in self.trains if t.peas.names for view in await t.peas.peas_of(user_id)]
             blocks += [{"type": "divider"}, section("*Your peas*")]
             blocks += [block for view in peas for block in pea_blocks(view)] or [
                 context(f"You hold no pea. `{pea_command}` lists them; `{pea_command} deploy <pea> <pr>` claims one.")]
 
-        histories = await asyncio.gather(*(t.deploys.history(limit=RECENT_SHOWN, requester=user_id)
-                                           for t in self.trains))
+        histories = [await t.deploys.history(limit=RECENT_SHOWN, requester=user_id) for t in self.trains]
         recent = sorted((d for h in histories for d in h), key=lambda d: (d.finished_at, d.id),
                         reverse=True)[:RECENT_SHOWN]
         blocks += [{"type": "divider"}, section("*Your recent deploys*")]

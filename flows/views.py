@@ -125,6 +125,11 @@ class TrainView:
     def of(cls, train: Train) -> TrainView:
         return cls(train.id, train.frozen, train.frozen_by, train.frozen_reason, train.frozen_at)
 
+    @classmethod
+    def new(cls, name: str) -> TrainView:
+        """A train nobody has used yet (it has no row): running, empty."""
+        return cls(name, False, None, None, None)
+
 
 @dataclass(frozen=True)
 class QueueEntry:

@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-
-from integrations.aws import DEFAULT_REGION, AccessDenied, classify, client_config
+from integrations.aws import DEFAULT_REGION, AccessDenied, classify, client_config, make_client, region_of_environment
 from integrations.outside import CallPolicy, Facade, NotFound, OutsideCaller, OutsideError
 
 T = TypeVar("T")
@@ -60,10 +58,9 @@ class CloudWatch(Facade):
 
     def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
                  policy: CallPolicy | None = None, timeout: float = 20.0) -> None:
-        self._session = boto3.session.Session()
-        self.region = region or self._session.region_name or DEFAULT_REGION
-        self._client = self._session.client("cloudwatch", region_name=self.region, endpoint_url=endpoint_url,
-                                            config=client_config(timeout))
+        self.region = region or region_of_environment() or DEFAULT_REGION
+        self._client = make_client("cloudwatch", region=self.region, endpoint_url=endpoint_url,
+                                   config=client_config(timeout))
         self._caller = OutsideCaller(SYSTEM, self._classify, policy)
 
     @staticmethod

@@ -37,9 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-
-from integrations.aws import DEFAULT_REGION, classify, client_config
+from integrations.aws import DEFAULT_REGION, classify, client_config, make_client, region_of_environment
 from integrations.outside import (
     CallPolicy,
     Conflict,
@@ -243,9 +241,8 @@ class Ecs(Facade):
 
     def __init__(self, *, region: str | None = None, endpoint_url: str | None = None,
                  policy: CallPolicy | None = None, timeout: float = 20.0) -> None:
-        self._session = boto3.session.Session()
         # AWS_REGION first, as the AWS CLI and the other SDKs read it (botocore reads only AWS_DEFAULT_REGION)
-        self.region = region or os.environ.get("AWS_REGION") or self._session.region_name or _guessed_region()
+        self.region = region or os.environ.get("AWS_REGION") or region_of_environment() or _guessed_region()
         self._endpoint_url = endpoint_url  # None: boto3 itself honours AWS_ENDPOINT_URL
         self._config = client_config(timeout)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -258,10 +255,10 @@ class Ecs(Facade):
 
     def _client(self, service: str, region: str | None = None) -> Any:
         key = (service, region or self.region)
-        with self._clients_lock:  # boto3 sessions are not thread-safe; made clients are
+        with self._clients_lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(service, region_name=key[1],
-                                                          endpoint_url=self._endpoint_url, config=self._config)
+                self._clients[key] = make_client(service, region=key[1], endpoint_url=self._endpoint_url,
+                                                 config=self._config)
             return self._clients[key]
 
     @staticmethod

@@ -100,6 +100,10 @@ async def claim_due(
     now = as_naive_utc(now)
     pk = _key(model)
     conditions = (model.due_at <= now, _claimable(model, owner, now), *where)
+    # Most looks find nothing due: a read says so without taking SQLite's one write lock (every train's lane
+    # looks on each of its ticks).
+    if await session.scalar(sa.select(pk).where(*conditions).limit(1)) is None:
+        return []
     # SKIP LOCKED lets concurrent PostgreSQL claimers take disjoint rows instead of queueing on
     # the same ones; SQLite drops the clause and serialises the whole UPDATE instead.
     candidates = (

@@ -6,7 +6,6 @@ Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes no
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from bot.deploy import cards
@@ -117,7 +116,7 @@ async def run_subcommand(surface: Surface, sub: Subcommand, user_id: str, channe
     if sub.name in ("queue", "history", "stats"):
         implied = surface.implied(sub.train, channel)
         shown = [implied] if implied is not None else list(surface.trains.values())
-        answers = await asyncio.gather(*(_report(sub.name, train.deploys) for train in shown))
+        answers = [await _report(sub.name, train.deploys) for train in shown]  # as the App Home reads them
         if len(shown) == 1:
             return answers[0]
         return "\n\n".join(f"*{escape(train.name)}* (<#{train.config.slack.channel}>)\n{answer}"

@@ -5,7 +5,6 @@ Every answer is ephemeral; a refusal is worded by `bot.refusals`, and changes no
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from bot.grammar import PeaCommand
@@ -51,7 +50,7 @@ async def run_listing(trains: Sequence[TrainFlows], command: PeaCommand, slash: 
         return usage([name for t in pools for name in t.peas.names], slash)
     if len(pools) <= 1:  # no pool at all: the train says peas are not set up
         return list_text(await (pools or trains)[0].peas.all())
-    listed = await asyncio.gather(*(t.peas.all() for t in pools))
+    listed = [await t.peas.all() for t in pools]  # as the App Home reads them
     return "\n\n".join(f"*{escape(t.name)}*\n{list_text(views)}" for t, views in zip(pools, listed, strict=True))
 
 

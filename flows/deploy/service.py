@@ -200,8 +200,9 @@ async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State
 
 
 async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
-    """The train and its entries, read in `session` (the train's row exists)."""
-    train = TrainView.of(await session.get_one(Train, train_id))
+    """The train and its entries, read in `session`."""
+    row = await session.get(Train, train_id)
+    train = TrainView.of(row) if row is not None else TrainView.new(train_id)
     typical = await typical_duration(session, train_id)
     # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
     waiting_or_moving = (await session.scalars(
@@ -224,9 +225,9 @@ async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
 
 
 async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str) -> QueueView:
-    """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA."""
-    async with sessions() as session, session.begin():
-        await ensure_train(session, train_id)
+    """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA: a read
+    only (on SQLite, trains read side by side rather than queue for the database's one writer)."""
+    async with sessions() as session:
         return await _queue_view(session, train_id)
 
 
@@ -237,10 +238,11 @@ async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int)
 
 async def start_next(sessions: async_sessionmaker[AsyncSession], outbox: Outbox,
                      train_id: str) -> Applied | None:
-    """Move the head of the queue to `merging` when nothing is in flight and the train is not frozen."""
+    """Move the head of the queue to `merging` when nothing is in flight and the train is not frozen (a train
+    nobody has asked anything of has no row yet: nothing to start)."""
     async with sessions() as session, session.begin():
-        train = await ensure_train(session, train_id)
-        if train.frozen or train.in_flight_id is not None:
+        train = await session.get(Train, train_id)
+        if train is None or train.frozen or train.in_flight_id is not None:
             return None
         head = await session.scalar(
             sa.select(Deploy).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value)
