@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, deploys, scale, waiting
+from bench import ack_latency, deploys, scale, trains, waiting
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FIXES = Path(__file__).with_name("FIXES.md")  # what the numbers showed and what was changed, before/after
 BENCHES = (("ack_latency", ack_latency.report), ("deploys", deploys.report), ("scale", scale.report),
-           ("waiting", waiting.report))
+           ("waiting", waiting.report), ("trains", trains.report))
 TIMEOUT = 300  # seconds per benchmark; the first three take about two minutes together
-TIMEOUTS = {"waiting": 540}  # real-duration builds and rollouts: about four minutes
+TIMEOUTS = {"waiting": 540}  # real-duration builds and rollouts: about four minutes (trains: about three)
 
 
 def run(name: str, workdir: Path) -> tuple[dict[str, Any], float]:
@@ -158,6 +158,31 @@ def _comparison_rows(w: dict[str, Any]) -> list[str]:
     return rows
 
 
+def trains_rows(t: dict[str, Any]) -> list[str]:
+    """Section 8: many trains in one process (issue 14, DESIGN §6)."""
+    sc, iso = t["scale"], t["isolation"]
+    load = (f"{sc['trains']} trains, {sc['queued'] // sc['trains']} queued each, {sc['peas']} peas, "
+            f"{sc['finished']:,} finished")
+    rows = [_row(f"8. One train's tick, nothing due ({load}) (p50 / max)",
+                 f"{_ms(sc['tick (one train)']['p50'])} / {_ms(sc['tick (one train)']['max'])}", "< 50 ms",
+                 sc["tick (one train)"]["p50"] < 50),
+            _maybe(f"8. Every train's tick at once ({sc['trains']} lanes on one event loop) (p50 / max)",
+                   f"{_ms(sc['tick']['p50'])} / {_ms(sc['tick']['max'])}", "(reported)", None)]
+    for view in ("/deploy queue", "/deploy queue (all)", "/pea", "App Home"):
+        rows.append(_row(f"8. {view} ({load}) (p50 / max)", f"{_ms(sc[view]['p50'])} / {_ms(sc[view]['max'])}",
+                         "< 200 ms", sc[view]["p50"] < 200))
+    rows.append(_maybe(f"8. Peak memory of the process ({sc['trains']} trains)", f"{sc['peak memory MB']:.0f} MB",
+                       "(reported)", None))
+    for reaction, name in (("build_to_canary", "build green → canary task definition registered"),
+                           ("proceed_to_update", "Proceed → first UpdateService"),
+                           ("rollout_to_state", "rollout complete in ECS → awaiting confirmation")):
+        healthy, faulty, ratio = iso["healthy"][reaction]["p50"], iso["faulty"][reaction]["p50"], iso["ratio"][reaction]
+        rows.append(_row(f"8. Isolation: billing's {name} while app's GitHub answers 500 for "
+                         f"{iso['fault_seconds']:.0f} s (p50 with / without the fault)",
+                         f"{_s(faulty)} / {_s(healthy)} (ratio {ratio:.2f})", "ratio ≤ 1.2", ratio <= 1.2))
+    return rows
+
+
 def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[str]:
     rows = ["| figure | measured | target | met |", "|---|---|---|---|"]
     acks = ack["all"]["all"]
@@ -206,6 +231,7 @@ def main() -> None:
         "",
         *table(figures["ack_latency"], figures["deploys"], figures["scale"]),
         *waiting_rows(figures["waiting"]),
+        *trains_rows(figures["trains"]),
         "",
         "Views are timed as the functions their Slack handler calls (reading the database and rendering), "
         "without Slack's side; reaction and overhead figures come from the emulators' own timestamps "

@@ -26,8 +26,9 @@ def people(count: int) -> dict[str, str]:
     return {f"U{n:04d}": f"dev{n}" for n in range(1, count + 1)} | {ADMIN: "admin", EMERGENCY: "emergency"}
 
 
-def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> TrainConfig:
-    """The example app.yaml pointed at the sandbox; `sections` override keys of its sections."""
+def config_for(sandbox: Sandbox, processes: dict[str, Any] | None = None, **sections: dict[str, Any]) -> TrainConfig:
+    """The example app.yaml pointed at the sandbox; `sections` override keys of its sections, `processes`
+    replaces the example's."""
     spec = sandbox.spec
     raw: dict[str, Any] = {
         "slack": {"channel": spec.channel},
@@ -42,6 +43,8 @@ def config_for(sandbox: Sandbox, **sections: dict[str, Any]) -> TrainConfig:
     }
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}
+    if processes is not None:
+        raw["processes"] = processes
     return TrainConfig.model_validate(raw)
 
 

@@ -76,20 +76,23 @@ async def one_deploy(sandbox: Sandbox, bot: Bot, user: str, think: float, build:
             "asked_proceed": canaries.posted_at, "asked_done": rolled_out.posted_at}
 
 
-def _build_window(sandbox: Sandbox, sha: str) -> tuple[float, float]:
-    build = next(b for b in sandbox.jenkins.builds("app-master") if sha in json.dumps(b))
+def build_window(sandbox: Sandbox, sha: str, job: str = "app-master") -> tuple[float, float]:
+    """When the build of `sha` started and ended, as Jenkins says."""
+    build = next(b for b in sandbox.jenkins.builds(job) if sha in json.dumps(b))
     start = build["timestamp"] / 1000
     return start, start + build["duration"] / 1000
 
 
-def _first_after(calls: Iterable[tuple[float, str]], operation: str, after: float) -> float:
+def first_after(calls: Iterable[tuple[float, str]], operation: str, after: float) -> float:
+    """When `operation` was first asked for at `after` or later."""
     return next(at for at, op in calls if op == operation and at >= after)
 
 
-def _ecs_windows(sandbox: Sandbox, after: float, proceeded: float) -> tuple[list[tuple[float, float]], float]:
+def ecs_windows(sandbox: Sandbox, after: float, proceeded: float,
+                services: tuple[str, ...] = SERVICES) -> tuple[list[tuple[float, float]], float]:
     """When ECS was busy for this deploy (canaries starting, services rolling out); when the rollout ended."""
     windows, rollout_done = [], 0.0
-    for service in SERVICES:
+    for service in services:
         canary = [e for e in sandbox.aws.history("production", f"{service}-canary") if e["at"] >= after]
         up = next(e["at"] for e in canary if e["desired"] and e["running"] >= e["desired"])
         windows.append((canary[0]["at"], up))
@@ -130,15 +133,15 @@ def _calls(sandbox: Sandbox, start: float, end: float) -> dict[str, Counter]:
 
 
 def analyse(sandbox: Sandbox, run: dict[str, Any]) -> dict[str, Any]:
-    build_start, build_end = _build_window(sandbox, run["merge_sha"])
-    ecs, rollout_done = _ecs_windows(sandbox, run["requested"], run["proceeded"])
+    build_start, build_end = build_window(sandbox, run["merge_sha"])
+    ecs, rollout_done = ecs_windows(sandbox, run["requested"], run["proceeded"])
     aws = list(sandbox.aws.received)
     people_waits = [(run["asked_proceed"], run["proceeded"]), (run["asked_done"], run["confirmed"])]
     wall = run["finished"] - run["requested"]
     waiting = _covered([(build_start, build_end), *ecs, *people_waits], run["requested"], run["finished"])
     return {
-        "build_to_canary": _first_after(aws, "ecs:RegisterTaskDefinition", build_end) - build_end,
-        "proceed_to_update": _first_after(aws, "ecs:UpdateService", run["proceeded"]) - run["proceeded"],
+        "build_to_canary": first_after(aws, "ecs:RegisterTaskDefinition", build_end) - build_end,
+        "proceed_to_update": first_after(aws, "ecs:UpdateService", run["proceeded"]) - run["proceeded"],
         "rollout_to_card": _card_says(sandbox, run["pr"], "awaiting confirmation", rollout_done) - rollout_done,
         "wall": wall, "waiting": waiting, "overhead": wall - waiting,
         "calls": {system: dict(ops) for system, ops in _calls(sandbox, run["requested"], run["ended"]).items()},
