@@ -406,9 +406,11 @@ class JenkinsEmulator(ThreadedServer):
         push_at: float = 0.5,
         queue_delay: float = 0.05,
         scm_url: str = "https://github.com/acme/app.git",
+        first_queue_id: int = 1,
         port: int = 0,
     ) -> None:
         super().__init__("jenkins", port)
+        self.first_queue_id = first_queue_id  # apart from another Jenkins' behind one front (`sandbox.front`)
         jobs = {"app-master": "master", "app-pr": PR_JOB} if jobs is None else jobs
         self.sha_parameter = sha_parameter
         self.registry = registry
@@ -610,8 +612,8 @@ class JenkinsEmulator(ThreadedServer):
                   cause_class: str, pr: int | None, base_sha: str | None, quiet: float, delay: _Delay | None,
                   webhook: bool = False) -> _QueueItem:
         now = time.time()
-        item = _QueueItem(len(self._queue) + 1, job, sha, params, checkout, cause, cause_class, int(now * 1000),
-                          quiet_until=now + quiet, wait=delay.seconds if delay else 0.0,
+        item = _QueueItem(self.first_queue_id + len(self._queue), job, sha, params, checkout, cause, cause_class,
+                          int(now * 1000), quiet_until=now + quiet, wait=delay.seconds if delay else 0.0,
                           why=delay.why if delay else EXECUTOR_WHY, pr=pr, base_sha=base_sha, webhook=webhook)
         self._queue[item.id] = item
         return item

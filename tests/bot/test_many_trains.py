@@ -114,7 +114,7 @@ async def test_the_form_asks_for_the_train_first_and_follows_the_choice(two_trai
 async def test_each_train_s_pea_deploys_a_pull_request_of_its_own_repository(two_train_bot: TwoTrainWorld) -> None:
     world = two_train_bot
     for train, pea in PEAS.items():
-        pr = world.new_pr(train, f"Preview {train}")
+        pr = world.new_pr(train, f"Preview {train}")  # each repository numbers its own pull requests
         typed = await world.slack.command(ALICE, "/pea", f"deploy {pea} {pr}", channel=world.slack.dm_channel(ALICE))
         assert f"Deploying #{pr} to `{pea}`" in (await typed.ephemeral()).text
         await world.slack.wait_for(lambda p=pea: any(f"{p} is up" in m.text for m in world.slack.dms(ALICE)),
