@@ -31,13 +31,17 @@ from demo.screen import Screen
 from flows.config import Settings, load_config
 from flows.views import DeployView, PeaView
 from sandbox.slack import Message
-from sandbox.world import Sandbox, SandboxSpec
+from sandbox.world import RepoSpec, Sandbox, SandboxSpec
 
 ALICE, BOB, CAROL, ADMIN, EMERGENCY = "U0ALICE", "U0BOB", "U0CAROL", "U0ADMIN", "U0EMERGENCY"
 PROCESSES = {"web": "app-web", "worker": "app-worker"}
 PEAS = ("sweet-pea", "chick-pea", "snow-pea")
 WAIT = 30.0  # the longest any one thing in the scenario may take
-STEPS = 12  # the scenario's steps (`Demo.step` blocks in `Demo.play`), for the progress line
+STEPS = 13  # the scenario's steps (`Demo.step` blocks in `Demo.play`), for the progress line
+# The second train's repository: its own Jenkins jobs, image, service and channel, in the same sandbox.
+BILLING = RepoSpec(repo="acme/billing", jobs={"billing-master": "master", "billing-pr": "pr"},
+                   image_repository="billing", container="billing", services={"billing-api": 2},
+                   channel="C0BILLING", channel_name="billing")
 
 
 class DemoFailed(Exception):
@@ -51,7 +55,21 @@ def check(holds: object, why: object = "a check failed") -> None:
 
 
 def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
-    """The train's `app.yaml`: the example's shape, pointed at the sandbox, with quick timings."""
+    """The `app.yaml` of two trains, app (the example's train) and billing, pointed at the sandbox, with quick
+    timings."""
+    app = _app_train(sandbox)
+    billing = sandbox.repos[BILLING.repo]
+    return {
+        "permissions": app.pop("permissions"),
+        "trains": {"app": app, "billing": {
+            "slack": {"channel": BILLING.channel}, "github": {"repo": BILLING.repo},
+            "jenkins": {"job": "billing-master", "pr_job": "billing-pr", "build_timeout": "60s"},
+            "image": billing.image_template, "ecs": {"cluster": sandbox.spec.cluster, "region": "eu-west-1"},
+            "processes": {"api": {"service": "billing-api", "container": "billing"}}, "deploy": app["deploy"]}},
+    }
+
+
+def _app_train(sandbox: Sandbox) -> dict[str, Any]:
     return {
         "slack": {"channel": sandbox.spec.channel},
         "github": {"repo": sandbox.spec.repo, "base_branch": sandbox.spec.base_branch},
@@ -74,7 +92,7 @@ class Demo:
     def __init__(self, sandbox: Sandbox, bot: Bot, screen: Screen) -> None:
         self.sandbox, self.bot, self.screen = sandbox, bot, screen
         self.slack = sandbox.slack
-        self.channel = bot.train().config.slack.channel
+        self.channel = bot.train("app").config.slack.channel
         self.clicked: set[str] = set()
         self.steps = 0
 
@@ -89,11 +107,12 @@ class Demo:
         self.screen.step_done()
 
     # -- people ----------------------------------------------------------------------------------
-    async def types(self, user: str, command: str, text: str = "") -> Message:
-        """`user` types a command; the ephemeral answer they get."""
+    async def types(self, user: str, command: str, text: str = "", *, channel: str | None = None,
+                    where: str = "") -> Message:
+        """`user` types a command (in #deploys unless `channel` says); the ephemeral answer they get."""
         self.screen.refresh()
-        self.screen.person(user, f"types {command} {text}".rstrip())
-        interaction = await self.slack.command(user, command, text)
+        self.screen.person(user, f"types {command} {text}".rstrip() + where)
+        interaction = await self.slack.command(user, command, text, channel=channel)
         return await interaction.ephemeral(timeout=WAIT)
 
     async def clicks(self, user: str, label: str, message: Message, where: str) -> None:
@@ -115,34 +134,35 @@ class Demo:
             lambda: next((m for m in reversed(self.slack.dms(user)) if text in m.render()), None), WAIT,
             what=f"a DM to {self.screen.name(user)} saying {text!r}")
 
-    def card(self, pr: int) -> Message | None:
-        return next((m for m in self.slack.messages(self.channel)
+    def card(self, pr: int, channel: str | None = None) -> Message | None:
+        return next((m for m in self.slack.messages(channel or self.channel)
                      if m.thread_ts is None and m.text.startswith(f"#{pr} ")), None)
 
-    async def card_with(self, pr: int, label: str) -> Message:
-        return await self.slack.wait_for(lambda: (c := self.card(pr)) is not None and label in c.buttons and c,
-                                         WAIT, what=f"the card of #{pr} with [{label}]")
+    async def card_with(self, pr: int, label: str, channel: str | None = None) -> Message:
+        return await self.slack.wait_for(
+            lambda: (c := self.card(pr, channel)) is not None and label in c.buttons and c, WAIT,
+            what=f"the card of #{pr} with [{label}]")
 
     # -- the bot's records -----------------------------------------------------------------------
-    async def deploy_of(self, pr: int) -> DeployView | None:
-        return await self.bot.train().deploys.latest_of(pr)
+    async def deploy_of(self, pr: int, train: str = "app") -> DeployView | None:
+        return await self.bot.train(train).deploys.latest_of(pr)
 
     async def pea(self, name: str) -> PeaView | None:
-        return await self.bot.train().peas.get(name)
+        return await self.bot.train("app").peas.get(name)
 
-    async def reaches(self, pr: int, state: str) -> DeployView:
+    async def reaches(self, pr: int, state: str, train: str = "app") -> DeployView:
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            deploy = await self.deploy_of(pr)
+            deploy = await self.deploy_of(pr, train)
             if deploy is not None and deploy.state.value == state:
                 return deploy
             if deploy is not None and deploy.finished_at is not None:
                 raise DemoFailed(f"the deploy of #{pr} ended {deploy.state.value}, not {state} "
                                  f"({deploy.outcome_reason})")
             await asyncio.sleep(0.05)
-        deploy = await self.deploy_of(pr)
-        raise DemoFailed(f"the deploy of #{pr} is {deploy.state.value if deploy else 'missing'}, not {state}, "
-                         f"after {WAIT:g}s")
+        deploy = await self.deploy_of(pr, train)
+        raise DemoFailed(f"the deploy of {train}'s #{pr} is {deploy.state.value if deploy else 'missing'}, not "
+                         f"{state}, after {WAIT:g}s")
 
     # -- the scenario ----------------------------------------------------------------------------
     async def play(self) -> None:
@@ -191,6 +211,25 @@ class Demo:
             await self.clicks(ALICE, "Done", await self.dm(ALICE, "Done", banner), "in her DM")
             deploy = await self.reaches(banner, "completed")
             self._runs(deploy.merge_sha)
+
+        ledger = self.sandbox.repos[BILLING.repo].github.create_pr("Round invoices to the cent",
+                                                                   {"billing/round.py": "CENTS = 2\n"})
+        async with self.step(f"a second train: billing's #{ledger} deploys beside app's #{hotfix}"):
+            asked = await self.types(ALICE, "/deploy", str(ledger), channel=self.slack.dm_channel(ALICE),
+                                     where=" in her DM")
+            check("which train?" in asked.text and "Nothing was changed" in asked.text, asked.text)
+            queued = await self.types(ALICE, "/deploy", str(ledger), channel=BILLING.channel, where=" in #billing")
+            check("Queued" in queued.text, queued.text)
+            await self.reaches(ledger, "canary_check", "billing")
+            app_now = await self.deploy_of(hotfix)
+            check(app_now is not None and app_now.state.value != "queued", "app's train waited for billing's")
+            await self.clicks(ALICE, "Proceed", await self.card_with(ledger, "Proceed", BILLING.channel),
+                              "on the card in #billing")
+            await self.clicks(ALICE, "Done", await self.dm(ALICE, "Done", ledger), "in her DM")
+            shipped = await self.reaches(ledger, "completed", "billing")
+            image = self.sandbox.repos[BILLING.repo].image(shipped.merge_sha or "")
+            running = set(self.sandbox.aws.running_images(self.sandbox.spec.cluster, "billing-api"))
+            check(running == {image}, f"billing-api runs {sorted(running)}, not {image}")
 
         async with self.step(f"#{hotfix} (emergency) goes next, ahead of bob and carol"):
             await self.dm(EMERGENCY, "Proceed", hotfix)
@@ -274,15 +313,16 @@ class Demo:
 
     # -- the summary -----------------------------------------------------------------------------
     async def summary(self, console: Console) -> None:
-        deploys = sorted(await self.bot.train().deploys.history(limit=100), key=lambda d: d.id)
-        peas = await self.bot.train().peas.all()
+        deploys = sorted([d for train in self.bot.trains.values() for d in await train.deploys.history(limit=100)],
+                         key=lambda d: d.id)
+        peas = await self.bot.train("app").peas.all()
         table = Table(title="deploys", title_justify="left")
-        for column in ("#", "pull request", "requester", "processes", "outcome", "builds", "took"):
+        for column in ("#", "train", "pull request", "requester", "processes", "outcome", "builds", "took"):
             table.add_column(column)
         for d in deploys:
             took = _seconds(d.started_at or d.created_at, d.finished_at)
             outcome = d.state.label + (" (emergency: jumped the queue)" if d.jump_queue else "")
-            table.add_row(str(d.id), f"#{d.pr_number} {d.pr_title}", self.screen.name(d.requester),
+            table.add_row(str(d.id), d.train, f"#{d.pr_number} {d.pr_title}", self.screen.name(d.requester),
                           ", ".join(d.processes), outcome, str(d.build_retries + 1 if d.merge_sha else 0), took)
         console.print(table)
 
@@ -298,7 +338,7 @@ class Demo:
         for column in ("cluster", "service", "running", "image"):
             services.add_column(column)
         spec = self.sandbox.spec
-        rows = [(spec.cluster, s) for s in PROCESSES.values()]
+        rows = [(spec.cluster, s) for s in (*PROCESSES.values(), *BILLING.services)]
         rows += [(spec.pea_cluster, s) for s in spec.pea_services if "sweet-pea" in s]
         for cluster, name in rows:
             images = self.sandbox.aws.running_images(cluster, name)
@@ -343,7 +383,8 @@ async def demo(keep: bool = False) -> int:
         os.environ.pop(name, None)  # aiohttp would send even 127.0.0.1 through a proxy
     started = time.monotonic()
     pea_services = tuple(f"pea-{pea}-{process}" for pea in PEAS for process in PROCESSES)
-    sandbox = Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5)).start()
+    sandbox = Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5,
+                                  more=(BILLING,))).start()
     folder = Path(tempfile.mkdtemp(prefix="fatcontroller-demo-"))
     config_path = folder / "app.yaml"
     config_path.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))
@@ -359,7 +400,7 @@ async def demo(keep: bool = False) -> int:
         console.print(f"[red]demo failed: the bot did not start: {exc}[/red]")
         sandbox.stop()
         return 1
-    screen = Screen(console, sandbox.slack, bot.train().config.slack.channel, STEPS)
+    screen = Screen(console, sandbox.slack, bot.train("app").config.slack.channel, STEPS)
     played = Demo(sandbox, bot, screen)
     try:
         await sandbox.slack.wait_connected()
