@@ -174,6 +174,25 @@ class GitHub(Facade):
         or the tip of a rebased range), and only that: never anyone else's work (see the README)."""
         return await self._caller.call(f"revert the merge of #{number}", self._revert, merge_sha, number, method)
 
+    # -- speculative builds (DESIGN §8) ---------------------------------------------------------------------
+    async def make_candidate(self, branch: str, base_sha: str, number: int, head_sha: str,
+                             head_label: str) -> str | None:
+        """The commit of branch `branch` (created at `base_sha`) with pull request #number's head `head_sha`
+        merged in (`POST /merges`), or None when they conflict (the branch is deleted then). Trying again, or
+        after a crash, finds the branch and the merge already made, and makes neither twice."""
+        return await self._caller.call(f"build a candidate of #{number} on {base_sha[:10]}", self._make_candidate,
+                                       branch, base_sha, number, head_sha, head_label)
+
+    async def land_candidate(self, sha: str, first_parent: str) -> bool:
+        """Move the base branch to candidate `sha` by a fast-forward (`force: false`), if it still points at the
+        candidate's first parent; False if it moved (the candidate is stale). True when it is there already."""
+        return await self._caller.call(f"land {sha[:10]} on {self.base_branch}", self._land_candidate, sha,
+                                       first_parent)
+
+    async def drop_candidate(self, branch: str) -> None:
+        """Delete a candidate's branch (gone already: nothing to do)."""
+        await self._caller.call(f"delete branch {branch}", self._drop_candidate, branch)
+
     async def find_revert(self, merge_sha: str, *, depth: int = 100) -> str | None:
         """The commit among the newest `depth` of the base branch that reverts `merge_sha`, if any."""
         return await self._caller.call(f"look for a revert of {merge_sha[:12]}", self._find_revert,
@@ -301,6 +320,59 @@ class GitHub(Facade):
 
     def _branch_head(self) -> str:
         return self._repo().get_git_ref(f"heads/{self.base_branch}").object.sha
+
+    def _make_candidate(self, branch: str, base_sha: str, number: int, head_sha: str,
+                        head_label: str) -> str | None:
+        repo = self._repo()
+        ref = self._ref(repo, branch)
+        if ref is None:
+            try:
+                ref = repo.create_git_ref(f"refs/heads/{branch}", base_sha)
+            except GithubException as exc:
+                if exc.status != 422:  # 422: it exists already (made by a try that did not hear back)
+                    raise
+                ref = self._ref(repo, branch)
+                if ref is None:
+                    raise TransientError(SYSTEM, f"branch {branch} was made and is gone again") from exc
+        at = ref.object.sha
+        if at != base_sha:
+            parents = [p.sha for p in repo.get_git_commit(at).parents]
+            if parents == [base_sha, head_sha]:
+                return at  # merged already
+            ref.edit(base_sha, force=True)  # a candidate of another base or head: ours is made afresh
+        try:
+            merged = repo.merge(branch, head_sha, f"Merge pull request #{number} from {head_label}")
+        except GithubException as exc:
+            if exc.status != 409:
+                raise
+            ref.delete()  # a conflict: no candidate, and no branch left behind
+            return None
+        if merged is None:  # 204: the head is in the base already; the candidate is the base itself
+            return base_sha
+        return merged.sha
+
+    def _land_candidate(self, sha: str, first_parent: str) -> bool:
+        repo = self._repo()
+        ref = self._ref(repo, self.base_branch)
+        if ref is None:
+            raise NotFound(SYSTEM, f"branch {self.base_branch} does not exist")
+        if ref.object.sha == sha:
+            return True
+        if ref.object.sha != first_parent:
+            return False
+        try:
+            ref.edit(sha, force=False)
+        except GithubException as exc:
+            if exc.status != 422:  # 422: not a fast-forward any more, the branch moved meanwhile
+                raise
+            return self._ref(repo, self.base_branch) is not None and self._branch_head() == sha
+        return True
+
+    def _drop_candidate(self, branch: str) -> None:
+        ref = self._ref(self._repo(), branch)
+        if ref is not None:
+            with contextlib.suppress(UnknownObjectException):
+                ref.delete()
 
     def _find_revert(self, merge_sha: str, depth: int) -> str | None:
         marker = f"This reverts commit {merge_sha}"

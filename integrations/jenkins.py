@@ -161,6 +161,10 @@ class Jenkins(Facade):
         """Queue a build of `sha` (`buildWithParameters`); the queue item id."""
         return await self._caller.call("start build", self._client.build_job, job, {self.sha_parameter: sha})
 
+    async def stop_build(self, job: str, number: int) -> None:
+        """Abort build `number` of `job` (a finished one stays as it ended: Jenkins ignores the stop)."""
+        await self._caller.call("stop build", self._client.stop_build, job, number)
+
     async def build_from_queue(self, queue_id: int) -> tuple[str, int] | None:
         """(build URL, build number) once the queued item has started; None while it waits."""
         item = await self._caller.call("read queue item", self._client.get_queue_item, queue_id)

@@ -336,3 +336,46 @@ async def test_an_unreachable_github_is_reported_without_the_token(github_emulat
         await github.branch_head()
 
     assert token not in str(caught.value)
+
+
+# -- speculative builds: candidates ---------------------------------------------------------------
+
+CANDIDATE = "fatcontroller/app/7"
+
+
+async def test_a_candidate_is_the_pr_head_merged_on_a_branch_and_lands_as_a_fast_forward(github, github_emulator):
+    number = github_emulator.create_pr("Candidate", {"candidate.py": "x = 1\n"})
+    base, head = github_emulator.branch_head(), github_emulator.pr_head(number)
+
+    sha = await github.make_candidate(CANDIDATE, base, number, head, "acme:alice/candidate")
+    assert sha is not None and github_emulator.branches()[CANDIDATE] == sha
+    assert await github.make_candidate(CANDIDATE, base, number, head, "acme:alice/candidate") == sha  # once
+    merged = github_emulator.git.commit(sha)
+    assert merged.parents == (base, head) and merged.message.startswith(f"Merge pull request #{number} from")
+
+    assert await github.land_candidate(sha, base)
+    assert github_emulator.branch_head() == sha and github_emulator.pull_request(number).merged
+    assert await github.land_candidate(sha, base)  # landed already: nothing more to do
+    await github.drop_candidate(CANDIDATE)
+    await github.drop_candidate(CANDIDATE)
+    assert CANDIDATE not in github_emulator.branches()
+
+
+async def test_a_candidate_whose_base_moved_does_not_land(github, github_emulator):
+    number = github_emulator.create_pr("Stale", {"stale.py": "x = 1\n"})
+    base = github_emulator.branch_head()
+    sha = await github.make_candidate(CANDIDATE, base, number, github_emulator.pr_head(number), "acme:alice/stale")
+    github_emulator.push({"README.md": "someone else\n"}, message="A push to master")
+    moved = github_emulator.branch_head()
+
+    assert sha is not None and not await github.land_candidate(sha, base)
+    assert github_emulator.branch_head() == moved and not github_emulator.pull_request(number).merged
+
+
+async def test_a_conflicting_candidate_is_none_and_leaves_no_branch(github, github_emulator):
+    number = github_emulator.create_pr("Conflicts", {"README.md": "theirs\n"})
+    github_emulator.push({"README.md": "ours\n"}, message="Ours")
+
+    assert await github.make_candidate(CANDIDATE, github_emulator.branch_head(), number,
+                                       github_emulator.pr_head(number), "acme:alice/conflicts") is None
+    assert CANDIDATE not in github_emulator.branches()

@@ -87,6 +87,23 @@ async def test_a_build_started_through_the_api_is_queued_then_found_by_its_param
     assert jenkins_emulator.anonymous_requests == 0
 
 
+async def test_a_build_stopped_through_the_api_ends_aborted(jenkins: Jenkins,
+                                                            jenkins_emulator: JenkinsEmulator) -> None:
+    jenkins_emulator.script_next("app-master", ["SUCCESS"], duration=30)
+    _, number = await started(jenkins, await jenkins.start_build("app-master", sha(4)))
+
+    await jenkins.stop_build("app-master", number)
+
+    build = await eventually(lambda: _finished(jenkins, number), what="the stopped build to end")
+    assert build.result == "ABORTED"
+    await jenkins.stop_build("app-master", number)  # ended already: nothing happens
+
+
+async def _finished(jenkins: Jenkins, number: int) -> Build | None:
+    build = await jenkins.get_build("app-master", number)
+    return build if build.finished else None
+
+
 async def test_find_build_returns_the_newest_build_of_the_commit(
     jenkins: Jenkins, jenkins_emulator: JenkinsEmulator
 ) -> None:
