@@ -15,6 +15,7 @@ from flows.config import AppConfig
 from sandbox.server import Fault
 from sandbox.world import Sandbox
 from tests.fixtures.bot import manifest, settings_for
+from tests.fixtures.trains import two_trains_of
 from tests.fixtures.world import raw_train_config, train_config
 
 PUSH_DETAIL = "deploy-bot may not push to acme/app, so it can neither merge nor revert"
@@ -196,3 +197,20 @@ async def test_run_starts_when_an_outside_system_does_not_answer_at_start(
 
 def test_the_bot_scopes_the_doctor_expects_are_the_manifests() -> None:
     assert set(BOT_SCOPES) == set(manifest()["oauth_config"]["scopes"]["bot"])
+
+
+def test_the_doctor_examines_every_train_of_a_file_of_several(
+        two_repo_sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in two_repo_sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "app.yaml"
+    config.write_text(yaml.safe_dump({"trains": two_trains_of(two_repo_sandbox)}))
+
+    code = main(["doctor", "--config", str(config)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "doctor: train app: acme/app (master) → ECS cluster production" in out
+    assert "doctor: train billing: acme/billing (master) → ECS cluster production" in out
+    assert "deploy-bot may push to acme/billing" in out and "problem" not in out
