@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean flowchart soak
+.PHONY: demo sandbox screenshot test lint bench clean flowchart soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fatcontroller demo
+
+# The scripted story, then everything stays up: the printed address opens the emulated Slack in a browser.
+sandbox: $(STAMP)
+	$(BIN)/fatcontroller demo --keep
+
+# The README's picture of that page (docs/browser-sandbox.png), taken in headless Chromium.
+screenshot: $(STAMP)
+	$(BIN)/python -m demo.screenshot
 
 # The suite mostly waits on emulators and bot processes, so it runs in a few workers (pytest-xdist): about
 # 8 minutes on 2 cores, against 18 in one; a module marked with an xdist_group runs whole in one worker.

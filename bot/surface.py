@@ -50,10 +50,10 @@ class Surface:
         """`implied`, or WhichTrain saying how to name one: `example` is the command with `{train}` for its name."""
         found = self.implied(named, channel)
         if found is None:
-            raise WhichTrain(self.which_train(example, channel))
+            raise WhichTrain(self._which_train(example, channel))
         return found
 
-    def which_train(self, example: str, channel: str | None) -> str:
+    def _which_train(self, example: str, channel: str | None) -> str:
         where = ("Several trains share this channel" if channel and any(
             t.config.slack.channel == channel for t in self.trains.values()) else "This is not a train's channel")
         trains = ", ".join(f"`{t.name}` (<#{t.config.slack.channel}>)" for t in self.trains.values())

@@ -12,14 +12,28 @@ from rich.console import Console
 from rich.panel import Panel
 
 from demo.scenario import ALICE, Demo
+from sandbox.browser import serve_browser
 
 
 async def talk(demo: Demo, console: Console, app_config: Path) -> None:
-    """`--keep`: say how to reach everything, then take people's actions from stdin until Ctrl-C."""
+    """`--keep`: serve the browser view, say how to reach everything, then take people's actions from stdin
+    until Ctrl-C."""
     sandbox, spec, port = demo.sandbox, demo.sandbox.spec, os.environ.get("FATCONTROLLER_HTTP_PORT")
+    commands = demo.bot.config.slack.commands
+    sandbox.slack.commands = {commands.deploy, commands.pea}  # so that Slack answers a mistyped one, as it does
+    view = serve_browser(sandbox)
+    try:
+        await _talk(demo, console, app_config, port, f"{view.url}/?user=alice#channel/{spec.channel}")
+    finally:
+        view.stop()
+
+
+async def _talk(demo: Demo, console: Console, app_config: Path, port: str | None, page: str) -> None:
+    sandbox, spec = demo.sandbox, demo.sandbox.spec
     ecs = (f"boto3.client('ecs', endpoint_url='{sandbox.aws.url}', region_name='eu-west-1', "
            "aws_access_key_id='sandbox', aws_secret_access_key='sandbox')")
     console.print(Panel.fit(
+        f"In a browser    {page}   (the emulated Slack and the outside world: click, type, watch)\n"
         f"Slack Web API   {sandbox.slack.api_url}\n"
         f"GitHub REST     {sandbox.github.url}\n"
         f"Jenkins         {sandbox.jenkins.url}\n"

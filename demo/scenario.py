@@ -368,6 +368,13 @@ def _seconds(start: datetime | None, end: datetime | None) -> str:
     return f"{(end - start).total_seconds():.1f}s" if start and end else "-"
 
 
+def demo_sandbox() -> Sandbox:
+    """The demo's world, started: app's repository with its peas' services, and billing's."""
+    pea_services = tuple(f"pea-{pea}-{process}" for pea in PEAS for process in PROCESSES)
+    return Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5,
+                               more=(BILLING,))).start()
+
+
 async def demo(keep: bool = False) -> int:
     """Play the scenario against the real bot on the sandbox; 0 when every step ended as expected."""
     console = Console(highlight=False)
@@ -382,9 +389,7 @@ async def demo(keep: bool = False) -> int:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)  # aiohttp would send even 127.0.0.1 through a proxy
     started = time.monotonic()
-    pea_services = tuple(f"pea-{pea}-{process}" for pea in PEAS for process in PROCESSES)
-    sandbox = Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5,
-                                  more=(BILLING,))).start()
+    sandbox = demo_sandbox()
     folder = Path(tempfile.mkdtemp(prefix="fatcontroller-demo-"))
     config_path = folder / "app.yaml"
     config_path.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 from tests.fixtures.trains import TWO_TRAINS, two_trains
@@ -105,8 +110,36 @@ def test_the_demo_runs_end_to_end_and_exits_0() -> None:
     # Not a terminal: a plain transcript of what people saw in Slack, then the summary.
     for seen in ("alice picks", "emergency types /deploy", "only alice sees: Only people on the emergency list",
                  "bob clicks [Retry build]", "carol clicks [Roll back]", "rolling out", "▓",
-                 "is up at https://sweet-pea.dev.acme.com", "You released", 'Revert "Merge pull request #3'):
+                 "is up at https://sweet-pea.dev.acme.com", "You released", 'Revert "Merge pull request #3',
+                 "alice types /deploy 1 in her DM", "which train?", "alice types /deploy 1 in #billing",
+                 "clicks [Proceed] on the card in #billing"):
         assert seen in out, seen
+    assert "│ billing │" in out  # the summary's deploys of both trains
     for table in ("deploys", "master (newest first)", "ECS services", "peas"):
         assert f"\n{table}" in out, table
     assert "\x1b[" not in out  # no terminal control codes when stdout is not a terminal
+
+
+def test_demo_keep_serves_the_browser_view_until_interrupted() -> None:
+    demo = subprocess.Popen([sys.executable, "-m", "bot.cli", "demo", "--keep"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(180, demo.kill)  # a demo that never gets there fails the test, not the suite
+    watchdog.start()
+    try:
+        assert demo.stdout is not None
+        page = next((m.group(0) for line in demo.stdout
+                     if (m := re.search(r"http://127\.0\.0\.1:\d+/\?user=alice#channel/C0DEPLOYS", line))), None)
+        assert page is not None, "the demo never printed the browser view's address"
+        with urllib.request.urlopen(page, timeout=10) as answer:
+            assert answer.status == 200 and "<title>" in answer.read().decode()
+        base = page.split("/?", 1)[0]
+        with urllib.request.urlopen(f"{base}/api/state?user=alice", timeout=10) as answer:
+            state = json.loads(answer.read())
+        assert {c["id"] for c in state["workspace"]["channels"]} == {"C0DEPLOYS", "C0BILLING"}
+        assert state["workspace"]["commands"] == ["/deploy", "/pea"]
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(60) == 0
+    finally:
+        watchdog.cancel()
+        if demo.poll() is None:
+            demo.kill()
