@@ -33,7 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.common import config_for, quiet, write_json
 from bot.app import settle_memory
-from bot.deploy.answers import history_text, queue_text, run_subcommand, stats_text
+from bot.deploy.answers import history_text, run_subcommand, stats_text
 from bot.grammar import PeaCommand, Subcommand
 from bot.home import HomePublisher
 from bot.metrics import Metrics
@@ -201,7 +201,8 @@ async def main(finished: int, queued: int, peas_count: int, trains: int = 1) -> 
         if trains > 1:
             figures["tick (one train)"] = await timed(lane.tick)
         figures["pea pass"] = await timed(lane.pea_worker.pass_once)
-        figures["/deploy queue"] = await timed(lambda: queue_text(lane.deploys))
+        figures["/deploy queue"] = await timed(
+            lambda: run_subcommand(surface, Subcommand("queue", train=lane.name), viewer, None))
         if trains > 1:
             figures["/deploy queue (all)"] = await timed(
                 lambda: run_subcommand(surface, Subcommand("queue"), viewer, None))

@@ -22,6 +22,7 @@ from bot.store import MessageStore
 from bot.text import context, escape, eta, human_duration, plain, section, user, when
 from bot.trains import TrainFlows
 from flows.config import CommandsConfig
+from flows.deploy.flows import queues_of
 from flows.views import QueueView
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ class HomePublisher:
 
     async def queues(self) -> list[QueueView]:
         """Every train's queue, in the order of `trains` (what `render` shows)."""
-        # One after another: read side by side, many trains would only queue for the database's connections.
-        return [await t.deploys.queue() for t in self.trains]
+        return await queues_of([t.deploys for t in self.trains])
 
     async def _publish_dirty(self) -> None:
         try:

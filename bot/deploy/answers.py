@@ -13,11 +13,11 @@ from bot.grammar import QuickDeploy, Subcommand
 from bot.surface import Surface
 from bot.text import deploy_ref, escape, eta, human_duration, link, shorten, user, when
 from flows.config import TrainConfig
-from flows.deploy.flows import DeployFlows
+from flows.deploy.flows import DeployFlows, queues_of
 from flows.deploy.machine import State
 from flows.deploy.service import DeployRequest
 from flows.deploy.stats import TrainStats
-from flows.views import Placed
+from flows.views import Placed, QueueView
 
 HISTORY_SHOWN = 10
 
@@ -57,8 +57,8 @@ def usage(trains: Sequence[TrainConfig], command: str) -> str:
 
 # -- answers --------------------------------------------------------------------------------------
 
-async def queue_text(deploys: DeployFlows) -> str:
-    queue = await deploys.queue()
+def queue_text(queue: QueueView) -> str:
+    """`/deploy queue` of one train."""
     train = queue.train
     lines = []
     if train.frozen:
@@ -116,7 +116,10 @@ async def run_subcommand(surface: Surface, sub: Subcommand, user_id: str, channe
     if sub.name in ("queue", "history", "stats"):
         implied = surface.implied(sub.train, channel)
         shown = [implied] if implied is not None else list(surface.trains.values())
-        answers = [await _report(sub.name, train.deploys) for train in shown]  # as the App Home reads them
+        if sub.name == "queue":
+            answers = [queue_text(view) for view in await queues_of([train.deploys for train in shown])]
+        else:
+            answers = [await _report(sub.name, train.deploys) for train in shown]
         if len(shown) == 1:
             return answers[0]
         return "\n\n".join(f"*{escape(train.name)}* (<#{train.config.slack.channel}>)\n{answer}"
@@ -140,8 +143,6 @@ async def run_subcommand(surface: Surface, sub: Subcommand, user_id: str, channe
 
 
 async def _report(name: str, deploys: DeployFlows) -> str:
-    if name == "queue":
-        return await queue_text(deploys)
     if name == "history":
         return await history_text(deploys)
     return stats_text(await deploys.stats())

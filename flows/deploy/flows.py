@@ -6,7 +6,7 @@ read. Nothing here returns an ORM object or takes a session from outside.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -75,7 +75,8 @@ class DeployFlows:
     # -- queries --------------------------------------------------------------------------------
     async def queue(self) -> QueueView:
         """The train, the deploy in flight and the queue, each with its position and ETA."""
-        return await service.queue(self.sessions, self.config.name)
+        [view] = await service.queues(self.sessions, [self.config.name])
+        return view
 
     async def deploy(self, deploy_id: int) -> DeployView | None:
         """Deploy `deploy_id`, whichever train it is on (ids are unique across trains: its view names it)."""
@@ -127,3 +128,10 @@ class DeployFlows:
     def may_act(self, user: str, deploy: DeployView) -> bool:
         """Whether `user` may press a deploy's buttons: its requester and admins."""
         return user == deploy.requester or self.config.permissions.is_admin(user)
+
+
+async def queues_of(trains: Sequence[DeployFlows]) -> list[QueueView]:
+    """`queue()` of each of several trains (of one database), read together: what a view of every train shows."""
+    if not trains:
+        return []
+    return await service.queues(trains[0].sessions, [t.config.name for t in trains])

@@ -224,11 +224,12 @@ async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
     return QueueView(train, tuple(entries))
 
 
-async def queue(sessions: async_sessionmaker[AsyncSession], train_id: str) -> QueueView:
-    """The train, the deploy in flight (position 0) and the queued ones in train order, each with an ETA: a read
-    only (on SQLite, trains read side by side rather than queue for the database's one writer)."""
+async def queues(sessions: async_sessionmaker[AsyncSession], train_ids: Sequence[str]) -> list[QueueView]:
+    """Each train's deploy in flight (position 0) and queued ones in train order, each with an ETA, read one train
+    after another in one session: a read only (on SQLite, trains read side by side rather than queue for the
+    database's one writer)."""
     async with sessions() as session:
-        return await _queue_view(session, train_id)
+        return [await _queue_view(session, train_id) for train_id in train_ids]
 
 
 async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> Deploy | None:
