@@ -108,6 +108,14 @@ class Deploy(Base):
     outcome_reason: Mapped[str | None] = mapped_column(sa.Text)  # why it failed or was rolled back
     rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
 
+    # Built ahead (DESIGN §8): the candidate commit (the PR head merged on `candidate_base`, on the branch
+    # `fatcontroller/<train>/<id>`), the head it merged, its build's queue item. A base and head with no commit:
+    # they conflict.
+    candidate_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    candidate_base: Mapped[str | None] = mapped_column(sa.String(40))
+    candidate_head: Mapped[str | None] = mapped_column(sa.String(40))
+    candidate_queue_id: Mapped[int | None]
+
     canary_reminded_at: Mapped[datetime | None]
     # A step whose outside system fails transiently is tried again through the schedule: since when, how often.
     retry_since: Mapped[datetime | None]

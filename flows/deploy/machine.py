@@ -89,6 +89,7 @@ class Effect(StrEnum):
 
     NEW_BUILD = "new build"  # the failed build is kept aside, and the next one is started through the API
     UNDONE_BY_HAND = "undone by hand"  # whatever was left to undo is recorded as done by people
+    DROP_CANDIDATE = "drop candidate"  # a deploy built ahead: its candidate's build is stopped, its branch deleted
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ _PERSON, _ADMIN = Actor.PERSON, Actor.ADMIN
 
 TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.QUEUED, E.START, S.MERGING, "reaches the head of the train, train not frozen", tells_requester=True),
-    Transition(S.QUEUED, E.CANCEL, S.CANCELLED, "Cancel / leave the queue", _PERSON, button="Cancel"),
+    Transition(S.QUEUED, E.CANCEL, S.CANCELLED, "Cancel / leave the queue", _PERSON, button="Cancel",
+               effect=Effect.DROP_CANDIDATE),
     Transition(S.MERGING, E.MERGED, S.BUILDING, "PR merged into the base branch"),
     Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed", tells_requester=True),
     Transition(S.BUILDING, E.BUILD_GREEN, S.CANARYING, "build of the merge commit green"),

@@ -137,6 +137,8 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
             emergency_reason=(request.reason or None) if (request.jump_queue or request.skip_build) else None,
             queue_seq=float(seq), created_at=now, state_entered_at=now,
             state_times={State.QUEUED.value: now.isoformat()},
+            # built ahead: its step looks at once whether it is near enough the deploy in flight
+            due_at=now if config.deploy.speculate else None,
         )
         session.add(deploy)
         await session.flush()
@@ -224,6 +226,30 @@ async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
     return QueueView(train, tuple(entries))
 
 
+async def standing(sessions: async_sessionmaker[AsyncSession], deploy: Deploy) -> tuple[int, Deploy | None,
+                                                                                      Deploy | None]:
+    """Where a queued deploy stands: its place among the queued (1: next; 0: not queued any more), the train's
+    deploy in flight, and the queued deploy right ahead of it."""
+    async with sessions() as session:
+        train = await session.get(Train, deploy.train_id)
+        in_flight = await session.get(Deploy, train.in_flight_id) if train and train.in_flight_id else None
+        queued = (await session.scalars(sa.select(Deploy).where(
+            Deploy.train_id == deploy.train_id, Deploy.state == State.QUEUED.value).order_by(*_train_order()))).all()
+    place = next((n for n, d in enumerate(queued, start=1) if d.id == deploy.id), 0)
+    return place, in_flight, queued[place - 2] if place >= 2 else None
+
+
+async def wake_queued(sessions: async_sessionmaker[AsyncSession], train_id: str, count: int) -> None:
+    """The train's first `count` queued deploys look now: what they would be built on has changed."""
+    if count <= 0:
+        return
+    async with sessions() as session, session.begin():
+        first = sa.select(Deploy.id).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value) \
+            .order_by(*_train_order()).limit(count).scalar_subquery()
+        await session.execute(sa.update(Deploy).where(Deploy.id.in_(first)).values(due_at=utcnow())
+                              .execution_options(synchronize_session=False))
+
+
 async def queues(sessions: async_sessionmaker[AsyncSession], train_ids: Sequence[str]) -> list[QueueView]:
     """Each train's deploy in flight (position 0) and queued ones in train order, each with an ETA, read one train
     after another in one session: a read only (on SQLite, trains read side by side rather than queue for the
@@ -283,10 +309,16 @@ async def _undone_by_hand(session: AsyncSession, deploy: Deploy, actor: str) -> 
               detail=f"{record.kind} left to people", **{k: v for k, v in record.data.items() if k != "key"})
 
 
+async def _drop_candidate(session: AsyncSession, deploy: Deploy, actor: str) -> None:
+    if deploy.candidate_sha is not None or deploy.candidate_queue_id is not None:
+        deploy.due_at = utcnow()  # the step of its end state stops the candidate's build and deletes its branch
+
+
 # What each effect of the table does, defined once.
 EFFECTS: dict[Effect, Callable[[AsyncSession, Deploy, str], Awaitable[None]]] = {
     Effect.NEW_BUILD: _new_build,
     Effect.UNDONE_BY_HAND: _undone_by_hand,
+    Effect.DROP_CANDIDATE: _drop_candidate,
 }
 
 
@@ -309,8 +341,6 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
     now = utcnow()
     for key, value in (updates or {}).items():
         setattr(deploy, key, value)
-    if transition.effect is not None:
-        await EFFECTS[transition.effect](session, deploy, actor)
     # Whatever came of the step, it is not failing any more: a new failure starts a new backoff.
     deploy.retry_since, deploy.retry_attempts = None, 0
     target = transition.target
@@ -345,6 +375,8 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
             deploy.due_at = now
         if reason and (target in TERMINAL or target is State.ROLLING_BACK or target is State.BUILD_FAILED):
             deploy.outcome_reason = reason
+    if transition.effect is not None:
+        await EFFECTS[transition.effect](session, deploy, actor)
     audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id, train_id=deploy.train_id,
           detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
     moved = Moved(deploy.id, deploy.train_id, event, state, target, actor, reason)

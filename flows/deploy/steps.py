@@ -96,17 +96,115 @@ def _targets(deploy: Deploy) -> dict[str, dict[str, Any]]:
 
 # -- merging ------------------------------------------------------------------------------------
 
+# -- built ahead (DESIGN §8) --------------------------------------------------------------------------
+
+# The states in which the deploy in flight has a merge commit the next deploys can be built on.
+_BUILT_ON = frozenset({State.BUILDING, State.BUILD_FAILED, State.CANARYING, State.CANARY_CHECK, State.ROLLING_OUT,
+                       State.AWAITING_CONFIRMATION})
+_NOT_A_CANDIDATE: dict[str, Any] = {"candidate_sha": None, "candidate_base": None, "candidate_head": None,
+                                    "candidate_queue_id": None}
+
+
+def candidate_branch(deploy: Deploy) -> str:
+    return f"fatcontroller/{deploy.train_id}/{deploy.id}"
+
+
+async def speculate(ctx: StepContext, deploy: Deploy) -> StepResult:
+    """A queued deploy within `deploy.speculate` of the one in flight gets a candidate: its PR head merged on the
+    commit the base branch will have at its turn (the merge of the deploy in flight, or the candidate of the
+    one queued right ahead), and that candidate's build. A stale candidate (other base, new PR head) is
+    dropped first; one that conflicts is not made again for the same base and head."""
+    window = ctx.config.deploy.speculate
+    if window == 0:
+        return StepResult()
+    place, in_flight, before = await service.standing(ctx.sessions, deploy)
+    if not 1 <= place <= window or in_flight is None:
+        return StepResult()  # woken again when the deploy ahead merges (`merge`) or the queue moves up to it
+    base = (before.candidate_sha if before is not None else
+            in_flight.merge_sha if State(in_flight.state) in _BUILT_ON else None)
+    if base is None:
+        return StepResult(wait=ctx.poll)
+    github = ctx.outside.github
+    pr = await github.get_pr(deploy.pr_number)
+    if pr.merged or pr.state != "open":
+        return StepResult()  # the merge step says what is wrong at its turn
+    if (deploy.candidate_base, deploy.candidate_head) != (base, pr.head_sha):
+        if deploy.candidate_sha is not None:
+            await github.drop_candidate(candidate_branch(deploy))
+            await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
+                           record=Record("candidate_dropped", f"{deploy.candidate_sha[:12]}: built on "
+                                                              f"{(deploy.candidate_base or '')[:12]}"))
+        owner = ctx.config.github.repo.split("/", 1)[0]
+        sha = await github.make_candidate(candidate_branch(deploy), base, deploy.pr_number, pr.head_sha,
+                                          f"{owner}/{pr.head_ref}")
+        detail = f"#{deploy.pr_number} at {pr.head_sha[:12]} on {base[:12]}"
+        await ctx.save(deploy, {**_NOT_A_CANDIDATE, "candidate_sha": sha, "candidate_base": base,
+                                "candidate_head": pr.head_sha},
+                       record=Record("candidate_made" if sha else "candidate_conflicts",
+                                     f"{detail}: {sha[:12]}" if sha else detail, {"candidate_sha": sha}))
+    if deploy.candidate_sha is not None and deploy.candidate_queue_id is None:
+        job = ctx.config.jenkins.job
+        queue_id = await ctx.outside.jenkins.start_build(job, deploy.candidate_sha)
+        await ctx.save(deploy, {"candidate_queue_id": queue_id},
+                       record=Record("candidate_build_requested", f"{job} for {deploy.candidate_sha[:12]}",
+                                     {"queue_id": queue_id}))
+    return StepResult(wait=ctx.poll)
+
+
+async def drop_candidate(ctx: StepContext, deploy: Deploy) -> StepResult:
+    """A deploy that left the queue with a candidate (cancelled): its build is stopped and its branch deleted."""
+    if deploy.candidate_queue_id is not None:
+        started = await ctx.outside.jenkins.build_from_queue(deploy.candidate_queue_id)
+        if started is not None:
+            await ctx.outside.jenkins.stop_build(ctx.config.jenkins.job, started[1])
+    if deploy.candidate_sha is not None:
+        await ctx.outside.github.drop_candidate(candidate_branch(deploy))
+    await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
+                   record=Record("candidate_dropped", f"{(deploy.candidate_sha or '')[:12]}: it left the queue"))
+    return StepResult()
+
+
+async def _land(ctx: StepContext, deploy: Deploy, head: str) -> dict[str, Any] | None:
+    """At its turn, a deploy with a candidate lands it, if the base branch still points at its base and its
+    PR head is the one merged: the base branch is fast-forwarded to it. The values to save with its merge then
+    (the candidate's build followed, once it has started), or None: merge the normal way. The branch goes
+    either way."""
+    github, sha, base = ctx.outside.github, deploy.candidate_sha, deploy.candidate_base
+    if sha is None or base is None:
+        return None
+    landed = deploy.candidate_head == head and await github.land_candidate(sha, base)
+    await github.drop_candidate(candidate_branch(deploy))
+    if not landed:
+        await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
+                       record=Record("candidate_stale", f"{sha[:12]}: {ctx.config.github.base_branch} moved"))
+        return None
+    values: dict[str, Any] = {"build_queue_id": deploy.candidate_queue_id}
+    started = (await ctx.outside.jenkins.build_from_queue(deploy.candidate_queue_id)
+               if deploy.candidate_queue_id is not None else None)
+    if started is not None:
+        values |= {"build_url": started[0], "build_number": started[1], "build_job": ctx.config.jenkins.job}
+    return values
+
+
 async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
     github, number = ctx.outside.github, deploy.pr_number
     if deploy.merge_sha is None:
         pending = await service.pending_undo(ctx.sessions, deploy.id)
         attempted = any(record.kind == "merge" for record in pending)
         pr = await github.get_pr(number)
+        landing: dict[str, Any] = {}
         if pr.merged:
             # Only a merge we asked for is ours to deploy (and to revert); one made by hand is refused.
             if not attempted or pr.merge_sha is None:
                 return StepResult(Event.MERGE_REFUSED, f"#{number} was merged outside the train")
             sha = pr.merge_sha
+        elif deploy.candidate_sha is not None and pr.head_sha == deploy.candidate_head:
+            await service.record_undo(ctx.sessions, deploy.id, "merge",
+                                      {"pr": number, "method": ctx.config.github.merge_method}, key="merge")
+            landed = await _land(ctx, deploy, pr.head_sha)
+            if landed is None:
+                return StepResult(wait=timedelta(0))  # stale: the next look merges the normal way
+            sha, landing = deploy.candidate_sha, landed
         else:
             if pr.head_sha != deploy.pr_head_sha:
                 # Whatever was pushed before its turn is what is deployed; the requester is told which commit.
@@ -122,9 +220,11 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
                 sha = (await github.merge(number, pr.head_sha)).sha
             except NotMergeable as exc:
                 return await _not_merged(ctx, deploy, pr.head_sha, exc)
-        await ctx.save(deploy, {"merge_sha": sha, "image": ctx.config.image_for(sha)},
-                       record=Record("merged", f"#{number} merged as {sha[:12]}", {"merge_sha": sha}),
+        await ctx.save(deploy, {"merge_sha": sha, "image": ctx.config.image_for(sha), **landing},
+                       record=Record("merged", f"#{number} {'landed as' if landing else 'merged as'} {sha[:12]}",
+                                     {"merge_sha": sha}),
                        notice=Merged(deploy.id, deploy.train_id, sha))
+        await service.wake_queued(ctx.sessions, deploy.train_id, ctx.config.deploy.speculate)
     return StepResult(Event.MERGED)
 
 
@@ -453,6 +553,8 @@ async def roll_back(ctx: StepContext, deploy: Deploy) -> StepResult:
 
 
 STEPS: dict[State, Callable[[StepContext, Deploy], Awaitable[StepResult]]] = {
+    State.QUEUED: speculate,
+    State.CANCELLED: drop_candidate,
     State.MERGING: merge,
     State.BUILDING: build,
     State.CANARYING: start_canaries,

@@ -1,0 +1,100 @@
+"""Speculative builds (DESIGN §8), through the emulators: a queued deploy is built ahead on top of the one in
+flight and lands as a fast-forward to exactly the commit that was built; a candidate whose base moved is
+dropped and the deploy merges the normal way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.fixtures.world import Train, eventually
+
+SPECULATE = {"speculate": 1}
+
+
+def _merges_of(train: Train) -> int:
+    return train.sandbox.github.writes["merges"]
+
+
+async def _candidate(train: Train, deploy_id: int) -> str:
+    async def probe() -> str | None:
+        deploy = await train.deploy(deploy_id)
+        return deploy.candidate_sha if deploy.candidate_queue_id is not None else None
+
+    return await eventually(probe, what=f"deploy {deploy_id}'s candidate and its build")
+
+
+async def _through(train: Train, deploy_id: int) -> None:
+    await train.reaches(deploy_id, "canary_check", within=30)
+    await train.press(deploy_id, "Proceed")
+    await train.reaches(deploy_id, "awaiting_confirmation", within=30)
+    await train.press(deploy_id, "Done")
+    await train.reaches(deploy_id, "completed")
+
+
+async def test_queued_deploys_land_as_fast_forwards_to_the_commits_that_were_built(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first, second, third = [await train.request(train.new_pr(f"Change {n}")) for n in range(3)]
+    await train.reaches(first.id, "canary_check", within=30)
+    merged = (await train.deploy(first.id)).merge_sha
+    built_ahead = await _candidate(train, second.id)
+    assert github.git.commit(built_ahead).parents == (merged, github.pr_head(second.pr_number))
+    assert f"fatcontroller/app/{second.id}" in github.branches()
+
+    await _through(train, first.id)
+    await _through(train, second.id)
+    landed = await train.deploy(second.id)
+    assert landed.merge_sha == built_ahead  # exactly the commit that was built
+    assert github.pull_request(second.pr_number).merged
+    assert set(train.sandbox.aws.running_images("production", "app-web")) == {train.sandbox.image(built_ahead)}
+    assert f"fatcontroller/app/{second.id}" not in github.branches()  # no candidate outlives its landing
+
+    await _through(train, third.id)
+    third_sha = (await train.deploy(third.id)).merge_sha
+    assert github.git.commit(third_sha).parents[0] == built_ahead  # built on the second's candidate, landed on it
+    assert _merges_of(train) == 1  # the first merged; the two others landed as fast-forwards
+    assert not [b for b in github.branches() if b.startswith("fatcontroller/")]
+
+
+async def test_a_candidate_whose_base_moved_is_dropped_and_the_deploy_merges_the_normal_way(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
+    await train.reaches(first.id, "canary_check", within=30)
+    stale = await _candidate(train, second.id)
+    await _through(train, first.id)
+    github.push({"NOTES.md": "someone else's commit\n"}, message="A push to master")
+
+    await _through(train, second.id)
+    merged = (await train.deploy(second.id)).merge_sha
+    assert merged != stale and "A push to master" in github.git.commit(github.git.commit(merged).parents[0]).message
+    assert _merges_of(train) == 2 and github.pull_request(second.pr_number).merged
+    assert not [b for b in github.branches() if b.startswith("fatcontroller/")]
+
+
+async def test_a_deploy_cancelled_with_a_candidate_has_its_build_stopped_and_its_branch_deleted(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    jenkins, github = train.sandbox.jenkins, train.sandbox.github
+    first = await train.request(train.new_pr("In flight"))
+    await train.reaches(first.id, "canary_check", within=30)
+    jenkins.script_next("app-master", ["SUCCESS"], duration=60)  # the candidate's build is still running
+    second = await train.request(train.new_pr("Leaves"))
+    built_ahead = await _candidate(train, second.id)
+    await eventually(lambda: _started(train, built_ahead), what="the candidate's build to start")
+
+    await train.flows.cancel("U0ALICE", second.id)
+
+    async def dropped() -> bool:
+        return (await train.deploy(second.id)).candidate_sha is None
+    await eventually(dropped, what="the candidate dropped")
+    assert f"fatcontroller/app/{second.id}" not in github.branches()
+    [build] = [b for b in jenkins.builds("app-master") if built_ahead in str(b)]
+    assert build["result"] == "ABORTED"
+    assert github.branch_head() == (await train.deploy(first.id)).merge_sha  # the base never moved for it
+
+
+async def _started(train: Train, sha: str) -> bool:
+    return any(sha in str(b) for b in train.sandbox.jenkins.builds("app-master"))
