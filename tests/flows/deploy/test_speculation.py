@@ -98,3 +98,65 @@ async def test_a_deploy_cancelled_with_a_candidate_has_its_build_stopped_and_its
 
 async def _started(train: Train, sha: str) -> bool:
     return any(sha in str(b) for b in train.sandbox.jenkins.builds("app-master"))
+
+
+async def test_the_deploy_in_flight_rolled_back_at_its_gate_leaves_the_next_one_landing_on_the_revert(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first = await train.request(train.new_pr("Rolled back", {"app/rolled_back.py": "BAD = True\n"}))
+    second = await train.request(train.new_pr("Goes on", {"app/goes_on.py": "GOOD = True\n"}))
+    await train.reaches(first.id, "canary_check", within=30)
+    on_the_rolled_back = await _candidate(train, second.id)
+
+    await train.press(first.id, "Roll back")
+    await train.reaches(first.id, "rolled_back", within=30)
+    await _through(train, second.id)
+
+    landed = (await train.deploy(second.id)).merge_sha
+    assert landed != on_the_rolled_back
+    files = github.files_at(train.config.github.base_branch)
+    assert "app/goes_on.py" in files and "app/rolled_back.py" not in files
+    assert set(train.sandbox.aws.running_images("production", "app-web")) == {train.sandbox.image(landed)}
+    assert not [b for b in github.branches() if b.startswith("fatcontroller/")]
+
+
+async def test_a_push_to_the_pull_request_builds_its_candidate_again_on_the_new_head(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first = await train.request(train.new_pr("In flight"))
+    second = await train.request(train.new_pr("Pushed to"))
+    await train.reaches(first.id, "canary_check", within=30)
+    before = await _candidate(train, second.id)
+
+    github.push_pr(second.pr_number, {"app/pushed_to.py": "AGAIN = True\n"})
+    head = github.pr_head(second.pr_number)
+
+    async def rebuilt() -> str | None:
+        deploy = await train.deploy(second.id)
+        return deploy.candidate_sha if deploy.candidate_head == head and deploy.candidate_queue_id else None
+    again = await eventually(rebuilt, what="the candidate built again on the new head")
+    assert again != before and github.git.commit(again).parents[1] == head
+    await _through(train, first.id)
+    await _through(train, second.id)
+    assert (await train.deploy(second.id)).merge_sha == again
+
+
+async def test_a_conflicting_candidate_is_not_made_and_the_deploy_merges_the_normal_way_at_its_turn(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first = await train.request(train.new_pr("Takes the file", {"app/shared.py": "FIRST = 1\n"}))
+    second = await train.request(train.new_pr("Takes it too", {"app/shared.py": "SECOND = 2\n"}))
+    await train.reaches(first.id, "canary_check", within=30)
+
+    async def conflicts() -> bool:
+        deploy = await train.deploy(second.id)
+        return deploy.candidate_base is not None and deploy.candidate_sha is None
+    await eventually(conflicts, what="the candidate found to conflict")
+    assert f"fatcontroller/app/{second.id}" not in github.branches()
+    await _through(train, first.id)
+
+    ended = await train.reaches(second.id, "failed", within=30)  # it really conflicts: refused at its turn
+    assert "conflict" in (ended.outcome_reason or "")
