@@ -167,13 +167,11 @@ async def drop_candidate(ctx: StepContext, deploy: Deploy) -> StepResult:
 async def _land(ctx: StepContext, deploy: Deploy, head: str) -> dict[str, Any] | None:
     """At its turn, a deploy with a candidate lands it, if the base branch still points at its base and its
     PR head is the one merged: the base branch is fast-forwarded to it. The values to save with its merge then
-    (the candidate's build followed, once it has started), or None: merge the normal way. The branch goes
-    either way."""
+    (the candidate's build followed, once it has started), or None: merge the normal way."""
     github, sha, base = ctx.outside.github, deploy.candidate_sha, deploy.candidate_base
     if sha is None or base is None:
         return None
     landed = deploy.candidate_head == head and await github.land_candidate(sha, base)
-    await github.drop_candidate(candidate_branch(deploy))
     if not landed:
         await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
                        record=Record("candidate_stale", f"{sha[:12]}: {ctx.config.github.base_branch} moved"))
@@ -220,6 +218,10 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
                 sha = (await github.merge(number, pr.head_sha)).sha
             except NotMergeable as exc:
                 return await _not_merged(ctx, deploy, pr.head_sha, exc)
+        if ctx.config.deploy.speculate:
+            # Its candidate's branch goes, whichever way it merged: also one a step that died made without saving
+            # it, and one left by a landing that died before it could delete it.
+            await github.drop_candidate(candidate_branch(deploy))
         await ctx.save(deploy, {"merge_sha": sha, "image": ctx.config.image_for(sha), **landing},
                        record=Record("merged", f"#{number} {'landed as' if landing else 'merged as'} {sha[:12]}",
                                      {"merge_sha": sha}),
