@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from sandbox.world import Sandbox
 from storage.models import Deploy, Pea
+from tests.fixtures.aws import registered_since_seed
 from tests.fixtures.bot_process import ProcessWorld
 from tests.fixtures.peas import PEAS, PROCESSES
 from tests.fixtures.world import eventually
@@ -53,8 +54,7 @@ class Crash:
 CRASHES = [
     Crash("merging", "github", r"^PUT .*/merge$", lambda w, _: w.sandbox.github.writes["merges"] == 1),
     Crash("building", None, "", lambda w, _: _state_is(w, "building")),
-    Crash("registering", "aws", "ecs:RegisterTaskDefinition",
-          lambda w, _: w.sandbox.aws.calls.count("ecs:RegisterTaskDefinition") >= 1),
+    Crash("registering", "aws", "ecs:RegisterTaskDefinition", lambda w, _: registered_since_seed(w.sandbox.aws)),
     Crash("canarying", "aws", "ecs:CreateService",
           lambda w, _: any(_service(w.sandbox, "production", f"{s}-canary") for s in SERVICES)),
     Crash("rolling_out", "aws", "ecs:UpdateService",

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from sandbox.world import Sandbox
+from tests.fixtures.aws import registered_since_seed
 from tests.fixtures.storage import Database
 from tests.fixtures.world import Train, eventually, raw_train_config
 
@@ -59,9 +60,9 @@ CRASHES = [
           lambda t, _: bool(t.sandbox.jenkins.builds("app-master")), "complete",
           config={"jenkins": {"trigger": "api"}}),
     Crash("register the canary task definition", "aws", "ecs:RegisterTaskDefinition",
-          lambda t, _: "ecs:RegisterTaskDefinition" in t.sandbox.aws.calls, "complete"),
+          lambda t, _: registered_since_seed(t.sandbox.aws), "complete"),
     Crash("register a task definition, then roll back", "aws", "ecs:RegisterTaskDefinition",
-          lambda t, _: "ecs:RegisterTaskDefinition" in t.sandbox.aws.calls, "roll back at the gate"),
+          lambda t, _: registered_since_seed(t.sandbox.aws), "roll back at the gate"),
     Crash("create a canary", "aws", "ecs:CreateService",
           lambda t, _: _service(t.sandbox, "app-web-canary") is not None
           or _service(t.sandbox, "app-worker-canary") is not None, "roll back at the gate"),
