@@ -26,8 +26,8 @@ def test_a_single_train_database_goes_to_the_train_on_its_repository(tmp_path: P
 async def test_a_database_of_the_single_train_release_is_taken_over_by_the_train_on_its_repository(
         tmp_path: Path) -> None:
     """The schema of the single-train release (0007, main before many trains), its rows under train `default`:
-    `db upgrade` leaves it as it is, and the process of two trains gives them to billing, whose repository
-    its pull requests are in."""
+    `db upgrade` brings it to this release's, and the process of two trains gives them to billing, whose
+    repository its pull requests are in."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'single.db'}"
     database = make_engine(url)
     await upgrade(database, revision="0007")
@@ -39,7 +39,7 @@ async def test_a_database_of_the_single_train_release_is_taken_over_by_the_train
             " state_times, targets, version, retry_attempts) VALUES (1, 'default', 'queued', false, 'U1', 7,"
             " 'https://github.com/acme/billing/pull/7', '[]', false, false, 2, 0, '2026-11-30 10:00:00',"
             " '2026-11-30 10:00:00', '2026-11-30 10:00:00', '{}', '{}', 1, 0)"))
-    await upgrade(database)  # `fatcontroller db upgrade`: nothing to do at this schema
+    await upgrade(database)  # `fatcontroller db upgrade`
     await database.dispose()
     trains = list(load_config(two_trains(tmp_path)).trains.values())
     settings = Settings(DATABASE_URL=url, JENKINS_URL="http://127.0.0.1:9", GITHUB_API_URL="http://127.0.0.1:9",
