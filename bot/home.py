@@ -105,7 +105,8 @@ class HomePublisher:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": plain("Deploy trains" if several
                                                                          else "Deploy train", 150)}]
         for train, queue in zip(self.trains, queues, strict=True):
-            blocks += self._train(train, queue, user_id, several)
+            # with several trains, a few lines each (Slack's Home holds 100 blocks), the buttons only on yours
+            blocks += self._one_of_many(train, queue, user_id) if several else self._the_train(train, queue, user_id)
         tail = await self._yours(user_id, several)
         if len(blocks) + len(tail) > MAX_BLOCKS:  # many trains: the last ones are in `/deploy queue`
             blocks = [*blocks[:MAX_BLOCKS - len(tail) - 1],
@@ -134,11 +135,6 @@ class HomePublisher:
         else:
             blocks.append(section("_None yet._"))
         return blocks
-
-    def _train(self, flows: TrainFlows, queue: QueueView, user_id: str, several: bool) -> list[dict[str, Any]]:
-        """One train's part: frozen or running, its deploy in flight, its queue; with several trains, a few lines
-        each (Slack's Home holds 100 blocks), the buttons only on what is yours."""
-        return self._one_of_many(flows, queue, user_id) if several else self._the_train(flows, queue, user_id)
 
     def _the_train(self, flows: TrainFlows, queue: QueueView, user_id: str) -> list[dict[str, Any]]:
         train, deploy_command = queue.train, self.commands.deploy

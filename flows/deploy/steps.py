@@ -101,6 +101,7 @@ def _targets(deploy: Deploy) -> dict[str, dict[str, Any]]:
 # The states in which the deploy in flight has a merge commit the next deploys can be built on.
 _BUILT_ON = frozenset({State.BUILDING, State.BUILD_FAILED, State.CANARYING, State.CANARY_CHECK, State.ROLLING_OUT,
                        State.AWAITING_CONFIRMATION})
+BUILT_AHEAD_LOOKS = 6  # a deploy built ahead looks at its PR every this many polls (30 s at the default 5 s)
 _NOT_A_CANDIDATE: dict[str, Any] = {"candidate_sha": None, "candidate_base": None, "candidate_head": None,
                                     "candidate_queue_id": None}
 
@@ -148,7 +149,8 @@ async def speculate(ctx: StepContext, deploy: Deploy) -> StepResult:
         await ctx.save(deploy, {"candidate_queue_id": queue_id},
                        record=Record("candidate_build_requested", f"{job} for {deploy.candidate_sha[:12]}",
                                      {"queue_id": queue_id}))
-    return StepResult(wait=ctx.poll)
+    # Built ahead: what is left to notice is a push to the PR, and each look reads it on GitHub.
+    return StepResult(wait=ctx.poll * (BUILT_AHEAD_LOOKS if deploy.candidate_queue_id is not None else 1))
 
 
 async def drop_candidate(ctx: StepContext, deploy: Deploy) -> StepResult:
@@ -164,15 +166,14 @@ async def drop_candidate(ctx: StepContext, deploy: Deploy) -> StepResult:
     return StepResult()
 
 
-async def _land(ctx: StepContext, deploy: Deploy, head: str) -> dict[str, Any] | None:
-    """At its turn, a deploy with a candidate lands it, if the base branch still points at its base and its
-    PR head is the one merged: the base branch is fast-forwarded to it. The values to save with its merge then
+async def _land(ctx: StepContext, deploy: Deploy) -> dict[str, Any] | None:
+    """At its turn, a deploy whose candidate merged its PR's head lands it, if the base branch still points at
+    the candidate's base: the base branch is fast-forwarded to it. The values to save with its merge then
     (the candidate's build followed, once it has started), or None: merge the normal way."""
     github, sha, base = ctx.outside.github, deploy.candidate_sha, deploy.candidate_base
     if sha is None or base is None:
         return None
-    landed = deploy.candidate_head == head and await github.land_candidate(sha, base)
-    if not landed:
+    if not await github.land_candidate(sha, base):
         await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
                        record=Record("candidate_stale", f"{sha[:12]}: {ctx.config.github.base_branch} moved"))
         return None
@@ -199,7 +200,7 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
         elif deploy.candidate_sha is not None and pr.head_sha == deploy.candidate_head:
             await service.record_undo(ctx.sessions, deploy.id, "merge",
                                       {"pr": number, "method": ctx.config.github.merge_method}, key="merge")
-            landed = await _land(ctx, deploy, pr.head_sha)
+            landed = await _land(ctx, deploy)
             if landed is None:
                 return StepResult(wait=timedelta(0))  # stale: the next look merges the normal way
             sha, landing = deploy.candidate_sha, landed
