@@ -111,6 +111,9 @@ class JenkinsConfig(_Section):
     build_start_wait: Duration = Field(
         timedelta(minutes=1),
         description="How long to wait for a build GitHub's webhook should start before starting it through the API.")
+    build_retries: int = Field(0, ge=0, le=3, description=(
+        "How many times a red build (of a candidate built ahead, or of a landed commit) is started again by "
+        "itself before anyone is asked: for flaky builds."))
 
     @field_validator("pr_job")
     @classmethod

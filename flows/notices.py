@@ -101,6 +101,40 @@ class BuildPassed(DeployNotice):
 
 
 @dataclass(frozen=True)
+class BuildRetried(DeployNotice):
+    """A red build was started once more by itself (`jenkins.build_retries`), before anyone is asked."""
+
+    number: int  # the red build
+    url: str
+    ahead: bool  # the build of a candidate built ahead (else of the landed commit)
+
+
+@dataclass(frozen=True)
+class CandidateBuilding(DeployNotice):
+    """A queued deploy is built ahead (DESIGN §8): its candidate's build has started."""
+
+    number: int
+    url: str
+    on: int | None  # the PR of the deploy it is built on top of (None: on the base branch as it is)
+
+
+@dataclass(frozen=True)
+class CandidateBuildFailed(DeployNotice):
+    """A queued deploy's build ahead ended red, its retries spent: its requester hears it before their turn."""
+
+    number: int
+    url: str
+    result: str
+
+
+@dataclass(frozen=True)
+class CandidateDropped(DeployNotice):
+    """A queued deploy's candidate was dropped (build stopped, branch deleted): what it was built on changed."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class CanaryReminder(DeployNotice):
     """The canaries have waited `deploy.canary_reminder` for the requester."""
 

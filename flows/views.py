@@ -32,6 +32,30 @@ class TargetView:
 
 
 @dataclass(frozen=True)
+class CandidateView:
+    """A deploy built ahead (DESIGN §8): its candidate commit and that commit's build."""
+
+    sha: str | None  # None: its PR's head conflicts with the base it would land on
+    on: int | None  # the PR of the deploy it was built on top of (None: on the base branch as it was)
+    build_number: int | None
+    build_url: str | None
+    result: str | None  # Jenkins' result once the build ended
+    retries: int  # started again by itself (`jenkins.build_retries`)
+
+    @property
+    def green(self) -> bool | None:
+        """Whether its build passed; None while it has not ended."""
+        return None if self.result is None else self.result == "SUCCESS"
+
+    @classmethod
+    def of(cls, deploy: Deploy) -> CandidateView | None:
+        if deploy.candidate_base is None:
+            return None
+        return cls(deploy.candidate_sha, deploy.candidate_on, deploy.candidate_build_number,
+                   deploy.candidate_build_url, deploy.candidate_result, deploy.candidate_retries)
+
+
+@dataclass(frozen=True)
 class DeployView:
     id: int
     train: str
@@ -51,7 +75,7 @@ class DeployView:
     emergency_reason: str | None
     build_number: int | None
     build_url: str | None
-    build_retries: int  # builds started again with Retry build
+    build_retries: int  # builds started again (with Retry build, or by themselves: `jenkins.build_retries`)
     image: str | None
     merge_sha: str | None
     revert_sha: str | None
@@ -65,6 +89,7 @@ class DeployView:
     finished_at: datetime | None
     state_times: tuple[tuple[State, datetime], ...]  # when it last entered each state, in order
     targets: tuple[TargetView, ...]
+    candidate: CandidateView | None  # built ahead (kept once it landed: `merge_sha` is then its commit)
 
     @classmethod
     def of(cls, deploy: Deploy) -> DeployView:
@@ -85,7 +110,13 @@ class DeployView:
             state_times=tuple(sorted(((State(s), datetime.fromisoformat(at)) for s, at in
                                       (deploy.state_times or {}).items()), key=lambda item: item[1])),
             targets=tuple(_target(process, targets.get(process) or {}) for process in deploy.processes),
+            candidate=CandidateView.of(deploy),
         )
+
+    @property
+    def landed_ahead(self) -> bool:
+        """It landed the candidate it was built ahead as (a fast-forward, not a merge)."""
+        return self.candidate is not None and self.merge_sha is not None and self.candidate.sha == self.merge_sha
 
     def entered(self, state: State) -> datetime | None:
         """When the deploy last entered `state`, if it did."""

@@ -165,6 +165,10 @@ class Jenkins(Facade):
         """Abort build `number` of `job` (a finished one stays as it ended: Jenkins ignores the stop)."""
         await self._caller.call("stop build", self._client.stop_build, job, number)
 
+    async def cancel_queued(self, queue_id: int) -> None:
+        """Take a build that has not started out of Jenkins' queue (one that started already: nothing happens)."""
+        await self._caller.call("cancel queue item", self._client.cancel_queue, queue_id)
+
     async def build_from_queue(self, queue_id: int) -> tuple[str, int] | None:
         """(build URL, build number) once the queued item has started; None while it waits."""
         item = await self._caller.call("read queue item", self._client.get_queue_item, queue_id)

@@ -1,7 +1,9 @@
 """A Jenkins that speaks the JSON API as python-jenkins uses it, with build outcomes scripted per commit.
 
 Jobs come from a mapping of name to what the job builds:
-- a branch name (e.g. "master"): a freestyle job started by GitHub `push` webhooks to that branch;
+- a branch name (e.g. "master"): a freestyle job started by GitHub `push` webhooks to that branch
+  (a push whose head is what the job's newest or queued build builds starts none: the Git plugin's
+  polling finds "No changes", as when the train lands a candidate it built through the API);
 - "pr": a freestyle job building pull request heads, started by `pull_request` webhooks;
 - "multibranch": a GitHub Branch Source multibranch project (`WorkflowMultiBranchProject`) whose
   children are pipeline jobs `PR-<n>` (URL `/job/<project>/job/PR-<n>/`, python-jenkins name
@@ -1326,6 +1328,8 @@ class JenkinsEmulator(ThreadedServer):
                     rebuild.append((job.name, job.pr.number, job.pr.head))
         pusher = (payload.get("pusher") or {}).get("name", "someone")
         for job_name in self._jobs_building(branch):
+            if self._built_last(job_name, after):
+                continue  # the Git plugin's polling: "No changes" since the last build's revision
             self._enqueue(job_name, after, None, checkout=True, cause=f"Started by GitHub push by {pusher}",
                           cause_class=_PUSH_CAUSE, webhook=True)
         for job_name, number, head in rebuild:
@@ -1370,6 +1374,15 @@ class JenkinsEmulator(ThreadedServer):
                 project.jobs.append(name)
             job.pr, job.closed = pr, False
             return job
+
+    def _built_last(self, job: str, sha: str) -> bool:
+        """The job's newest build, or a build of it still in the queue, is of `sha` (e.g. one started through the
+        API before the push that lands it)."""
+        with self._lock:
+            builds = self._jobs[job].builds
+            newest = max(builds, key=lambda b: b.number, default=None)
+            waiting = any(item.job == job and item.sha == sha and item.queued for item in self._queue.values())
+        return waiting or (newest is not None and newest.sha == sha)
 
     def _jobs_building(self, branch: str) -> list[str]:
         with self._lock:

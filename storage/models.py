@@ -109,12 +109,18 @@ class Deploy(Base):
     rollback_from: Mapped[str | None] = mapped_column(sa.String(32))  # the state it was rolled back from
 
     # Built ahead (DESIGN §8): the candidate commit (the PR head merged on `candidate_base`, on the branch
-    # `fatcontroller/<train>/<id>`), the head it merged, its build's queue item. A base and head with no commit:
-    # they conflict.
+    # `fatcontroller/<train>/<id>`), the head it merged, its build's queue item, number and result. A base and
+    # head with no commit: they conflict.
     candidate_sha: Mapped[str | None] = mapped_column(sa.String(40))
     candidate_base: Mapped[str | None] = mapped_column(sa.String(40))
     candidate_head: Mapped[str | None] = mapped_column(sa.String(40))
     candidate_queue_id: Mapped[int | None]
+    candidate_on: Mapped[int | None]  # the PR of the deploy whose merge (or candidate) it was built on
+    candidate_build_number: Mapped[int | None]
+    candidate_build_url: Mapped[str | None] = mapped_column(sa.Text)
+    candidate_result: Mapped[str | None] = mapped_column(sa.String(32))  # Jenkins' result once it ended
+    candidate_retries: Mapped[int] = mapped_column(default=0)  # started again by itself (`jenkins.build_retries`)
+    candidate_build_previous: Mapped[int | None]  # the red build a retry replaces
 
     canary_reminded_at: Mapped[datetime | None]
     # A step whose outside system fails transiently is tried again through the schedule: since when, how often.

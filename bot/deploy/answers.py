@@ -57,6 +57,9 @@ def usage(trains: Sequence[TrainConfig], command: str) -> str:
 
 # -- answers --------------------------------------------------------------------------------------
 
+_BUILT_EMOJI = {None: ":hammer_and_wrench:", True: ":large_green_circle:", False: ":red_circle:"}
+
+
 def queue_text(queue: QueueView) -> str:
     """`/deploy queue` of one train."""
     train = queue.train
@@ -69,7 +72,10 @@ def queue_text(queue: QueueView) -> str:
         deploy = entry.deploy
         where = (f"in flight, `{deploy.state.label}`" if entry.position == 0
                  else f"{entry.position}. starts {eta(entry.eta)}")
-        lines.append(f"{where} · deploy {deploy.id} of {cards.title(deploy)} · {user(deploy.requester)}")
+        ahead = cards.built_ahead(deploy)
+        lines.append(f"{where} · deploy {deploy.id} of {cards.title(deploy)} · {user(deploy.requester)}"
+                     + (f" · {_BUILT_EMOJI[deploy.candidate.green if deploy.candidate else None]} {ahead}"
+                        if ahead else ""))
     return "\n".join(lines)
 
 

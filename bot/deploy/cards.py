@@ -172,13 +172,40 @@ def _status(deploy: DeployView, entry: QueueEntry | None, train: TrainView | Non
     return lines
 
 
+def built_ahead(deploy: DeployView) -> str | None:
+    """`built ahead on #12 · build #34 passed` for a queued deploy built ahead (DESIGN §8), with the build link;
+    `built ahead on #12` once it landed (its build is then the deploy's own)."""
+    candidate = deploy.candidate
+    if candidate is None or candidate.sha is None or not (deploy.state is State.QUEUED or deploy.landed_ahead):
+        return None
+    on = f" on #{candidate.on}" if candidate.on is not None else ""
+    said = f"built ahead{on}"
+    if deploy.state is State.QUEUED and candidate.build_url:
+        build = link(candidate.build_url, f"build #{candidate.build_number}")
+        ended = {None: "running", True: "passed", False: f"ended {candidate.result}"}[candidate.green]
+        said += f" · {build} {ended}"
+    if candidate.retries:
+        said += f" (started again by itself {_times(candidate.retries)})"
+    return said
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 def _facts(deploy: DeployView) -> list[str]:
     facts = [f"Requested by {user(deploy.requester)}",
              f"Processes: {', '.join(f'`{p}`' for p in deploy.processes)}"]
+    ahead = built_ahead(deploy)
+    if ahead:
+        facts.append(ahead[0].upper() + ahead[1:])
     if deploy.build_url:
-        facts.append(f"Build: {link(deploy.build_url, f'#{deploy.build_number}' if deploy.build_number else 'log')}")
+        again = f" (started again {_times(deploy.build_retries)})" if deploy.build_retries else ""
+        facts.append(f"Build: {link(deploy.build_url, f'#{deploy.build_number}' if deploy.build_number else 'log')}"
+                     f"{again}")
     if deploy.merge_sha:
-        facts.append(f"Merged as {link(commit_url(deploy.pr_url, deploy.merge_sha), deploy.merge_sha[:10])}")
+        verb = "Landed as" if deploy.landed_ahead else "Merged as"
+        facts.append(f"{verb} {link(commit_url(deploy.pr_url, deploy.merge_sha), deploy.merge_sha[:10])}")
     return facts
 
 

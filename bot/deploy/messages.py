@@ -16,8 +16,12 @@ from flows.deploy.machine import Event, State
 from flows.notices import (
     BranchUpdating,
     BuildPassed,
+    BuildRetried,
     BuildStarted,
     CanaryReminder,
+    CandidateBuildFailed,
+    CandidateBuilding,
+    CandidateDropped,
     DeployNotice,
     HeadFollowed,
     Merged,
@@ -52,7 +56,20 @@ def _build(deploy: DeployView, number: int | None, url: str | None) -> str:
 def thread_reply(notice: DeployNotice, deploy: DeployView, config: TrainConfig) -> str | None:
     """What the card's thread says about `notice`, if anything."""
     if isinstance(notice, Merged):
-        return f"Merged as {link(commit_url(deploy.pr_url, notice.sha), notice.sha[:10])}."
+        verb = "Landed (a fast-forward to the commit built ahead)" if deploy.landed_ahead else "Merged"
+        return f"{verb} as {link(commit_url(deploy.pr_url, notice.sha), notice.sha[:10])}."
+    if isinstance(notice, CandidateBuilding):
+        on = f"on top of #{notice.on}" if notice.on is not None else f"on `{config.github.base_branch}`"
+        return (f":building_construction: Built ahead {on} while it waits: build "
+                f"{_build(deploy, notice.number, notice.url)} started.")
+    if isinstance(notice, CandidateBuildFailed):
+        return f":red_circle: Its build ahead, {_build(deploy, notice.number, notice.url)}, ended {notice.result}."
+    if isinstance(notice, CandidateDropped):
+        return f":wastebasket: Its build ahead was dropped ({escape(notice.why)}); its branch is deleted."
+    if isinstance(notice, BuildRetried):
+        what = "Its build ahead" if notice.ahead else "Build"
+        return (f":repeat: {what} {_build(deploy, notice.number, notice.url)} was red: started again by itself "
+                f"(`jenkins.build_retries`).")
     if isinstance(notice, BranchUpdating):
         return (f":arrows_counterclockwise: `{config.github.base_branch}` requires pull requests to be up to date: "
                 f"updating #{deploy.pr_number}, then waiting for its checks.")
@@ -150,6 +167,11 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
                              "*Roll back*?", State.CANARY_CHECK)
     if isinstance(notice, HeadFollowed):
         return DirectMessage(f":arrows_counterclockwise: {_followed(notice, deploy, config)}")
+    if isinstance(notice, CandidateBuildFailed):
+        return DirectMessage(f":red_circle: *Your build failed while waiting*: {title} was built ahead, and build "
+                             f"{_build(deploy, notice.number, notice.url)} ended {notice.result}. Fix it before your "
+                             "turn (a push to the pull request builds it again), or leave the queue; as it is, it "
+                             "will not be merged.", State.QUEUED)
     if isinstance(notice, RevertByHand):
         where = f" ({link(notice.manual_url, 'merge commit')})" if notice.manual_url else ""
         return DirectMessage(f":warning: *{title} needs you*: revert #{deploy.pr_number} by hand: "

@@ -53,6 +53,7 @@ class Event(StrEnum):
     BUILD_GREEN = "build_green"
     BUILD_RED = "build_red"
     BUILD_TIMEOUT = "build_timeout"
+    BUILD_FLAKED = "build_flaked"  # red, with `jenkins.build_retries` left
     IMAGE_PRESENT = "image_present"
     RETRY_BUILD = "retry_build"
     CANARIES_UP = "canaries_up"
@@ -114,10 +115,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.QUEUED, E.CANCEL, S.CANCELLED, "Cancel / leave the queue", _PERSON, button="Cancel",
                effect=Effect.DROP_CANDIDATE),
     Transition(S.MERGING, E.MERGED, S.BUILDING, "PR merged into the base branch"),
-    Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed", tells_requester=True),
+    Transition(S.MERGING, E.MERGE_REFUSED, S.FAILED, "not mergeable / conflict / closed / built red ahead",
+               tells_requester=True),
     Transition(S.BUILDING, E.BUILD_GREEN, S.CANARYING, "build of the merge commit green"),
     Transition(S.BUILDING, E.BUILD_RED, S.BUILD_FAILED, "build red / aborted", tells_requester=True),
     Transition(S.BUILDING, E.BUILD_TIMEOUT, S.BUILD_FAILED, "build timed out", tells_requester=True),
+    Transition(S.BUILDING, E.BUILD_FLAKED, S.BUILDING, "build red, started again by itself (build_retries)",
+               effect=Effect.NEW_BUILD),
     Transition(S.BUILDING, E.IMAGE_PRESENT, S.CANARYING, "skip build check, image in the registry",
                guard=Guard.SKIP_BUILD),
     Transition(S.BUILD_FAILED, E.RETRY_BUILD, S.BUILDING, "Retry build", _PERSON, button="Retry build",

@@ -147,6 +147,8 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
         # A deploy joining at the back moves nobody; a jump moves everyone behind it.
         await outbox.write(session, Queued(deploy.id, train.id),
                            *((QueueMoved(train.id),) if deploy.jump_queue else ()))
+        if deploy.jump_queue:
+            await _wake_queued(session, train.id, 0, but=deploy.id)  # those built ahead behind it: on a wrong base
     outbox.wake()
     async with sessions() as session:
         view = await _queue_view(session, train.id)
@@ -240,14 +242,20 @@ async def standing(sessions: async_sessionmaker[AsyncSession], deploy: Deploy) -
 
 
 async def wake_queued(sessions: async_sessionmaker[AsyncSession], train_id: str, count: int) -> None:
-    """The train's first `count` queued deploys look now: what they would be built on has changed."""
-    if count <= 0:
-        return
+    """The train's first `count` queued deploys, and every queued one built ahead, look now: what they would be
+    built on has changed."""
     async with sessions() as session, session.begin():
-        first = sa.select(Deploy.id).where(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value) \
-            .order_by(*_train_order()).limit(count).scalar_subquery()
-        await session.execute(sa.update(Deploy).where(Deploy.id.in_(first)).values(due_at=utcnow())
-                              .execution_options(synchronize_session=False))
+        await _wake_queued(session, train_id, count)
+
+
+async def _wake_queued(session: AsyncSession, train_id: str, count: int, *, but: int | None = None) -> None:
+    queued = sa.and_(Deploy.train_id == train_id, Deploy.state == State.QUEUED.value, Deploy.id != (but or 0))
+    woken: sa.ColumnElement[bool] = Deploy.candidate_base.is_not(None)
+    if count > 0:
+        first = sa.select(Deploy.id).where(queued).order_by(*_train_order()).limit(count).scalar_subquery()
+        woken = sa.or_(woken, Deploy.id.in_(first))
+    await session.execute(sa.update(Deploy).where(queued, woken).values(due_at=utcnow())
+                          .execution_options(synchronize_session=False))
 
 
 async def queues(sessions: async_sessionmaker[AsyncSession], train_ids: Sequence[str]) -> list[QueueView]:
@@ -298,6 +306,7 @@ _WAITS_FOR_PERSON = frozenset({State.BUILD_FAILED})
 async def _new_build(session: AsyncSession, deploy: Deploy, actor: str) -> None:
     deploy.build_previous, deploy.build_attempts = deploy.build_number, deploy.build_attempts + 1
     deploy.build_number = deploy.build_url = deploy.build_queue_id = None
+    deploy.state_entered_at = utcnow()  # the new build has `jenkins.build_timeout` of its own
 
 
 async def _undone_by_hand(session: AsyncSession, deploy: Deploy, actor: str) -> None:
@@ -377,6 +386,9 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
             deploy.outcome_reason = reason
     if transition.effect is not None:
         await EFFECTS[transition.effect](session, deploy, actor)
+    if target is not state and (_moves_queue(transition) or target is State.ROLLING_BACK):
+        # What the deploys built ahead were built on may be wrong now: each looks (DESIGN §8).
+        await _wake_queued(session, deploy.train_id, 0, but=deploy.id)
     audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id, train_id=deploy.train_id,
           detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
     moved = Moved(deploy.id, deploy.train_id, event, state, target, actor, reason)

@@ -24,8 +24,12 @@ from flows.leased import Record, save_held
 from flows.notices import (
     BranchUpdating,
     BuildPassed,
+    BuildRetried,
     BuildStarted,
     CanaryReminder,
+    CandidateBuildFailed,
+    CandidateBuilding,
+    CandidateDropped,
     HeadFollowed,
     Merged,
     Notice,
@@ -38,6 +42,7 @@ from flows.outside import Outside
 from flows.waiting import next_look, settling_look
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
+from integrations.outside import PermanentError
 from storage.clock import utcnow
 from storage.models import Deploy
 
@@ -94,96 +99,193 @@ def _targets(deploy: Deploy) -> dict[str, dict[str, Any]]:
     return {process: dict(values) for process, values in (deploy.targets or {}).items()}
 
 
-# -- merging ------------------------------------------------------------------------------------
-
 # -- built ahead (DESIGN §8) --------------------------------------------------------------------------
 
 # The states in which the deploy in flight has a merge commit the next deploys can be built on.
 _BUILT_ON = frozenset({State.BUILDING, State.BUILD_FAILED, State.CANARYING, State.CANARY_CHECK, State.ROLLING_OUT,
                        State.AWAITING_CONFIRMATION})
-BUILT_AHEAD_LOOKS = 6  # a deploy built ahead looks at its PR every this many polls (30 s at the default 5 s)
+BUILT_AHEAD_LOOKS = 6  # a deploy built ahead looks at its PR and build every this many polls (30 s at the default 5 s)
 _NOT_A_CANDIDATE: dict[str, Any] = {"candidate_sha": None, "candidate_base": None, "candidate_head": None,
-                                    "candidate_queue_id": None}
+                                    "candidate_queue_id": None, "candidate_on": None, "candidate_build_number": None,
+                                    "candidate_build_url": None, "candidate_result": None, "candidate_retries": 0,
+                                    "candidate_build_previous": None}
 
 
 def candidate_branch(deploy: Deploy) -> str:
     return f"fatcontroller/{deploy.train_id}/{deploy.id}"
 
 
+async def _base_of(ctx: StepContext, in_flight: Deploy | None,
+                   before: Deploy | None) -> tuple[str, int | None] | None:
+    """The commit the base branch will point at when a queued deploy's turn comes, and the PR of the deploy that
+    commit is of (None: of nobody's, a push to the base branch); None while that cannot be known."""
+    if before is not None:  # right behind another queued deploy: on its candidate, if it has one
+        return (before.candidate_sha, before.pr_number) if before.candidate_sha else None
+    if in_flight is None:
+        return None
+    state = State(in_flight.state)
+    if state is State.MERGING:  # landing its own candidate, or merging the normal way (its commit not known yet)
+        return (in_flight.candidate_sha, in_flight.pr_number) if in_flight.candidate_sha else None
+    if state not in _BUILT_ON or in_flight.merge_sha is None:
+        return None  # rolling back: the revert is not made yet
+    head = await ctx.outside.github.branch_head()
+    # Someone pushed on top of the deploy in flight: the next one lands on what is there.
+    return head, in_flight.pr_number if head == in_flight.merge_sha else None
+
+
 async def speculate(ctx: StepContext, deploy: Deploy) -> StepResult:
     """A queued deploy within `deploy.speculate` of the one in flight gets a candidate: its PR head merged on the
-    commit the base branch will have at its turn (the merge of the deploy in flight, or the candidate of the
-    one queued right ahead), and that candidate's build. A stale candidate (other base, new PR head) is
-    dropped first; one that conflicts is not made again for the same base and head."""
+    commit the base branch will have at its turn, and that candidate's build. A candidate whose base or head is
+    not that any more is dropped (build stopped, branch deleted) and made again where it can be; one that
+    conflicts is not made again for the same base and head."""
     window = ctx.config.deploy.speculate
-    if window == 0:
-        return StepResult()
     place, in_flight, before = await service.standing(ctx.sessions, deploy)
-    if not 1 <= place <= window or in_flight is None:
-        return StepResult()  # woken again when the deploy ahead merges (`merge`) or the queue moves up to it
-    base = (before.candidate_sha if before is not None else
-            in_flight.merge_sha if State(in_flight.state) in _BUILT_ON else None)
-    if base is None:
-        return StepResult(wait=ctx.poll)
     github = ctx.outside.github
+    if place == 1 and in_flight is None:
+        # Next to start (now, or when the train is unfrozen): it keeps a candidate the base branch still points
+        # under (the merge step lands it) and makes none.
+        if deploy.candidate_base is not None and await github.branch_head() != deploy.candidate_base:
+            await _drop(ctx, deploy, f"{ctx.config.github.base_branch} moved")
+        return StepResult()
+    within = 1 <= place <= window
+    on = await _base_of(ctx, in_flight, before) if within else None
+    if on is None:
+        if deploy.candidate_base is not None:
+            await _drop(ctx, deploy, "what it was built on is not what the base branch will be at its turn")
+        # Woken when the queue moves or the deploy ahead merges; within the window, also looked at now and then.
+        return StepResult(wait=ctx.poll * BUILT_AHEAD_LOOKS if within else None)
+    base, on_pr = on
     pr = await github.get_pr(deploy.pr_number)
     if pr.merged or pr.state != "open":
+        if deploy.candidate_base is not None:
+            await _drop(ctx, deploy, f"#{deploy.pr_number} is {'merged' if pr.merged else 'closed'}")
         return StepResult()  # the merge step says what is wrong at its turn
     if (deploy.candidate_base, deploy.candidate_head) != (base, pr.head_sha):
-        if deploy.candidate_sha is not None:
-            await github.drop_candidate(candidate_branch(deploy))
-            await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
-                           record=Record("candidate_dropped", f"{deploy.candidate_sha[:12]}: built on "
-                                                              f"{(deploy.candidate_base or '')[:12]}"))
+        if deploy.candidate_base is not None:
+            moved = "a new head" if deploy.candidate_base == base else "a new base"
+            await _drop(ctx, deploy, f"built again on {moved}")
         owner = ctx.config.github.repo.split("/", 1)[0]
         sha = await github.make_candidate(candidate_branch(deploy), base, deploy.pr_number, pr.head_sha,
                                           f"{owner}/{pr.head_ref}")
         detail = f"#{deploy.pr_number} at {pr.head_sha[:12]} on {base[:12]}"
         await ctx.save(deploy, {**_NOT_A_CANDIDATE, "candidate_sha": sha, "candidate_base": base,
-                                "candidate_head": pr.head_sha},
+                                "candidate_head": pr.head_sha, "candidate_on": on_pr},
                        record=Record("candidate_made" if sha else "candidate_conflicts",
                                      f"{detail}: {sha[:12]}" if sha else detail, {"candidate_sha": sha}))
-    if deploy.candidate_sha is not None and deploy.candidate_queue_id is None:
-        job = ctx.config.jenkins.job
-        queue_id = await ctx.outside.jenkins.start_build(job, deploy.candidate_sha)
-        await ctx.save(deploy, {"candidate_queue_id": queue_id},
-                       record=Record("candidate_build_requested", f"{job} for {deploy.candidate_sha[:12]}",
-                                     {"queue_id": queue_id}))
-    # Built ahead: what is left to notice is a push to the PR, and each look reads it on GitHub.
-    return StepResult(wait=ctx.poll * (BUILT_AHEAD_LOOKS if deploy.candidate_queue_id is not None else 1))
+        # the deploy behind is built on this candidate
+        await service.wake_queued(ctx.sessions, deploy.train_id, window)
+    if deploy.candidate_sha is not None:
+        await _follow_candidate_build(ctx, deploy)
+    # What is left to notice is a push to the PR or to the base branch, and the build ending: each look reads them.
+    return StepResult(wait=ctx.poll * (BUILT_AHEAD_LOOKS if deploy.candidate_build_number is not None else 1))
+
+
+async def _follow_candidate_build(ctx: StepContext, deploy: Deploy) -> None:
+    """Start the candidate's build once, follow it to its end, and start it again while `jenkins.build_retries`
+    allow; a red end that stays red is told to the requester at once."""
+    jenkins, job, sha = ctx.outside.jenkins, ctx.config.jenkins.job, deploy.candidate_sha or ""
+    if deploy.candidate_build_number is None:
+        started: tuple[str, int] | None = None
+        if deploy.candidate_queue_id is None:
+            # A build this step started before a crash lost its queue item is found, not started twice.
+            found = await jenkins.find_build(job, sha)
+            if found is None or found.number <= (deploy.candidate_build_previous or 0):
+                queue_id = await jenkins.start_build(job, sha)
+                await ctx.save(deploy, {"candidate_queue_id": queue_id},
+                               record=Record("candidate_build_requested", f"{job} for {sha[:12]}",
+                                             {"queue_id": queue_id}))
+                return
+            started = found.url, found.number
+        else:
+            started = await jenkins.build_from_queue(deploy.candidate_queue_id)
+            if started is None:
+                return
+        url, number = started
+        await ctx.save(deploy, {"candidate_build_number": number, "candidate_build_url": url},
+                       record=Record("candidate_build_found", f"build {number}", {"build_url": url}),
+                       notice=CandidateBuilding(deploy.id, deploy.train_id, number, url, deploy.candidate_on))
+    number, url = deploy.candidate_build_number or 0, deploy.candidate_build_url or ""
+    if deploy.candidate_result is not None:
+        return
+    build = await jenkins.get_build(job, number)
+    if not build.finished:
+        return
+    if not build.green and deploy.candidate_retries < ctx.config.jenkins.build_retries:
+        await ctx.save(deploy, {"candidate_build_previous": number, "candidate_build_number": None,
+                                "candidate_build_url": None, "candidate_queue_id": None,
+                                "candidate_retries": deploy.candidate_retries + 1},
+                       record=Record("candidate_build_retried", f"build {number} ended {build.result}"),
+                       notice=BuildRetried(deploy.id, deploy.train_id, number, url, True))
+        await _follow_candidate_build(ctx, deploy)
+        return
+    result = build.result or "FAILURE"
+    await ctx.save(deploy, {"candidate_result": result},
+                   record=Record("candidate_build_ended", f"build {number} ended {result}"),
+                   notice=None if build.green else CandidateBuildFailed(deploy.id, deploy.train_id, number, url,
+                                                                        result))
+
+
+async def _drop(ctx: StepContext, deploy: Deploy, why: str) -> None:
+    """Stop a candidate's build (or take it out of Jenkins' queue), delete its branch, and forget it."""
+    jenkins, job = ctx.outside.jenkins, ctx.config.jenkins.job
+    number = deploy.candidate_build_number
+    if number is None and deploy.candidate_queue_id is not None:
+        try:
+            started = await jenkins.build_from_queue(deploy.candidate_queue_id)
+            if started is None:
+                await jenkins.cancel_queued(deploy.candidate_queue_id)
+                started = await jenkins.build_from_queue(deploy.candidate_queue_id)  # it may have started meanwhile
+        except PermanentError:
+            started = None  # cancelled already (before a crash), or gone from Jenkins' queue: found by its commit
+        number = started[1] if started is not None else None
+    if number is None and deploy.candidate_sha is not None:
+        found = await jenkins.find_build(job, deploy.candidate_sha)
+        number = found.number if found is not None and found.number > (deploy.candidate_build_previous or 0) else None
+    if number is not None and deploy.candidate_result is None:
+        await jenkins.stop_build(job, number)  # Jenkins ignores a stop of a build that has ended
+    if deploy.candidate_sha is not None:
+        await ctx.outside.github.drop_candidate(candidate_branch(deploy))
+    await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
+                   record=Record("candidate_dropped", f"{(deploy.candidate_sha or 'no commit')[:12]}: {why}"),
+                   notice=CandidateDropped(deploy.id, deploy.train_id, why) if deploy.candidate_sha else None)
 
 
 async def drop_candidate(ctx: StepContext, deploy: Deploy) -> StepResult:
     """A deploy that left the queue with a candidate (cancelled): its build is stopped and its branch deleted."""
-    if deploy.candidate_queue_id is not None:
-        started = await ctx.outside.jenkins.build_from_queue(deploy.candidate_queue_id)
-        if started is not None:
-            await ctx.outside.jenkins.stop_build(ctx.config.jenkins.job, started[1])
-    if deploy.candidate_sha is not None:
-        await ctx.outside.github.drop_candidate(candidate_branch(deploy))
-    await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
-                   record=Record("candidate_dropped", f"{(deploy.candidate_sha or '')[:12]}: it left the queue"))
+    if deploy.candidate_base is not None:
+        await _drop(ctx, deploy, "it left the queue")
     return StepResult()
 
 
 async def _land(ctx: StepContext, deploy: Deploy) -> dict[str, Any] | None:
     """At its turn, a deploy whose candidate merged its PR's head lands it, if the base branch still points at
     the candidate's base: the base branch is fast-forwarded to it. The values to save with its merge then
-    (the candidate's build followed, once it has started), or None: merge the normal way."""
+    (the candidate's build followed), or None: merge the normal way."""
     github, sha, base = ctx.outside.github, deploy.candidate_sha, deploy.candidate_base
     if sha is None or base is None:
         return None
     if not await github.land_candidate(sha, base):
-        await ctx.save(deploy, dict(_NOT_A_CANDIDATE),
-                       record=Record("candidate_stale", f"{sha[:12]}: {ctx.config.github.base_branch} moved"))
+        await _drop(ctx, deploy, f"{ctx.config.github.base_branch} moved")
         return None
-    values: dict[str, Any] = {"build_queue_id": deploy.candidate_queue_id}
-    started = (await ctx.outside.jenkins.build_from_queue(deploy.candidate_queue_id)
-               if deploy.candidate_queue_id is not None else None)
-    if started is not None:
-        values |= {"build_url": started[0], "build_number": started[1], "build_job": ctx.config.jenkins.job}
+    values: dict[str, Any] = {"build_queue_id": deploy.candidate_queue_id, "build_attempts": deploy.candidate_retries,
+                              "build_previous": deploy.candidate_build_previous}
+    if deploy.candidate_build_number is not None:
+        values |= {"build_url": deploy.candidate_build_url, "build_number": deploy.candidate_build_number,
+                   "build_job": ctx.config.jenkins.job}
     return values
 
+
+def _built_red_ahead(ctx: StepContext, deploy: Deploy) -> str | None:
+    """Why a deploy whose candidate's build ended red, its retries spent, does not land: nothing lands whose build
+    was not green (DESIGN §8)."""
+    result = deploy.candidate_result
+    if result is None or result == "SUCCESS" or deploy.skip_build:
+        return None
+    return (f"its build ahead, #{deploy.candidate_build_number}, ended {result}: push a fix to "
+            f"#{deploy.pr_number} and /deploy it again")
+
+
+# -- merging ------------------------------------------------------------------------------------
 
 async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
     github, number = ctx.outside.github, deploy.pr_number
@@ -198,6 +300,10 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
                 return StepResult(Event.MERGE_REFUSED, f"#{number} was merged outside the train")
             sha = pr.merge_sha
         elif deploy.candidate_sha is not None and pr.head_sha == deploy.candidate_head:
+            refused = _built_red_ahead(ctx, deploy)
+            if refused is not None:
+                await _drop(ctx, deploy, "its build was red")
+                return StepResult(Event.MERGE_REFUSED, refused)
             await service.record_undo(ctx.sessions, deploy.id, "merge",
                                       {"pr": number, "method": ctx.config.github.merge_method}, key="merge")
             landed = await _land(ctx, deploy)
@@ -219,7 +325,9 @@ async def merge(ctx: StepContext, deploy: Deploy) -> StepResult:
                 sha = (await github.merge(number, pr.head_sha)).sha
             except NotMergeable as exc:
                 return await _not_merged(ctx, deploy, pr.head_sha, exc)
-        if ctx.config.deploy.speculate:
+        if deploy.candidate_base is not None and not landing:
+            await _drop(ctx, deploy, "it merged the normal way")  # a candidate of an older head
+        elif ctx.config.deploy.speculate:
             # Its candidate's branch goes, whichever way it merged: also one a step that died made without saving
             # it, and one left by a landing that died before it could delete it.
             await github.drop_candidate(candidate_branch(deploy))
@@ -297,7 +405,11 @@ async def build(ctx: StepContext, deploy: Deploy) -> StepResult:
         if current.green:
             return StepResult(Event.BUILD_GREEN,
                               notices=(BuildPassed(deploy.id, deploy.train_id, current.number, current.url),))
-        return StepResult(Event.BUILD_RED, f"build #{current.number} ended {current.result or 'FAILURE'}")
+        ended = f"build #{current.number} ended {current.result or 'FAILURE'}"
+        if deploy.build_attempts < ctx.config.jenkins.build_retries:
+            return StepResult(Event.BUILD_FLAKED, ended,
+                              notices=(BuildRetried(deploy.id, deploy.train_id, current.number, current.url, False),))
+        return StepResult(Event.BUILD_RED, ended)
     if _elapsed(deploy) > timeout:
         if current is None:
             return StepResult(Event.BUILD_TIMEOUT, f"no build of the merge commit started within "

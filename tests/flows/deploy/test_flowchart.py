@@ -17,7 +17,7 @@ import pytest
 from flows.deploy.machine import TRANSITIONS, Event, State, transition_for
 from flows.errors import Refused, Why
 from flows.leased import Backoff
-from flows.notices import Frozen, Moved, Queued, RevertPullRequest, Unfrozen
+from flows.notices import BuildRetried, Frozen, Moved, Queued, RevertPullRequest, Unfrozen
 from sandbox.github import PullView
 from sandbox.server import Fault
 from tests.fixtures.storage import Database
@@ -153,6 +153,19 @@ async def test_a_red_build_is_retried_through_the_api_and_completes_on_the_confi
 
     await train.press(deploy.id, "Proceed")
     await train.reaches(deploy.id, "completed", within=30)
+
+
+@takes((S.BUILDING, E.BUILD_FLAKED), (S.BUILDING, E.BUILD_GREEN))
+async def test_a_red_build_is_started_again_by_itself_while_build_retries_allow(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(jenkins={"build_retries": 1})
+    train.sandbox.jenkins.script_next("app-master", ["FAILURE", "SUCCESS"])  # red once, then green
+    deploy = await train.request(train.new_pr("Flaky test"))
+
+    retried = await train.notifier.told(BuildRetried, deploy_id=deploy.id)
+    green = await train.reaches(deploy.id, "canary_check")  # nobody pressed Retry build
+    assert not retried.ahead and green.build_number != retried.number and green.build_attempts == 1
+    assert train.sandbox.jenkins.build_count("app-master", green.merge_sha) == 2
 
 
 @takes((S.BUILD_FAILED, E.ROLL_BACK))

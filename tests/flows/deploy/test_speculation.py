@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.fixtures.world import Train, eventually
+from flows.notices import BuildRetried, CandidateBuildFailed, CandidateDropped
+from tests.fixtures.world import ADMIN, EMERGENCY, REQUESTER, Train, eventually
 
 SPECULATE = {"speculate": 1}
 
@@ -23,11 +24,11 @@ async def _candidate(train: Train, deploy_id: int) -> str:
     return await eventually(probe, what=f"deploy {deploy_id}'s candidate and its build")
 
 
-async def _through(train: Train, deploy_id: int) -> None:
+async def _through(train: Train, deploy_id: int, user: str = REQUESTER) -> None:
     await train.reaches(deploy_id, "canary_check", within=30)
-    await train.press(deploy_id, "Proceed")
+    await train.press(deploy_id, "Proceed", user)
     await train.reaches(deploy_id, "awaiting_confirmation", within=30)
-    await train.press(deploy_id, "Done")
+    await train.press(deploy_id, "Done", user)
     await train.reaches(deploy_id, "completed")
 
 
@@ -98,6 +99,123 @@ async def test_a_deploy_cancelled_with_a_candidate_has_its_build_stopped_and_its
 
 async def _started(train: Train, sha: str) -> bool:
     return any(sha in str(b) for b in train.sandbox.jenkins.builds("app-master"))
+
+
+def _build_of(train: Train, sha: str) -> dict:
+    [build] = [b for b in train.sandbox.jenkins.builds("app-master") if sha in str(b)]
+    return build
+
+
+async def _dropped(train: Train, deploy_id: int, sha: str) -> None:
+    async def gone() -> bool:
+        deploy = await train.deploy(deploy_id)
+        return deploy.candidate_sha != sha and f"fatcontroller/app/{deploy_id}" not in train.sandbox.github.branches()
+    await eventually(gone, what=f"deploy {deploy_id}'s candidate {sha[:12]} dropped")
+
+
+async def test_a_rollback_drops_the_candidates_behind_at_once_with_their_builds_stopped(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    jenkins = train.sandbox.jenkins
+    first = await train.request(train.new_pr("Rolled back"))
+    await train.reaches(first.id, "canary_check", within=30)
+    jenkins.script_next("app-master", ["SUCCESS"], duration=60)  # the candidate's build is still running
+    second = await train.request(train.new_pr("Waits"))
+    on_the_rolled_back = await _candidate(train, second.id)
+    await eventually(lambda: _started(train, on_the_rolled_back), what="the candidate's build to start")
+    await train.flows.freeze(ADMIN, "hold the queue: the next deploy stays queued")
+
+    await train.press(first.id, "Roll back")
+    await train.reaches(first.id, "rolled_back", within=30)
+
+    await _dropped(train, second.id, on_the_rolled_back)  # while it is still queued, not at its turn
+    assert (await train.deploy(second.id)).state == "queued"
+    assert _build_of(train, on_the_rolled_back)["result"] == "ABORTED"
+    await train.notifier.told(CandidateDropped, deploy_id=second.id)
+    await train.flows.unfreeze(ADMIN)
+    await _through(train, second.id)
+
+
+async def test_a_push_to_the_base_branch_builds_the_candidate_again_on_top_of_it(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github = train.sandbox.github
+    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
+    await train.reaches(first.id, "canary_check", within=30)
+    stale = await _candidate(train, second.id)
+
+    github.push({"NOTES.md": "someone else's commit\n"}, message="A push to master")
+    pushed = github.branch_head()
+
+    async def rebuilt() -> str | None:
+        deploy = await train.deploy(second.id)
+        return deploy.candidate_sha if deploy.candidate_base == pushed and deploy.candidate_queue_id else None
+    again = await eventually(rebuilt, what="the candidate built again on the pushed commit")
+    assert again != stale and github.git.commit(again).parents[0] == pushed
+    await _through(train, first.id)
+    await _through(train, second.id)
+    assert (await train.deploy(second.id)).merge_sha == again
+    assert _merges_of(train) == 1  # the second landed: no merge needed
+
+
+async def test_a_jump_ahead_drops_the_candidate_it_passes_and_each_lands_on_the_one_before(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy={"speculate": 2})
+    github = train.sandbox.github
+    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
+    await train.reaches(first.id, "canary_check", within=30)
+    passed = await _candidate(train, second.id)
+
+    hotfix = await train.request(train.new_pr("Hotfix"), EMERGENCY, jump_queue=True, reason="outage")
+    on_hotfix = await _candidate(train, hotfix.id)
+    await _dropped(train, second.id, passed)
+
+    async def on_the_hotfix() -> str | None:
+        deploy = await train.deploy(second.id)
+        return deploy.candidate_sha if deploy.candidate_base == on_hotfix and deploy.candidate_queue_id else None
+    rebuilt = await eventually(on_the_hotfix, what="the passed deploy built again on the hotfix's candidate")
+    await _through(train, first.id)
+    await _through(train, hotfix.id, EMERGENCY)
+    await _through(train, second.id)
+    assert [(await train.deploy(d.id)).merge_sha for d in (hotfix, second)] == [on_hotfix, rebuilt]
+    assert github.git.commit(rebuilt).parents[0] == on_hotfix and _merges_of(train) == 1
+
+
+async def test_a_red_build_ahead_is_told_at_once_and_never_lands(make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    github, jenkins = train.sandbox.github, train.sandbox.jenkins
+    first = await train.request(train.new_pr("In flight"))
+    await train.reaches(first.id, "canary_check", within=30)
+    jenkins.script_next("app-master", ["FAILURE"])
+    second = await train.request(train.new_pr("Breaks the build"))
+    red = await _candidate(train, second.id)
+
+    failed = await train.notifier.told(CandidateBuildFailed, deploy_id=second.id)  # before its turn
+    assert failed.result == "FAILURE" and (await train.deploy(first.id)).state == "canary_check"
+    await _through(train, first.id)
+    ended = await train.reaches(second.id, "failed", within=30)
+    assert "its build ahead" in (ended.outcome_reason or "") and "ended FAILURE" in (ended.outcome_reason or "")
+    assert github.branch_head() == (await train.deploy(first.id)).merge_sha != red  # the base never got it
+    assert not github.pull_request(second.pr_number).merged
+    assert not [b for b in github.branches() if b.startswith("fatcontroller/")]
+
+
+async def test_a_flaky_build_ahead_is_started_again_by_itself_and_lands(make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE, jenkins={"build_retries": 1})
+    jenkins = train.sandbox.jenkins
+    first = await train.request(train.new_pr("In flight"))
+    await train.reaches(first.id, "canary_check", within=30)
+    jenkins.script_next("app-master", ["FAILURE", "SUCCESS"])  # red once, then green
+    second = await train.request(train.new_pr("Flaky"))
+    built_ahead = await _candidate(train, second.id)
+
+    retried = await train.notifier.told(BuildRetried, deploy_id=second.id)
+    assert retried.ahead
+    await _through(train, first.id)
+    await _through(train, second.id)  # no button but Proceed and Done
+    landed = await train.deploy(second.id)
+    assert landed.merge_sha == built_ahead and jenkins.build_count("app-master", built_ahead) == 2
+    assert landed.build_number != retried.number
 
 
 async def test_the_deploy_in_flight_rolled_back_at_its_gate_leaves_the_next_one_landing_on_the_revert(
