@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.deploy import cards
 from bot.pea.cards import pea_blocks
 from bot.store import MessageStore
-from bot.text import context, escape, eta, human_duration, plain, section, user, when
+from bot.text import context, escape, human_duration, plain, schedule, section, user, when
 from bot.trains import TrainFlows
 from flows.config import CommandsConfig
 from flows.deploy.flows import queues_of
@@ -158,7 +158,7 @@ class HomePublisher:
         blocks += [{"type": "divider"}, section(f"*Queue* ({len(queued)})")]
         if queued:
             lines = [f"{':point_right: ' if e.deploy.requester == user_id else ''}{e.position}. "
-                     f"{cards.title(e.deploy)} · {user(e.deploy.requester)} · starts {eta(e.eta)}"
+                     f"{cards.title(e.deploy)} · {user(e.deploy.requester)} · {schedule(e.eta, e.finish)}"
                      for e in queued[:QUEUE_SHOWN]]
             if len(queued) > QUEUE_SHOWN:
                 lines.append(f"…and {len(queued) - QUEUE_SHOWN} more: `{deploy_command} queue` lists them all.")

@@ -87,6 +87,12 @@ def eta(value: timedelta | None) -> str:
     return f"in about {max(round(value.total_seconds() / 60), 1)} min"
 
 
+def schedule(start: timedelta | None, finish: timedelta | None) -> str:
+    """`starts in about 5 min, done in about 25 min` (a frozen train's: `starts when the train is unfrozen`)."""
+    said = f"starts {eta(start)}"
+    return said + (f", done {eta(finish)}" if start is not None and finish is not None else "")
+
+
 def when(moment: datetime | str | None, style: str = "{time_secs}") -> str:
     """A time every reader sees in their own time zone (Slack date formatting), UTC as the fallback."""
     if moment is None:

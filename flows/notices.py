@@ -8,7 +8,7 @@ reports, and delivered in order within its stream (one per deploy, pea or train)
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
@@ -132,6 +132,13 @@ class CandidateDropped(DeployNotice):
     """A queued deploy's candidate was dropped (build stopped, branch deleted): what it was built on changed."""
 
     why: str
+
+
+@dataclass(frozen=True)
+class YoureNext(DeployNotice):
+    """The deploy ahead of this queued one started its rollout: this one is next, in about `starts_in`."""
+
+    starts_in: timedelta
 
 
 @dataclass(frozen=True)

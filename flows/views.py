@@ -168,6 +168,7 @@ class QueueEntry:
     position: int  # 0: past the queue (in flight, or already ended); 1 for the next to start, 2, ... in train order
     # until it starts (0 once past the queue); None while the train is frozen: it starts once unfrozen
     eta: timedelta | None
+    finish: timedelta | None = None  # until it is predicted to finish (DESIGN §8); None while frozen
 
 
 @dataclass(frozen=True)

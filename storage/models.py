@@ -121,6 +121,7 @@ class Deploy(Base):
     candidate_result: Mapped[str | None] = mapped_column(sa.String(32))  # Jenkins' result once it ended
     candidate_retries: Mapped[int] = mapped_column(default=0)  # started again by itself (`jenkins.build_retries`)
     candidate_build_previous: Mapped[int | None]  # the red build a retry replaces
+    candidate_at: Mapped[datetime | None]  # when the candidate's build (its latest attempt) was asked for
 
     canary_reminded_at: Mapped[datetime | None]
     # A step whose outside system fails transiently is tried again through the schedule: since when, how often.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bot.deploy import cards
 from bot.grammar import QuickDeploy, Subcommand
 from bot.surface import Surface
-from bot.text import deploy_ref, escape, eta, human_duration, link, shorten, user, when
+from bot.text import deploy_ref, escape, human_duration, link, schedule, shorten, user, when
 from flows.config import TrainConfig
 from flows.deploy.flows import DeployFlows, queues_of
 from flows.deploy.machine import State
@@ -71,7 +71,7 @@ def queue_text(queue: QueueView) -> str:
     for entry in queue.entries:
         deploy = entry.deploy
         where = (f"in flight, `{deploy.state.label}`" if entry.position == 0
-                 else f"{entry.position}. starts {eta(entry.eta)}")
+                 else f"{entry.position}. {schedule(entry.eta, entry.finish)}")
         ahead = cards.built_ahead(deploy)
         lines.append(f"{where} · deploy {deploy.id} of {cards.title(deploy)} · {user(deploy.requester)}"
                      + (f" · {_BUILT_EMOJI[deploy.candidate.green if deploy.candidate else None]} {ahead}"
@@ -172,5 +172,5 @@ def queued_text(placed: Placed, channel: str) -> str:
     flags = " (jumping the queue)" if deploy.jump_queue else ""
     frozen = (f" The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}."
               if train.frozen else "")
-    return (f"{queued}{flags}: position {entry.position}, starts {eta(entry.eta)}.{frozen} {card}; I will "
+    return (f"{queued}{flags}: position {entry.position}, {schedule(entry.eta, entry.finish)}.{frozen} {card}; I will "
             "message you when it needs you.")

@@ -11,7 +11,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.text import commit_url, context, escape, eta, human_duration, link, plain, section, shorten, user, when
+from bot.text import (
+    commit_url,
+    context,
+    escape,
+    human_duration,
+    link,
+    plain,
+    schedule,
+    section,
+    shorten,
+    user,
+    when,
+)
 from flows.deploy.machine import Event, State, Transition
 from flows.flowchart import Actor
 from flows.views import DeployView, QueueEntry, TrainView
@@ -137,7 +149,7 @@ def shown(deploy: DeployView, entry: QueueEntry | None) -> DeployView:
 
 def queue_line(entry: QueueEntry | None, train: TrainView | None) -> str:
     """What a queued card says about its place in the queue (1: next to start) and a frozen train."""
-    line = f" · position {entry.position} · starts {eta(entry.eta)}" if entry is not None else ""
+    line = f" · position {entry.position} · {schedule(entry.eta, entry.finish)}" if entry is not None else ""
     if train is not None and train.frozen:
         line += f"\n:snowflake: The train is frozen by {user(train.frozen_by)}: {escape(train.frozen_reason)}"
     return line

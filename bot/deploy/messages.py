@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.deploy.cards import what_to_press
-from bot.text import commit_url, escape, human_duration, link, shorten, user
+from bot.text import commit_url, escape, eta, human_duration, link, shorten, user
 from flows.config import TrainConfig, format_duration
 from flows.deploy.machine import Event, State
 from flows.notices import (
@@ -28,6 +28,7 @@ from flows.notices import (
     Moved,
     RevertByHand,
     RevertPullRequest,
+    YoureNext,
 )
 from flows.views import DeployView, TargetView
 
@@ -167,6 +168,9 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
                              "*Roll back*?", State.CANARY_CHECK)
     if isinstance(notice, HeadFollowed):
         return DirectMessage(f":arrows_counterclockwise: {_followed(notice, deploy, config)}")
+    if isinstance(notice, YoureNext):
+        return DirectMessage(f":steam_locomotive: *You're next*: {title} starts {eta(notice.starts_in)} (the deploy "
+                             "ahead is rolling out). I will message you when it needs you.")
     if isinstance(notice, CandidateBuildFailed):
         return DirectMessage(f":red_circle: *Your build failed while waiting*: {title} was built ahead, and build "
                              f"{_build(deploy, notice.number, notice.url)} ended {notice.result}. Fix it before your "

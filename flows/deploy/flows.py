@@ -75,7 +75,7 @@ class DeployFlows:
     # -- queries --------------------------------------------------------------------------------
     async def queue(self) -> QueueView:
         """The train, the deploy in flight and the queue, each with its position and ETA."""
-        [view] = await service.queues(self.sessions, [self.config.name])
+        [view] = await service.queues(self.sessions, [self.config])
         return view
 
     async def deploy(self, deploy_id: int) -> DeployView | None:
@@ -134,4 +134,4 @@ async def queues_of(trains: Sequence[DeployFlows]) -> list[QueueView]:
     """`queue()` of each of several trains (of one database), read together: what a view of every train shows."""
     if not trains:
         return []
-    return await service.queues(trains[0].sessions, [t.config.name for t in trains])
+    return await service.queues(trains[0].sessions, [t.config for t in trains])

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from flows.config import TrainConfig
+from flows.deploy.eta import predict, stage_times
 from flows.deploy.machine import (
     IN_FLIGHT,
     TERMINAL,
@@ -30,7 +31,7 @@ from flows.deploy.machine import (
 )
 from flows.errors import Refused, Superseded, Why
 from flows.flowchart import Actor
-from flows.notices import SYSTEM, Frozen, Moved, Notice, Queued, QueueMoved, Unfrozen
+from flows.notices import SYSTEM, Frozen, Moved, Notice, Queued, QueueMoved, Unfrozen, YoureNext
 from flows.outbox import Outbox
 from flows.outside import GitHubApi, ask
 from flows.views import DeployView, Placed, QueueEntry, QueueView, TrainView
@@ -41,7 +42,6 @@ from storage.trains import ensure_train, take_queue_seq
 
 MAX_REASON = 500
 MAX_NOTES = 2000
-DEFAULT_DURATION = timedelta(minutes=10)  # assumed length of a deploy until there is history
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ async def request_deploy(sessions: async_sessionmaker[AsyncSession], outbox: Out
             await _wake_queued(session, train.id, 0, but=deploy.id)  # those built ahead behind it: on a wrong base
     outbox.wake()
     async with sessions() as session:
-        view = await _queue_view(session, train.id)
+        view = await _queue_view(session, config)
         # A deploy can already have ended (a PR that no longer merges fails at once) before this read.
         entry = view.entry(deploy.id) or QueueEntry(DeployView.of(await session.get_one(Deploy, deploy.id)), 0,
                                                     timedelta(0))
@@ -174,17 +174,6 @@ def _train_order() -> tuple[Any, ...]:
     return (Deploy.jump_queue.desc(), Deploy.queue_seq)
 
 
-async def typical_duration(session: AsyncSession, train_id: str, sample: int = 20) -> timedelta:
-    """Median wall time of the most recent finished deploys that left the queue."""
-    rows = (await session.execute(
-        sa.select(Deploy.started_at, Deploy.finished_at)
-        .where(Deploy.train_id == train_id, Deploy.finished_at.is_not(None), Deploy.started_at.is_not(None))
-        .order_by(Deploy.finished_at.desc()).limit(sample)
-    )).all()
-    took = [(f - s).total_seconds() for s, f in rows if s is not None and f is not None]
-    return timedelta(seconds=statistics.median(took)) if took else DEFAULT_DURATION
-
-
 async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State, ended: State,
                         train_id: str, sample: int = 20) -> timedelta | None:
     """Median time from entering `began` to entering `ended` (e.g. building to canarying: a green build) of
@@ -203,11 +192,11 @@ async def typical_stage(sessions: async_sessionmaker[AsyncSession], began: State
     return timedelta(seconds=statistics.median(took[:sample])) if took else None
 
 
-async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
-    """The train and its entries, read in `session`."""
+async def _queue_view(session: AsyncSession, config: TrainConfig) -> QueueView:
+    """The train and its entries, read in `session`, each with when it is predicted to start and finish."""
+    train_id = config.name
     row = await session.get(Train, train_id)
     train = TrainView.of(row) if row is not None else TrainView.new(train_id)
-    typical = await typical_duration(session, train_id)
     # One read, so that a deploy leaving the queue meanwhile is seen in exactly one of the two lists.
     waiting_or_moving = (await session.scalars(
         sa.select(Deploy).where(Deploy.train_id == train_id,
@@ -216,15 +205,13 @@ async def _queue_view(session: AsyncSession, train_id: str) -> QueueView:
     )).all()
     in_flight = [d for d in waiting_or_moving if d.state != State.QUEUED.value]
     queued = [d for d in waiting_or_moving if d.state == State.QUEUED.value]
-    now = utcnow()
-    entries = [QueueEntry(DeployView.of(d), 0, timedelta(0)) for d in in_flight]
-    remaining = timedelta(0)
-    if in_flight:
-        remaining = max(timedelta(0), typical - (now - (in_flight[0].started_at or now)))
-    for position, deploy in enumerate(queued, start=1):
+    times = await stage_times(session, train_id)
+    left, predicted = predict(times, utcnow(), config.deploy.speculate, in_flight[0] if in_flight else None, queued)
+    entries = [QueueEntry(DeployView.of(d), 0, timedelta(0), left) for d in in_flight]
+    for position, (deploy, when) in enumerate(zip(queued, predicted, strict=True), start=1):
         # A frozen train starts nobody: no ETA holds until it is unfrozen.
-        eta = None if train.frozen else remaining + typical * (position - 1)
-        entries.append(QueueEntry(DeployView.of(deploy), position, eta))
+        entries.append(QueueEntry(DeployView.of(deploy), position, None if train.frozen else when.start,
+                                  None if train.frozen else when.finish))
     return QueueView(train, tuple(entries))
 
 
@@ -258,12 +245,12 @@ async def _wake_queued(session: AsyncSession, train_id: str, count: int, *, but:
                           .execution_options(synchronize_session=False))
 
 
-async def queues(sessions: async_sessionmaker[AsyncSession], train_ids: Sequence[str]) -> list[QueueView]:
+async def queues(sessions: async_sessionmaker[AsyncSession], trains: Sequence[TrainConfig]) -> list[QueueView]:
     """Each train's deploy in flight (position 0) and queued ones in train order, each with an ETA, read one train
     after another in one session: a read only (on SQLite, trains read side by side rather than queue for the
     database's one writer)."""
     async with sessions() as session:
-        return [await _queue_view(session, train_id) for train_id in train_ids]
+        return [await _queue_view(session, config) for config in trains]
 
 
 async def get_deploy(sessions: async_sessionmaker[AsyncSession], deploy_id: int) -> Deploy | None:
@@ -389,6 +376,8 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
     if target is not state and (_moves_queue(transition) or target is State.ROLLING_BACK):
         # What the deploys built ahead were built on may be wrong now: each looks (DESIGN §8).
         await _wake_queued(session, deploy.train_id, 0, but=deploy.id)
+    if target is State.ROLLING_OUT and state is not State.ROLLING_OUT:
+        notices = (*notices, *await _next_told(session, deploy))
     audit(session, actor, f"transition:{event.value}", deploy_id=deploy.id, train_id=deploy.train_id,
           detail=f"{state.value} → {target.value}" + (f": {reason}" if reason else ""))
     moved = Moved(deploy.id, deploy.train_id, event, state, target, actor, reason)
@@ -396,6 +385,17 @@ async def _apply(session: AsyncSession, outbox: Outbox, deploy: Deploy, event: E
     await outbox.write(session, *told)
     await session.flush()
     return Applied(transition, deploy, reason)
+
+
+async def _next_told(session: AsyncSession, deploy: Deploy) -> tuple[Notice, ...]:
+    """The next queued deploy's requester hears it is next, as the one ahead starts its rollout."""
+    following = await session.scalar(sa.select(Deploy).where(
+        Deploy.train_id == deploy.train_id, Deploy.state == State.QUEUED.value).order_by(*_train_order()).limit(1))
+    if following is None:
+        return ()
+    times = await stage_times(session, deploy.train_id)
+    left = times.of(State.ROLLING_OUT) + times.after(State.ROLLING_OUT)
+    return (YoureNext(following.id, following.train_id, left),)
 
 
 async def apply_event(sessions: async_sessionmaker[AsyncSession], outbox: Outbox, deploy_id: int, event: Event, *,

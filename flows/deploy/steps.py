@@ -108,7 +108,7 @@ BUILT_AHEAD_LOOKS = 6  # a deploy built ahead looks at its PR and build every th
 _NOT_A_CANDIDATE: dict[str, Any] = {"candidate_sha": None, "candidate_base": None, "candidate_head": None,
                                     "candidate_queue_id": None, "candidate_on": None, "candidate_build_number": None,
                                     "candidate_build_url": None, "candidate_result": None, "candidate_retries": 0,
-                                    "candidate_build_previous": None}
+                                    "candidate_build_previous": None, "candidate_at": None}
 
 
 def candidate_branch(deploy: Deploy) -> str:
@@ -191,7 +191,7 @@ async def _follow_candidate_build(ctx: StepContext, deploy: Deploy) -> None:
             found = await jenkins.find_build(job, sha)
             if found is None or found.number <= (deploy.candidate_build_previous or 0):
                 queue_id = await jenkins.start_build(job, sha)
-                await ctx.save(deploy, {"candidate_queue_id": queue_id},
+                await ctx.save(deploy, {"candidate_queue_id": queue_id, "candidate_at": utcnow()},
                                record=Record("candidate_build_requested", f"{job} for {sha[:12]}",
                                              {"queue_id": queue_id}))
                 return
@@ -201,7 +201,8 @@ async def _follow_candidate_build(ctx: StepContext, deploy: Deploy) -> None:
             if started is None:
                 return
         url, number = started
-        await ctx.save(deploy, {"candidate_build_number": number, "candidate_build_url": url},
+        await ctx.save(deploy, {"candidate_build_number": number, "candidate_build_url": url,
+                                "candidate_at": deploy.candidate_at or utcnow()},
                        record=Record("candidate_build_found", f"build {number}", {"build_url": url}),
                        notice=CandidateBuilding(deploy.id, deploy.train_id, number, url, deploy.candidate_on))
     number, url = deploy.candidate_build_number or 0, deploy.candidate_build_url or ""

@@ -1,5 +1,6 @@
 """What a queued deploy's candidate build came to (DESIGN §8): its number, link and result, how often it was
-started again (`jenkins.build_retries`), and the pull request of the deploy it was built on.
+started again (`jenkins.build_retries`) and when it was last asked for, and the pull request of the deploy it
+was built on.
 
 Revision ID: 0010
 Revises: 0009
@@ -25,10 +26,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("candidate_result", sa.String(32), nullable=True))
         batch.add_column(sa.Column("candidate_retries", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("candidate_build_previous", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("candidate_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deploys") as batch:
-        for name in ("candidate_build_previous", "candidate_retries", "candidate_result", "candidate_build_url",
-                     "candidate_build_number", "candidate_on"):
+        for name in ("candidate_at", "candidate_build_previous", "candidate_retries", "candidate_result",
+                     "candidate_build_url", "candidate_build_number", "candidate_on"):
             batch.drop_column(name)
