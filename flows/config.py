@@ -163,9 +163,9 @@ class DeployConfig(_Section):
     poll: Duration = Field(
         timedelta(seconds=5),
         description="How often a waiting step looks at the outside world (more often when the wait should end).")
-    speculate: int = Field(0, ge=0, le=5, description=(
+    speculate: int = Field(1, ge=0, le=5, description=(
         "How many queued deploys behind the one in flight are built ahead, on top of it, and land as a "
-        "fast-forward (DESIGN §8). 0: none (the default until speculation is complete)."))
+        "fast-forward to exactly the commit that was built (DESIGN §8). 0: none."))
 
     @field_validator("batch_percent")
     @classmethod

@@ -19,6 +19,8 @@ async def _busy_train(world: BotWorld) -> dict[str, int]:
     prs["busy_id"] = (await world.reaches(prs["busy"], "canary_check")).id
     await world.slack.command(BOB, "/deploy", str(prs["queued"]))
     prs["queued_id"] = (await world.reaches(prs["queued"], "queued")).id
+    # built ahead (DESIGN §8): its candidate's build is under way before the cases below look at the world
+    await world.card_showing(prs["queued"], "|build #")
     world.sandbox.github.flush_webhooks()
     return prs
 

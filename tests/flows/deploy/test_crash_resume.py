@@ -173,23 +173,26 @@ async def test_a_crash_right_after_an_outside_action_is_resumed_without_doing_it
 SPECULATE = {"deploy": {"speculate": 1}}
 # (what crashes, the request whose answer is held, when it has been carried out)
 SPECULATION_CRASHES = [
-    ("make a candidate", r"^POST /api/v3/repos/acme/app/merges$",
+    ("make a candidate", "github", r"^POST /api/v3/repos/acme/app/merges$",
      lambda sandbox, first, second: f"fatcontroller/app/{second}" in sandbox.github.branches()),
-    ("land a candidate", r"^PATCH /api/v3/repos/acme/app/git/refs/heads/master$",
+    ("start a candidate's build", "jenkins", r"buildWithParameters",
+     lambda sandbox, first, second: len(sandbox.jenkins.builds("app-master")) > 1),
+    ("land a candidate", "github", r"^PATCH /api/v3/repos/acme/app/git/refs/heads/master$",
      lambda sandbox, first, second: sandbox.github.branch_head() != first),
 ]
 
 
-@pytest.mark.parametrize(("name", "match", "acted"), SPECULATION_CRASHES, ids=[c[0] for c in SPECULATION_CRASHES])
+@pytest.mark.parametrize(("name", "system", "match", "acted"), SPECULATION_CRASHES,
+                         ids=[c[0] for c in SPECULATION_CRASHES])
 async def test_a_crash_right_after_a_speculative_step_is_resumed_exactly_once(
-        make_train: Callable[..., Train], engine_process: Callable[..., subprocess.Popen], name: str, match: str,
-        acted: Callable[[Sandbox, str, int], bool]) -> None:
+        make_train: Callable[..., Train], engine_process: Callable[..., subprocess.Popen], name: str, system: str,
+        match: str, acted: Callable[[Sandbox, str, int], bool]) -> None:
     people = make_train(start=False, **SPECULATE)
     sandbox = people.sandbox
     doomed = engine_process("copy-1", **SPECULATE)
     first = await people.request(people.new_pr("Ahead"))
     merged = (await people.reaches(first.id, "canary_check", within=30)).merge_sha or ""
-    sandbox.github.faults.hold_after(HOLD, match=match)
+    getattr(sandbox, system).faults.hold_after(HOLD, match=match)
     second = await people.request(people.new_pr(f"Built ahead: {name}"))
     if name == "land a candidate":
         async def built() -> bool:
@@ -205,7 +208,7 @@ async def test_a_crash_right_after_a_speculative_step_is_resumed_exactly_once(
     doomed.wait(10)
 
     resumed = make_train(owner="copy-2", lease_ttl=LEASE, **SPECULATE)
-    if name == "make a candidate":
+    if name != "land a candidate":
         assert await _press_through(resumed, first.id, "complete") == "completed"
     assert await _press_through(resumed, second.id, "complete") == "completed"
 
@@ -215,8 +218,9 @@ async def test_a_crash_right_after_a_speculative_step_is_resumed_exactly_once(
     # Merged once: a candidate made by the copy that died is found again and lands, or, if its turn came
     # before that, it merges the normal way; a landing the copy that died made is found done.
     assert on_master == [finished.merge_sha]
-    if name == "land a candidate":
+    if name != "make a candidate":
         assert sandbox.github.writes["merges"] == 1  # only the first was merged; the second landed
+        assert sandbox.jenkins.build_count("app-master", finished.merge_sha or "") == 1  # its build, once
     assert not [b for b in sandbox.github.branches() if b.startswith("fatcontroller/")]
     assert set(sandbox.aws.running_images("production", "app-web")) == {sandbox.image(finished.merge_sha)}
 
