@@ -103,3 +103,33 @@ def test_leaving_the_queue_and_rolling_back_ask_first_in_plain_words() -> None:
                      if b["text"]["text"] == "Roll back")
     assert "newest first" not in roll_back["confirm"]["text"]["text"]
     assert roll_back["confirm"]["confirm"]["text"] == "Roll back"
+
+
+BUILT_AHEAD = {"candidate_sha": "c" * 40, "candidate_base": "b" * 40, "candidate_on": 11,
+               "candidate_build_number": 34, "candidate_build_url": "https://jenkins.acme.com/job/app-master/34/",
+               "candidate_retries": 0}
+
+
+@pytest.mark.parametrize(("result", "said"), [(None, "running"), ("SUCCESS", "passed"),
+                                               ("FAILURE", "ended FAILURE")])
+def test_a_queued_deploy_built_ahead_says_on_which_deploy_with_its_build_link_and_how_it_went(
+        result: str | None, said: str) -> None:
+    queued = deploy(State.QUEUED, **BUILT_AHEAD, candidate_result=result)
+    text = json.dumps(cards.card_blocks(queued, entry=QueueEntry(queued, 1, timedelta(minutes=3),
+                                                                 timedelta(minutes=20)), train=RUNNING))
+    assert "Built ahead on #11" in text and f"<https://jenkins.acme.com/job/app-master/34/|build #34> {said}" in text
+    assert "starts in about 3 min, done in about 20 min" in text
+
+
+def test_a_deploy_that_landed_its_candidate_says_built_ahead_and_landed_and_a_retried_build_says_so() -> None:
+    landed = deploy(State.CANARY_CHECK, **(BUILT_AHEAD | {"candidate_retries": 1}), candidate_result="SUCCESS",
+                    merge_sha="c" * 40, build_number=34, build_url="https://jenkins.acme.com/job/app-master/34/",
+                    build_attempts=1)
+    text = render(cards.card_blocks(landed))
+    assert "Built ahead on #11" in text and "Landed as" in text and "Merged as" not in text
+    assert "(started again once)" in text
+
+
+def test_a_candidate_that_conflicted_or_was_dropped_says_nothing_of_building_ahead() -> None:
+    conflicted = deploy(State.QUEUED, candidate_base="b" * 40)
+    assert "Built ahead" not in render(cards.card_blocks(conflicted))

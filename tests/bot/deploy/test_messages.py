@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.deploy.messages import direct_message
 from flows.config import load_config
 from flows.deploy.machine import Event, State
-from flows.notices import Moved
+from flows.notices import CandidateBuildFailed, Moved, YoureNext
 from flows.views import DeployView
 from storage.models import Deploy
 
@@ -48,3 +48,21 @@ def test_a_canary_only_a_service_connect_client_is_not_said_to_take_real_traffic
     only_clients = direct_message(UP, at_the_gate({"api": {"service": "app-api", "canary": "app-api-canary",
                                                            "canary_client_only": True}}), CONFIG)
     assert only_clients is not None and "real traffic" not in only_clients.text
+
+
+def test_a_red_build_ahead_tells_the_requester_before_their_turn_and_offers_to_leave_the_queue() -> None:
+    queued = DeployView.of(Deploy(
+        id=7, train_id="app", state=State.QUEUED.value, requester="U0ALICE", pr_number=12, pr_title="Add a banner",
+        processes=["web"], needs_attention=False, jump_queue=False, skip_build=False, build_attempts=0,
+        created_at=datetime(2024, 6, 28, 12), state_entered_at=datetime(2024, 6, 28, 12), state_times={},
+        targets={}, candidate_base="b" * 40, candidate_sha="c" * 40, candidate_result="FAILURE", candidate_retries=0))
+    message = direct_message(CandidateBuildFailed(7, "app", 34, "https://jenkins.acme.com/job/app-master/34/",
+                                                  "FAILURE"), queued, CONFIG)
+    assert message is not None and message.offered is State.QUEUED
+    assert "Your build failed while waiting" in message.text and "leave the queue" in message.text
+    assert "<https://jenkins.acme.com/job/app-master/34/|#34> ended FAILURE" in message.text
+
+
+def test_the_next_in_line_hears_when_it_starts() -> None:
+    message = direct_message(YoureNext(7, "app", timedelta(minutes=6)), at_the_gate({}), CONFIG)
+    assert message is not None and "You're next" in message.text and "in about 6 min" in message.text
