@@ -55,20 +55,22 @@ def _github(config: TrainConfig, settings: Settings) -> GitHub:
 
 
 def build_outside(config: TrainConfig, settings: Settings, metrics: Metrics | None = None) -> Outside:
-    """The clients of GitHub, Jenkins and AWS for `config`, from the environment's endpoints and secrets."""
+    """The clients of GitHub, Jenkins and AWS (ECS, CloudWatch) for `config`, from the environment's endpoints
+    and secrets."""
     if not settings.jenkins_url:
         raise WiringError("JENKINS_URL is not set: the train needs Jenkins to follow builds")
     github = _github(config, settings)
     jenkins = Jenkins(settings.jenkins_url, settings.jenkins_user, revealed(settings.jenkins_token),
                       sha_parameter=config.jenkins.sha_parameter)
     ecs = Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url)
+    cloudwatch = CloudWatch(region=ecs.region, endpoint_url=settings.aws_endpoint_url)
     if metrics is not None:
         def count(_what: str, error: OutsideError) -> None:
             metrics.outside_error(error.system, isinstance(error, TransientError))
 
-        for facade in (github, jenkins, ecs):
+        for facade in (github, jenkins, ecs, cloudwatch):
             facade._caller.on_error = count
-    return Outside(github=github, jenkins=jenkins, ecs=ecs)
+    return Outside(github=github, jenkins=jenkins, ecs=ecs, cloudwatch=cloudwatch)
 
 
 @dataclass

@@ -164,6 +164,62 @@ class Demo:
         raise DemoFailed(f"the deploy of {train}'s #{pr} is {deploy.state.value if deploy else 'missing'}, not "
                          f"{state}, after {WAIT:g}s")
 
+    async def built_ahead(self, pr: int, on: int, *, passed: bool = False) -> DeployView:
+        """The queued deploy of #pr once it is built ahead on top of #on (its build started, or passed)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            deploy = await self.deploy_of(pr)
+            candidate = deploy.candidate if deploy is not None else None
+            if deploy is not None and deploy.state.value != "queued":
+                raise DemoFailed(f"the deploy of #{pr} is {deploy.state.value}, no longer queued to be built ahead")
+            if candidate is not None and candidate.green is False:
+                raise DemoFailed(f"#{pr}'s build ahead, #{candidate.build_number}, ended {candidate.result}")
+            if (deploy is not None and candidate is not None and candidate.sha and candidate.on == on
+                    and candidate.build_number and (candidate.green or not passed)):
+                return deploy
+            await asyncio.sleep(0.05)
+        raise DemoFailed(f"#{pr} was not built ahead on top of #{on}{' (its build passed)' if passed else ''} "
+                         f"after {WAIT:g}s")
+
+    async def no_candidate(self, pr: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while (deploy := await self.deploy_of(pr)) is None or deploy.candidate is not None:
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"#{pr} kept its build ahead after {WAIT:g}s")
+            await asyncio.sleep(0.05)
+
+    async def thread_saying(self, pr: int, text: str) -> Message:
+        """A reply in the thread of #pr's card that says `text`."""
+        def probe() -> Message | None:
+            card = self.card(pr)
+            return next((m for m in self.slack.thread(self.channel, card.ts) if text in m.render()), None) \
+                if card is not None else None
+        return await self.slack.wait_for(probe, WAIT, what=f"a reply under the card of #{pr} saying {text!r}")
+
+    async def card_saying(self, pr: int, text: str) -> Message:
+        try:
+            return await self.slack.wait_for(
+                lambda: (c := self.card(pr)) is not None and text in self.shown(c.render()) and c, WAIT,
+                what=f"the card of #{pr} saying {text!r}")
+        except AssertionError as exc:
+            card = self.card(pr)
+            raise DemoFailed(f"{exc}; it says {self.shown(card.render()) if card else None!r}") from None
+
+    async def merged(self, pr: int) -> DeployView:
+        """The deploy of #pr once its merge commit is known."""
+        deadline = time.monotonic() + WAIT
+        while (deploy := await self.deploy_of(pr)) is None or deploy.merge_sha is None:
+            if deploy is not None and deploy.finished_at is not None:
+                raise DemoFailed(f"the deploy of #{pr} ended {deploy.state.value} ({deploy.outcome_reason})")
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"#{pr} was not merged after {WAIT:g}s")
+            await asyncio.sleep(0.05)
+        return deploy
+
+    def shown(self, mrkdwn: str) -> str:
+        """Text as Slack shows it (links by their text)."""
+        return self.screen.fmt(mrkdwn).plain
+
     # -- the scenario ----------------------------------------------------------------------------
     async def play(self) -> None:
         github = self.sandbox.github
@@ -189,21 +245,32 @@ class Demo:
             deploy = await self.deploy_of(banner)
             check(deploy is not None and deploy.processes == tuple(PROCESSES), "not both processes")
 
-        async with self.step(f"bob and carol queue #{checkout} and #{greeting} with the quick form"):
-            check("Queued" in (await self.types(BOB, "/deploy", f"{checkout} web worker")).text)
+        async with self.step(f"carol and bob queue #{greeting} and #{checkout}; #{greeting} is built ahead"):
             check("Queued" in (await self.types(CAROL, "/deploy", str(greeting))).text)
+            check("Queued" in (await self.types(BOB, "/deploy", f"{checkout} web worker")).text)
+            # Next in line: once alice's PR is merged, carol's is merged on top of it on a branch of its own and
+            # built there while #banner is deployed (`deploy.speculate: 1`: only the next one).
+            await self.built_ahead(greeting, banner)
+            await self.thread_saying(greeting, f"Built ahead on top of #{banner}")
+            later = await self.deploy_of(checkout)
+            check(later is not None and later.candidate is None, "more than the next deploy is built ahead")
 
-        async with self.step("only the emergency list may jump the queue"):
+        async with self.step("only the emergency list may jump the queue; the jump takes the build ahead"):
             refused = await self.types(ALICE, "/deploy", f'{buttons} --front --reason "I am in a hurry"')
             check("emergency list" in refused.text, refused.text)
             check(await self.deploy_of(buttons) is None, "a refused request was queued")
             reason = '--reason "checkout crashes on empty carts"'
             jumped = await self.types(EMERGENCY, "/deploy", f"{hotfix} --front {reason}")
             check("Queued" in jumped.text, jumped.text)
-            queue = (await self.types(BOB, "/deploy", "queue")).text.splitlines()
-            order = [next((i for i, line in enumerate(queue) if f"#{pr}" in line), -1)
-                     for pr in (banner, hotfix, checkout, greeting)]
+            # #hotfix lands on alice's commit now, not carol's: her build ahead goes, the jumper is built ahead
+            await self.built_ahead(hotfix, banner)
+            await self.no_candidate(greeting)
+            await self.thread_saying(greeting, "Its build ahead was dropped")
+            queue = self.shown((await self.types(BOB, "/deploy", "queue")).text).splitlines()
+            order = [next((i for i, line in enumerate(queue) if f" of #{pr} " in line), -1)
+                     for pr in (banner, hotfix, greeting, checkout)]
             check(order == sorted(order) and -1 not in order, f"the train is not in order: {queue}")
+            check(f"built ahead on #{banner}" in queue[order[1]], f"#{hotfix} is not shown built ahead: {queue}")
 
         async with self.step(f"#{banner}: canaries up, alice proceeds from the card, rollout in batches, done"):
             await self.reaches(banner, "canary_check")
@@ -231,32 +298,67 @@ class Demo:
             running = set(self.sandbox.aws.running_images(self.sandbox.spec.cluster, "billing-api"))
             check(running == {image}, f"billing-api runs {sorted(running)}, not {image}")
 
-        async with self.step(f"#{hotfix} (emergency) goes next, ahead of bob and carol"):
+        async with self.step(f"#{hotfix} (emergency) lands as a fast-forward to the commit built ahead on #{banner}"):
             await self.dm(EMERGENCY, "Proceed", hotfix)
-            # The next build of the base branch is bob's merge: make its first build fail.
-            self.sandbox.jenkins.script_next("app-master", ["FAILURE", "SUCCESS"])
+            await self.thread_saying(hotfix, "Landed (a fast-forward to the commit built ahead)")
+            await self.card_saying(hotfix, f"Built ahead on #{banner}")
+            # meanwhile carol's PR is built ahead again, on top of #hotfix now
+            ahead = await self.built_ahead(greeting, hotfix, passed=True)
+            number = ahead.candidate.build_number if ahead.candidate else None
+            line = next((row for row in self.shown((await self.types(CAROL, "/deploy", "queue")).text).splitlines()
+                         if f" of #{greeting} " in row), "")
+            check(f"built ahead on #{hotfix} · build #{number} passed" in line, f"#{greeting} in the queue: {line!r}")
+            await self.card_saying(greeting, f"Built ahead on #{hotfix} · build #{number}")
             await self.clicks(EMERGENCY, "Proceed", await self.dm(EMERGENCY, "Proceed", hotfix), "in the DM")
             await self.clicks(EMERGENCY, "Done", await self.dm(EMERGENCY, "Done", hotfix), "in the DM")
-            await self.reaches(hotfix, "completed")
+            deploy = await self.reaches(hotfix, "completed")
+            candidate = deploy.candidate
+            check(candidate is not None and candidate.on == banner and candidate.sha == deploy.merge_sha,
+                  f"#{hotfix} did not land the commit built ahead on #{banner}")
+            check(candidate is not None and deploy.build_number == candidate.build_number,
+                  f"it followed build #{deploy.build_number}, not its build ahead")
+            before = await self.deploy_of(banner)
+            check(before is not None and self._first_parent(deploy.merge_sha) == before.merge_sha,
+                  f"{self.sandbox.spec.base_branch} was not fast-forwarded to the merge made on #{banner}'s commit")
+            await self.card_saying(hotfix, f"Landed as {(deploy.merge_sha or '')[:10]}")
+            self._runs(deploy.merge_sha)
+            completed_sha = deploy.merge_sha
 
-        async with self.step(f"#{checkout}: the build fails, bob retries it"):
+        async with self.step(f"#{greeting} lands its build ahead; carol rolls back at the canary gate, the merge is "
+                             "reverted"):
+            await self.thread_saying(greeting, "Landed (a fast-forward to the commit built ahead)")
+            # bob's PR is built ahead on top of carol's, which is in flight now
+            await self.built_ahead(checkout, greeting)
+            # Behind a rollback there is nothing to land: bob's PR will merge the normal way on the revert, as a
+            # commit not known yet. The sandbox's Jenkins holds app-master's queue (no executor free) until that
+            # commit is known and scripted, so its build, and only its, goes red once (the revert's is green).
+            self.sandbox.jenkins.delay_queue("app-master", None)
+            await self.clicks(CAROL, "Roll back", await self.dm(CAROL, "Roll back", greeting), "in her DM")
+            deploy = await self.reaches(greeting, "rolled_back")
+            check(deploy.landed_ahead, f"#{greeting} did not land its build ahead")
+            check(deploy.revert_sha, "no revert commit recorded")
+            main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
+            check(main == original_main, f"app/main.py is {main!r} after the revert")
+            self._runs(completed_sha)
+            # what bob's was built on is gone: his build ahead goes with it
+            await self.thread_saying(checkout, "Its build ahead was dropped")
+            reverted = deploy.revert_sha
+
+        async with self.step(f"#{checkout} merges the normal way on the revert; its build fails, bob retries it"):
+            merging = await self.merged(checkout)
+            self.sandbox.jenkins.script(merging.merge_sha or "", ["FAILURE", "SUCCESS"])
+            self.sandbox.jenkins.delay_queue("app-master", 0)  # an executor is free again
+            self.sandbox.jenkins.release_queue("app-master")
             await self.reaches(checkout, "build_failed")
             await self.clicks(BOB, "Retry build", await self.dm(BOB, "Retry build", checkout), "in his DM")
             await self.clicks(BOB, "Proceed", await self.dm(BOB, "Proceed", checkout), "in his DM")
             await self.clicks(BOB, "Done", await self.dm(BOB, "Done", checkout), "in his DM")
             deploy = await self.reaches(checkout, "completed")
+            check(deploy.candidate is None and not deploy.landed_ahead, "it landed a build ahead")
+            check(self._first_parent(deploy.merge_sha) == reverted, "it was not merged on the revert")
             builds = self.sandbox.jenkins.build_count("app-master", deploy.merge_sha or "")
             check(builds == 2, f"the merge commit was built {builds} times, not twice")
             self._runs(deploy.merge_sha)
-            completed_sha = deploy.merge_sha
-
-        async with self.step(f"#{greeting}: carol rolls back at the canary gate, the merge is reverted"):
-            await self.clicks(CAROL, "Roll back", await self.dm(CAROL, "Roll back", greeting), "in her DM")
-            deploy = await self.reaches(greeting, "rolled_back")
-            check(deploy.revert_sha, "no revert commit recorded")
-            main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
-            check(main == original_main, f"app/main.py is {main!r} after the revert")
-            self._runs(completed_sha)
 
         async with self.step(f"alice claims sweet-pea for #{buttons}"):
             answer = await self.types(ALICE, "/pea", f"deploy sweet-pea {buttons}")
@@ -302,6 +404,12 @@ class Demo:
                     return card is not None and label in card.render()
 
                 await self.slack.wait_for(ended, WAIT, what=f"the card of #{pr} showing {state!r}")
+
+    def _first_parent(self, sha: str | None) -> str | None:
+        """The first parent of `sha`, a commit of the base branch (None: not one of its newest)."""
+        parents = {commit: parents for commit, _message, parents in
+                   self.sandbox.github.log(self.sandbox.spec.base_branch, 20)}
+        return next(iter(parents.get(sha or "", ())), None)
 
     def _runs(self, sha: str | None) -> None:
         """Every process runs the image of `sha`, and nothing else."""

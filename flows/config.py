@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -142,9 +143,24 @@ class JenkinsConfig(_Section):
         return int(match["pr"]) if match else None
 
 
+def _alarm_names(names: list[str]) -> list[str]:
+    """CloudWatch alarm names as DescribeAlarms takes them: 1 to 255 characters, no control characters."""
+    bad = [n for n in names if not 1 <= len(n) <= 255 or not n.isprintable() or n != n.strip()]
+    if bad:
+        raise ValueError(f"not a CloudWatch alarm name: {bad[0]!r} (1 to 255 printable characters, no spaces "
+                         "around it)")
+    if len(set(names)) != len(names):
+        raise ValueError("an alarm is named twice")
+    return names
+
+
 class ProcessConfig(_Section):
     service: str = Field(description="The ECS service that runs this process.")
     container: str = Field(description="The container in its task definition whose image is replaced.")
+    alarms: list[str] = Field(default_factory=list, description=(
+        "CloudWatch alarms watched for this process too, from its canaries up until the deploy ends (DESIGN §9)."))
+
+    _valid_alarms = field_validator("alarms")(_alarm_names)
 
 
 class EcsConfig(_Section):
@@ -166,6 +182,13 @@ class DeployConfig(_Section):
     speculate: int = Field(1, ge=0, le=5, description=(
         "How many queued deploys behind the one in flight are built ahead, on top of it, and land as a "
         "fast-forward to exactly the commit that was built (DESIGN §8). 0: none."))
+    alarms: list[str] = Field(default_factory=list, description=(
+        "CloudWatch alarms watched for every process from the canaries up until the deploy ends: one in ALARM "
+        "rolls the deploy back by itself; ECS watches them too during the rolling update (DESIGN §9)."))
+    canary_bake: Duration | None = Field(None, description=(
+        "The canaries up and every watched alarm OK for this long: the deploy proceeds by itself (DESIGN §9)."))
+
+    _valid_alarms = field_validator("alarms")(_alarm_names)
 
     @field_validator("batch_percent")
     @classmethod
@@ -285,6 +308,11 @@ class TrainConfig(_Section):
 
     def image_for(self, sha: str) -> str:
         return self.image.replace("{sha}", sha)
+
+    def alarms_of(self, processes: Sequence[str]) -> list[str]:
+        """The alarms a deploy of `processes` watches: the train's, then each process's own, each once."""
+        names = [*self.deploy.alarms, *(name for p in processes for name in self.processes[p].alarms)]
+        return list(dict.fromkeys(names))
 
     @property
     def region(self) -> str | None:

@@ -145,6 +145,15 @@ class YoureNext(DeployNotice):
 class CanaryReminder(DeployNotice):
     """The canaries have waited `deploy.canary_reminder` for the requester."""
 
+    bake_left: timedelta | None = None  # with `deploy.canary_bake`: how long until it proceeds by itself
+
+
+@dataclass(frozen=True)
+class AlarmsRead(DeployNotice):
+    """The watched alarms' states changed (DESIGN §9): (name, state) each, OK, ALARM or INSUFFICIENT_DATA."""
+
+    states: tuple[tuple[str, str], ...]
+
 
 @dataclass(frozen=True)
 class RolloutProgress(DeployNotice):

@@ -7,10 +7,11 @@ ECR through boto3); `Outside` is the set a process runs with.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from integrations.cloudwatch import AlarmState
 from integrations.ecs import Progress, ServiceState
 from integrations.github import MergeMethod, MergeResult, PullRequest, RevertResult
 from integrations.jenkins import Build
@@ -48,6 +49,10 @@ class JenkinsApi(Closing, Protocol):
     async def get_build(self, job: str, number: int, *, sha: str | None = None) -> Build: ...
 
 
+class AlarmsApi(Closing, Protocol):
+    async def alarm_states(self, names: list[str]) -> dict[str, AlarmState]: ...
+
+
 class EcsApi(Closing, Protocol):
     async def describe_services(self, cluster: str, services: list[str]) -> dict[str, ServiceState | None]: ...
     async def describe_service(self, cluster: str, service: str) -> ServiceState | None: ...
@@ -59,7 +64,8 @@ class EcsApi(Closing, Protocol):
                             count: int) -> bool: ...
     async def canaries_ready(self, cluster: str, canaries: Mapping[str, str], count: int) -> dict[str, Progress]: ...
     async def delete_service(self, cluster: str, service: str) -> None: ...
-    async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int) -> None: ...
+    async def rolling_update(self, cluster: str, service: str, task_definition: str, batch_percent: int, *,
+                             alarms: Sequence[str] = ()) -> None: ...
     async def rollout_progress(self, cluster: str, service: str, task_definition: str) -> Progress: ...
     async def rollouts_progress(self, cluster: str, task_definitions: dict[str, str]) -> dict[str, Progress]: ...
     async def deployment_configuration(self, cluster: str, service: str) -> dict[str, Any]: ...
@@ -95,7 +101,8 @@ class Outside:
     github: GitHubApi
     jenkins: JenkinsApi
     ecs: EcsApi
+    cloudwatch: AlarmsApi
 
     def close(self) -> None:
-        for system in (self.github, self.jenkins, self.ecs):
+        for system in (self.github, self.jenkins, self.ecs, self.cloudwatch):
             system.close()

@@ -90,6 +90,7 @@ class DeployView:
     state_times: tuple[tuple[State, datetime], ...]  # when it last entered each state, in order
     targets: tuple[TargetView, ...]
     candidate: CandidateView | None  # built ahead (kept once it landed: `merge_sha` is then its commit)
+    alarms: tuple[tuple[str, str], ...]  # each watched alarm's state as last read (DESIGN §9)
 
     @classmethod
     def of(cls, deploy: Deploy) -> DeployView:
@@ -111,6 +112,7 @@ class DeployView:
                                       (deploy.state_times or {}).items()), key=lambda item: item[1])),
             targets=tuple(_target(process, targets.get(process) or {}) for process in deploy.processes),
             candidate=CandidateView.of(deploy),
+            alarms=tuple((deploy.alarm_states or {}).items()),
         )
 
     @property

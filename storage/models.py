@@ -124,6 +124,10 @@ class Deploy(Base):
     candidate_at: Mapped[datetime | None]  # when the candidate's build (its latest attempt) was asked for
 
     canary_reminded_at: Mapped[datetime | None]
+    # Canary analysis (DESIGN §9): each watched alarm's state (OK, ALARM, INSUFFICIENT_DATA) as last read, and
+    # since when they have all been OK (the bake counts from there).
+    alarm_states: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    healthy_since: Mapped[datetime | None]
     # A step whose outside system fails transiently is tried again through the schedule: since when, how often.
     retry_since: Mapped[datetime | None]
     retry_attempts: Mapped[int] = mapped_column(default=0)

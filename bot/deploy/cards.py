@@ -24,7 +24,7 @@ from bot.text import (
     user,
     when,
 )
-from flows.deploy.machine import Event, State, Transition
+from flows.deploy.machine import WATCHED, Event, State, Transition
 from flows.flowchart import Actor
 from flows.views import DeployView, QueueEntry, TrainView
 
@@ -201,6 +201,21 @@ def built_ahead(deploy: DeployView) -> str | None:
     return said
 
 
+_ALARM_EMOJI = {"OK": ":large_green_circle:", "ALARM": ":red_circle:", "INSUFFICIENT_DATA": ":white_circle:"}
+
+
+def alarm_line(states: tuple[tuple[str, str], ...]) -> str:
+    """`🟢 app-5xx-rate OK · ⚪ app-p99 INSUFFICIENT_DATA`: each watched alarm and its state (DESIGN §9)."""
+    return " · ".join(f"{_ALARM_EMOJI.get(state, ':grey_question:')} `{escape(name)}` {state}"
+                      for name, state in states)
+
+
+def _alarms(deploy: DeployView) -> str | None:
+    if not deploy.alarms or deploy.state not in WATCHED:
+        return None
+    return f"Alarms: {alarm_line(deploy.alarms)}"
+
+
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
@@ -255,6 +270,9 @@ def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: T
     progress = _progress(deploy)
     if progress:
         blocks.append(section(progress, block_id=f"{prefix}_progress"))
+    alarms = _alarms(deploy)
+    if alarms:
+        blocks.append(section(alarms, block_id=f"{prefix}_alarms"))
     if deploy.notes:
         blocks.append(section(f"_Notes:_ {escape(shorten(deploy.notes, 1000))}", block_id=f"{prefix}_notes"))
     blocks.append(context(" · ".join(_facts(deploy)), _timeline(deploy)) | {"block_id": f"{prefix}_facts"})

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.deploy.cards import what_to_press
+from bot.deploy.cards import alarm_line, what_to_press
 from bot.text import commit_url, escape, eta, human_duration, link, shorten, user
 from flows.config import TrainConfig, format_duration
 from flows.deploy.machine import Event, State
 from flows.notices import (
+    AlarmsRead,
     BranchUpdating,
     BuildPassed,
     BuildRetried,
@@ -67,6 +68,8 @@ def thread_reply(notice: DeployNotice, deploy: DeployView, config: TrainConfig) 
         return f":red_circle: Its build ahead, {_build(deploy, notice.number, notice.url)}, ended {notice.result}."
     if isinstance(notice, CandidateDropped):
         return f":wastebasket: Its build ahead was dropped ({escape(notice.why)}); its branch is deleted."
+    if isinstance(notice, AlarmsRead):
+        return f":bar_chart: Alarms: {alarm_line(notice.states)}."
     if isinstance(notice, BuildRetried):
         what = "Its build ahead" if notice.ahead else "Build"
         return (f":repeat: {what} {_build(deploy, notice.number, notice.url)} was red: started again by itself "
@@ -119,6 +122,8 @@ def _moved_reply(notice: Moved, deploy: DeployView, config: TrainConfig) -> str 
     if event is Event.CANARIES_UP:
         names = ", ".join(f"`{escape(t.canary)}`" for t in deploy.targets if t.canary)
         return f":hatching_chick: Canaries are up: {names}. Waiting for {user(deploy.requester)}."
+    if event is Event.BAKED:
+        return f":white_check_mark: {why.capitalize()}: rolling out."
     if event is Event.ROLLOUT_DONE:
         return (f":rocket: Rolled out to {', '.join(f'`{p}`' for p in deploy.processes)}; canaries removed. "
                 f"Completes by itself in {format_duration(config.deploy.confirm_timeout)} unless someone rolls it "
@@ -164,7 +169,9 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
     """The DM the requester gets about `notice`, if any."""
     title = f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 150))}"
     if isinstance(notice, CanaryReminder):
-        return DirectMessage(f":bell: *Reminder*: the canaries of {title} are waiting for you. *Proceed* or "
+        bake = (f" (they proceed by themselves {eta(notice.bake_left)} if they stay healthy)"
+                if notice.bake_left is not None else "")
+        return DirectMessage(f":bell: *Reminder*: the canaries of {title} are waiting for you{bake}. *Proceed* or "
                              "*Roll back*?", State.CANARY_CHECK)
     if isinstance(notice, HeadFollowed):
         return DirectMessage(f":arrows_counterclockwise: {_followed(notice, deploy, config)}")
@@ -184,6 +191,12 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
         return None
     event, card = notice.event, f"<#{config.slack.channel}>"
     reason = _why(notice, deploy)
+    if event is Event.ALARM:
+        return DirectMessage(f":rotating_light: *{title} is being rolled back by itself* from "
+                             f"`{notice.source.label}`: {reason}. Follow it in {card}.")
+    if event is Event.BAKED:
+        return DirectMessage(f":white_check_mark: *{title} {reason}*: its canaries stayed healthy, so it is "
+                             f"rolling out everywhere. Follow it in {card}.")
     if event is Event.START:
         return DirectMessage(f":arrow_forward: *Your turn*: {title} is being merged and deployed. Follow it in "
                              f"{card}.")

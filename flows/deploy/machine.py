@@ -44,6 +44,8 @@ TERMINAL = frozenset({State.COMPLETED, State.ROLLED_BACK, State.FAILED, State.CA
 IN_FLIGHT = frozenset(set(State) - TERMINAL - {State.QUEUED})
 # States whose step talks to outside systems, so their retries can run out.
 WORKING = frozenset({State.MERGING, State.BUILDING, State.CANARYING, State.ROLLING_OUT, State.ROLLING_BACK})
+# States in which the watched CloudWatch alarms are read (DESIGN §9): from the canaries up until the deploy ends.
+WATCHED = (State.CANARY_CHECK, State.ROLLING_OUT, State.AWAITING_CONFIRMATION)
 
 
 class Event(StrEnum):
@@ -58,6 +60,9 @@ class Event(StrEnum):
     RETRY_BUILD = "retry_build"
     CANARIES_UP = "canaries_up"
     CANARY_FAILED = "canary_failed"
+    BAKED = "baked"  # the canaries up and every watched alarm OK for `deploy.canary_bake`
+    ALARM = "alarm"  # a watched alarm is in ALARM
+    ALARM_MISSING = "alarm_missing"  # a watched alarm does not exist: a blind canary is not trusted
     PROCEED = "proceed"
     ROLLOUT_DONE = "rollout_done"
     ROLLOUT_FAILED = "rollout_failed"
@@ -75,7 +80,7 @@ class Event(StrEnum):
     @property
     def parks(self) -> bool:
         """The deploy stays where it is, needing attention (a person's button moves it on)."""
-        return self in (Event.RETRIES_EXHAUSTED, Event.STEP_FAILED, Event.UNDO_STUCK)
+        return self in (Event.RETRIES_EXHAUSTED, Event.STEP_FAILED, Event.UNDO_STUCK, Event.ALARM_MISSING)
 
 
 class Guard(StrEnum):
@@ -130,6 +135,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.CANARYING, E.CANARIES_UP, S.CANARY_CHECK, "one canary per process up", tells_requester=True),
     Transition(S.CANARYING, E.CANARY_FAILED, S.ROLLING_BACK, "canary fails to start"),
     Transition(S.CANARY_CHECK, E.PROCEED, S.ROLLING_OUT, "Proceed", _PERSON, button="Proceed"),
+    Transition(S.CANARY_CHECK, E.BAKED, S.ROLLING_OUT, "healthy for canary_bake: proceeds by itself",
+               tells_requester=True),
     Transition(S.CANARY_CHECK, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
     Transition(S.ROLLING_OUT, E.ROLLOUT_DONE, S.AWAITING_CONFIRMATION, "rolled out, canaries removed",
                tells_requester=True),
@@ -138,6 +145,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.AWAITING_CONFIRMATION, E.CONFIRM_TIMEOUT, S.COMPLETED, "confirm timeout passes"),
     Transition(S.AWAITING_CONFIRMATION, E.ROLL_BACK, S.ROLLING_BACK, "Roll back", _PERSON, button="Roll back"),
     Transition(S.ROLLING_BACK, E.UNDONE, S.ROLLED_BACK, "services restored, merge reverted", tells_requester=True),
+    # The watched alarms (DESIGN §9): one in ALARM rolls back by itself; one that does not exist needs people.
+    *(Transition(state, E.ALARM, S.ROLLING_BACK, "a watched alarm in ALARM", tells_requester=True)
+      for state in WATCHED),
+    *(Transition(state, E.ALARM_MISSING, state, "a watched alarm does not exist (needs attention)",
+                 tells_requester=True) for state in WATCHED),
+    *(Transition(state, E.RETRY, state, "Retry", _PERSON, guard=Guard.NEEDS_ATTENTION, button="Retry")
+      for state in WATCHED if state not in WORKING),
     # An outside system failing past its retries, or a step failing in a way nothing expected, parks the
     # deploy where it is, for a person to act.
     *(

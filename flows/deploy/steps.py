@@ -22,6 +22,7 @@ from flows.deploy import service
 from flows.deploy.machine import Event, State
 from flows.leased import Record, save_held
 from flows.notices import (
+    AlarmsRead,
     BranchUpdating,
     BuildPassed,
     BuildRetried,
@@ -40,6 +41,7 @@ from flows.notices import (
 from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.waiting import next_look, settling_look
+from integrations.cloudwatch import OK
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
 from integrations.outside import PermanentError
@@ -222,8 +224,8 @@ async def _follow_candidate_build(ctx: StepContext, deploy: Deploy) -> None:
     result = build.result or "FAILURE"
     await ctx.save(deploy, {"candidate_result": result},
                    record=Record("candidate_build_ended", f"build {number} ended {result}"),
-                   notice=None if build.green else CandidateBuildFailed(deploy.id, deploy.train_id, number, url,
-                                                                        result))
+                   notice=BuildPassed(deploy.id, deploy.train_id, number, url) if build.green else
+                   CandidateBuildFailed(deploy.id, deploy.train_id, number, url, result))
 
 
 async def _drop(ctx: StepContext, deploy: Deploy, why: str) -> None:
@@ -481,20 +483,71 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
     return StepResult(wait=ctx.poll)
 
 
-async def remind(ctx: StepContext, deploy: Deploy) -> StepResult:
+# -- watching the canaries (DESIGN §9) -------------------------------------------------------------
+
+async def _watch(ctx: StepContext, deploy: Deploy) -> StepResult | None:
+    """Read the deploy's watched alarms: one in ALARM rolls it back, one that does not exist needs people. What
+    changed is kept (the card shows it), with since when every alarm has been OK."""
+    names = ctx.config.alarms_of(deploy.processes)
+    if not names:
+        return None
+    found = await ctx.outside.cloudwatch.alarm_states(names)
+    states = {name: found[name].state for name in names if name in found}
+    healthy = len(states) == len(names) and all(state == OK for state in states.values())
+    since = (deploy.healthy_since or utcnow()) if healthy else None
+    if states != (deploy.alarm_states or {}) or since != deploy.healthy_since:
+        await ctx.save(deploy, {"alarm_states": states, "healthy_since": since},
+                       notice=AlarmsRead(deploy.id, deploy.train_id, tuple(states.items()))
+                       if states != (deploy.alarm_states or {}) else None)
+    missing = [name for name in names if name not in found]
+    if missing:
+        return StepResult(Event.ALARM_MISSING, f"alarm {missing[0]} does not exist in CloudWatch "
+                                               f"({ctx.config.region or 'the default region'}): a canary nobody "
+                                               "watches is not trusted. Create it or take it out of the alarms "
+                                               "in app.yaml, then Retry")
+    firing = next((found[name] for name in names if found[name].alarming), None)
+    if firing is not None:
+        return StepResult(Event.ALARM, f"alarm {firing.name} is in ALARM: {firing.reason}")
+    return None
+
+
+def _watching(ctx: StepContext, deploy: Deploy, wait: timedelta) -> timedelta:
+    """How long a waiting step may wait: no longer than a poll while it has alarms to read."""
+    return min(wait, ctx.poll) if ctx.config.alarms_of(deploy.processes) else wait
+
+
+async def gate(ctx: StepContext, deploy: Deploy) -> StepResult:
+    """The canaries wait for the requester: watched, remembered to them every `canary_reminder`, and with
+    `canary_bake`, proceeding by themselves once healthy that long."""
+    watched = await _watch(ctx, deploy)
+    if watched is not None:
+        return watched
+    now, bake = utcnow(), ctx.config.deploy.canary_bake
+    baked_at = None
+    if bake is not None:
+        since = deploy.healthy_since if ctx.config.alarms_of(deploy.processes) else deploy.state_entered_at
+        baked_at = since + bake if since is not None else None
+        if baked_at is not None and now >= baked_at:
+            return StepResult(Event.BAKED, f"proceeded after {format_duration(bake)} healthy")
     every = ctx.config.deploy.canary_reminder
     due = (deploy.canary_reminded_at or deploy.state_entered_at) + every
-    now = utcnow()
-    if now < due:
-        return StepResult(wait=due - now)
-    await ctx.save(deploy, {"canary_reminded_at": now}, notice=CanaryReminder(deploy.id, deploy.train_id))
-    return StepResult(wait=every)
+    if now >= due:
+        left = baked_at - now if baked_at is not None else None
+        await ctx.save(deploy, {"canary_reminded_at": now},
+                       notice=CanaryReminder(deploy.id, deploy.train_id, left))
+        due = now + every
+    wait = min(due, baked_at) - now if baked_at is not None else due - now
+    return StepResult(wait=_watching(ctx, deploy, wait))
 
 
 # -- rolling out --------------------------------------------------------------------------------
 
 async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
+    watched = await _watch(ctx, deploy)
+    if watched is not None:
+        return watched
     ecs, cluster = ctx.outside.ecs, ctx.config.ecs.cluster
+    alarms = ctx.config.alarms_of(deploy.processes)
     targets = _targets(deploy)
     for process in deploy.processes:
         target = targets[process]
@@ -507,7 +560,9 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
                                   {"cluster": cluster, "service": target["service"],
                                    "task_definition": target["old_td"], "deployment_configuration": own},
                                   key=target["service"])
-        await ecs.rolling_update(cluster, target["service"], target["new_td"], ctx.config.deploy.batch_percent)
+        # ECS watches the same alarms, and stops the rollout by itself when one goes off (DESIGN §9).
+        await ecs.rolling_update(cluster, target["service"], target["new_td"], ctx.config.deploy.batch_percent,
+                                 alarms=alarms)
         target["rollout_started"] = True
         await ctx.save(deploy, {"targets": targets},
                        record=Record("rollout_started", target["service"], {"task_definition": target["new_td"]}))
@@ -564,10 +619,13 @@ async def _tidy_after_rollout(ctx: StepContext, deploy: Deploy) -> None:
 
 
 async def await_confirmation(ctx: StepContext, deploy: Deploy) -> StepResult:
+    watched = await _watch(ctx, deploy)
+    if watched is not None:
+        return watched
     left = ctx.config.deploy.confirm_timeout - _elapsed(deploy)
     if left <= timedelta(0):
         return StepResult(Event.CONFIRM_TIMEOUT, "nobody objected within the confirm timeout")
-    return StepResult(wait=left)
+    return StepResult(wait=_watching(ctx, deploy, left))
 
 
 # -- rolling back (the saga) ----------------------------------------------------------------------
@@ -674,7 +732,7 @@ STEPS: dict[State, Callable[[StepContext, Deploy], Awaitable[StepResult]]] = {
     State.MERGING: merge,
     State.BUILDING: build,
     State.CANARYING: start_canaries,
-    State.CANARY_CHECK: remind,
+    State.CANARY_CHECK: gate,
     State.ROLLING_OUT: roll_out,
     State.AWAITING_CONFIRMATION: await_confirmation,
     State.ROLLING_BACK: roll_back,

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -47,7 +47,7 @@ def downgrade():
 '''
 
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def next_release(tmp_path: Path, revision: str = NEXT_REVISION) -> Path:

@@ -3,50 +3,30 @@
 Each scenario drives real deploys through the engine (merges in a real git repository, Jenkins
 builds, ECS deployments that move) and checks where they end, why, and what the outside world
 looks like afterwards. Each one declares the edges it takes (`@takes`), and checks, from the
-audit log, that it took them; the last test checks that the declared edges cover the table. So
+audit log, that it took them; the last test checks that the declared edges (these and those of the
+other scenario modules, `tests.fixtures.flowchart.SCENARIOS`) cover the table. So
 every test passes alone, and in any order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import importlib
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
-from flows.deploy.machine import TRANSITIONS, Event, State, transition_for
+from flows.deploy.machine import TRANSITIONS, Event, State
 from flows.errors import Refused, Why
 from flows.leased import Backoff
 from flows.notices import BuildRetried, Frozen, Moved, Queued, RevertPullRequest, Unfrozen
 from sandbox.github import PullView
 from sandbox.server import Fault
-from tests.fixtures.storage import Database
+from tests.fixtures.flowchart import DECLARED, SCENARIOS, takes, took_what_it_declares  # noqa: F401
 from tests.fixtures.world import ADMIN, EMERGENCY, OTHER, REQUESTER, Train
 
-Edge = tuple[str, str, str]  # (source, event, target), as the audit log writes them
-DECLARED: set[Edge] = set()
 QUICK_GIVE_UP = Backoff(deadline=timedelta(seconds=1), base=timedelta(milliseconds=10), cap=timedelta(milliseconds=50))
 S, E = State, Event
-
-
-def takes(*edges: tuple[State, Event]) -> pytest.MarkDecorator:
-    """A scenario (or a case of one) takes these edges of the table: `(source, event)` each."""
-    triples = []
-    for source, event in edges:
-        transition = transition_for(source, event)
-        assert transition is not None, f"no edge {source} on {event} in the table"
-        triples.append((source.value, event.value, transition.target.value))
-    DECLARED.update(triples)
-    return pytest.mark.takes(*triples)
-
-
-@pytest.fixture(autouse=True)
-async def _took_what_it_declares(request: pytest.FixtureRequest, sqlite_database: Database) -> AsyncIterator[None]:
-    """After each scenario, its deploys took every edge it declares (read back from the audit log)."""
-    yield
-    declared = {edge for mark in request.node.iter_markers("takes") for edge in mark.args}
-    missing = declared - await Train.audit_edges_of(sqlite_database)
-    assert not missing, f"the scenario did not take {sorted(missing)}"
 
 
 @takes((S.QUEUED, E.START), (S.MERGING, E.MERGED), (S.BUILDING, E.BUILD_GREEN), (S.CANARYING, E.CANARIES_UP),
@@ -447,6 +427,8 @@ async def test_a_revert_pull_request_merged_by_people_ends_the_rollback_on_retry
 
 
 def test_every_edge_of_the_table_is_taken_by_a_scenario() -> None:
+    for module in SCENARIOS:
+        importlib.import_module(module)
     table = {(t.source.value, t.event.value, t.target.value) for t in TRANSITIONS}
     missing = sorted(table - DECLARED)
     assert not missing, f"edges no scenario takes: {missing}"
