@@ -204,7 +204,9 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
         return DirectMessage(f":x: *The build failed* for {title}: {reason}.\n*Retry build* starts it again; "
                              "*Roll back* reverts the merge.", State.BUILD_FAILED)
     if event is Event.CANARIES_UP:
-        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.\n"
+        alarms = (f"\nAlarms: {alarm_line(deploy.alarms)} (watched until it is done: one in ALARM rolls it back by "
+                  "itself)." if deploy.alarms else "")
+        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.{alarms}\n"
                              "Check them, then *Proceed* to roll out everywhere or *Roll back*.", State.CANARY_CHECK)
     if event is Event.ROLLOUT_DONE:
         return DirectMessage(f":rocket: *Rolled out*: {title} runs on every process. Check production, then press "

@@ -41,7 +41,7 @@ from flows.notices import (
 from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.waiting import next_look, settling_look
-from integrations.cloudwatch import OK
+from integrations.cloudwatch import OK, AlarmState
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
 from integrations.outside import PermanentError
@@ -476,6 +476,7 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         process, why = next(iter(failed.items()))
         return StepResult(Event.CANARY_FAILED, f"the {process} canary failed to start: {why.reason}")
     if all(pr.done for pr in progress.values()):
+        await _read_alarms(ctx, deploy)  # for the requester's DM; the gate decides on them
         return StepResult(Event.CANARIES_UP)
     if _elapsed(deploy) > ctx.config.deploy.rollout_timeout:
         return StepResult(Event.CANARY_FAILED,
@@ -485,12 +486,12 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
 
 # -- watching the canaries (DESIGN §9) -------------------------------------------------------------
 
-async def _watch(ctx: StepContext, deploy: Deploy) -> StepResult | None:
-    """Read the deploy's watched alarms: one in ALARM rolls it back, one that does not exist needs people. What
-    changed is kept (the card shows it), with since when every alarm has been OK."""
+async def _read_alarms(ctx: StepContext, deploy: Deploy) -> tuple[list[str], dict[str, AlarmState]]:
+    """The deploy's watched alarms and those CloudWatch has; what changed is kept (the card and the canary DM
+    show it), with since when every alarm has been OK."""
     names = ctx.config.alarms_of(deploy.processes)
     if not names:
-        return None
+        return names, {}
     found = await ctx.outside.cloudwatch.alarm_states(names)
     states = {name: found[name].state for name in names if name in found}
     healthy = len(states) == len(names) and all(state == OK for state in states.values())
@@ -499,6 +500,12 @@ async def _watch(ctx: StepContext, deploy: Deploy) -> StepResult | None:
         await ctx.save(deploy, {"alarm_states": states, "healthy_since": since},
                        notice=AlarmsRead(deploy.id, deploy.train_id, tuple(states.items()))
                        if states != (deploy.alarm_states or {}) else None)
+    return names, found
+
+
+async def _watch(ctx: StepContext, deploy: Deploy) -> StepResult | None:
+    """One watched alarm in ALARM rolls the deploy back; one that does not exist needs people."""
+    names, found = await _read_alarms(ctx, deploy)
     missing = [name for name in names if name not in found]
     if missing:
         return StepResult(Event.ALARM_MISSING, f"alarm {missing[0]} does not exist in CloudWatch "

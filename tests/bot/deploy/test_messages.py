@@ -66,3 +66,15 @@ def test_a_red_build_ahead_tells_the_requester_before_their_turn_and_offers_to_l
 def test_the_next_in_line_hears_when_it_starts() -> None:
     message = direct_message(YoureNext(7, "app", timedelta(minutes=6)), at_the_gate({}), CONFIG)
     assert message is not None and "You're next" in message.text and "in about 6 min" in message.text
+
+
+def test_the_canary_dm_shows_each_watched_alarm_and_its_state() -> None:
+    deploy = DeployView.of(Deploy(
+        id=7, train_id="app", state=State.CANARY_CHECK.value, requester="U0ALICE", pr_number=12, pr_title="Banner",
+        processes=["web"], needs_attention=False, jump_queue=False, skip_build=False, build_attempts=0,
+        created_at=datetime(2024, 6, 28, 12), state_entered_at=datetime(2024, 6, 28, 12), state_times={},
+        targets={"web": {"service": "app-web", "canary": "app-web-canary"}},
+        alarm_states={"app-5xx-rate": "OK", "app-p99": "INSUFFICIENT_DATA"}))
+    message = direct_message(UP, deploy, CONFIG)
+    assert message is not None
+    assert ":large_green_circle: `app-5xx-rate` OK · :white_circle: `app-p99` INSUFFICIENT_DATA" in message.text
