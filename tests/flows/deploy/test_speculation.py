@@ -16,10 +16,14 @@ def _merges_of(train: Train) -> int:
     return train.sandbox.github.writes["merges"]
 
 
-async def _candidate(train: Train, deploy_id: int) -> str:
+async def _candidate(train: Train, deploy_id: int, *, base: str | None = None, head: str | None = None) -> str:
+    """The deploy's candidate once its build is asked for (on `base`, of `head`, when given)."""
     async def probe() -> str | None:
         deploy = await train.deploy(deploy_id)
-        return deploy.candidate_sha if deploy.candidate_queue_id is not None else None
+        wanted = (base or deploy.candidate_base, head or deploy.candidate_head)
+        if deploy.candidate_queue_id is None or (deploy.candidate_base, deploy.candidate_head) != wanted:
+            return None
+        return deploy.candidate_sha
 
     return await eventually(probe, what=f"deploy {deploy_id}'s candidate and its build")
 
@@ -147,10 +151,7 @@ async def test_a_push_to_the_base_branch_builds_the_candidate_again_on_top_of_it
     github.push({"NOTES.md": "someone else's commit\n"}, message="A push to master")
     pushed = github.branch_head()
 
-    async def rebuilt() -> str | None:
-        deploy = await train.deploy(second.id)
-        return deploy.candidate_sha if deploy.candidate_base == pushed and deploy.candidate_queue_id else None
-    again = await eventually(rebuilt, what="the candidate built again on the pushed commit")
+    again = await _candidate(train, second.id, base=pushed)
     assert again != stale and github.git.commit(again).parents[0] == pushed
     await _through(train, first.id)
     await _through(train, second.id)
@@ -170,10 +171,7 @@ async def test_a_jump_ahead_drops_the_candidate_it_passes_and_each_lands_on_the_
     on_hotfix = await _candidate(train, hotfix.id)
     await _dropped(train, second.id, passed)
 
-    async def on_the_hotfix() -> str | None:
-        deploy = await train.deploy(second.id)
-        return deploy.candidate_sha if deploy.candidate_base == on_hotfix and deploy.candidate_queue_id else None
-    rebuilt = await eventually(on_the_hotfix, what="the passed deploy built again on the hotfix's candidate")
+    rebuilt = await _candidate(train, second.id, base=on_hotfix)
     await _through(train, first.id)
     await _through(train, hotfix.id, EMERGENCY)
     await _through(train, second.id)
@@ -251,10 +249,7 @@ async def test_a_push_to_the_pull_request_builds_its_candidate_again_on_the_new_
     github.push_pr(second.pr_number, {"app/pushed_to.py": "AGAIN = True\n"})
     head = github.pr_head(second.pr_number)
 
-    async def rebuilt() -> str | None:
-        deploy = await train.deploy(second.id)
-        return deploy.candidate_sha if deploy.candidate_head == head and deploy.candidate_queue_id else None
-    again = await eventually(rebuilt, what="the candidate built again on the new head")
+    again = await _candidate(train, second.id, head=head)
     assert again != before and github.git.commit(again).parents[1] == head
     await _through(train, first.id)
     await _through(train, second.id)
