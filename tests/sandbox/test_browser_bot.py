@@ -1,8 +1,9 @@
 """The browser sandbox with the real bot: `fatcontroller run` in a process of its own on the sandbox, driven by a
 person in the page (headless Chromium), as `demo --keep` serves it.
 
-A deploy queued from the composer and taken through its card's buttons, the `/deploy` form with its pull
-request search, a pea claimed and released from its DM; and every Block Kit payload the bot sent meanwhile
+A deploy queued from the composer and taken through its card's buttons, one rolled back by itself when its watched
+alarm is switched to ALARM in the world panel, the `/deploy` form with its pull request search, a pea claimed and
+released from its DM; and every Block Kit payload the bot sent meanwhile
 renders without an "unsupported" marker.
 """
 
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.xdist_group("browser")
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0DEPLOYS"
 PEA = "sweet-pea"
+ALARM = "app-5xx-rate"  # watched by every deploy (DESIGN §9), OK unless a test flips it in the world panel
 
 
 @pytest.fixture
@@ -41,8 +43,10 @@ def world(aws_credentials: None, tmp_path: Path) -> Iterator[tuple[Sandbox, Brow
                                   pea_services=(f"pea-{PEA}-web", f"pea-{PEA}-worker"))).start()
     sandbox.slack.commands = {"/deploy", "/pea"}
     config = tmp_path / "app.yaml"
+    sandbox.aws.create_alarm(ALARM)
     config.write_text(yaml.safe_dump(raw_train_config(sandbox, peas={
-        "cluster": sandbox.spec.pea_cluster, "names": [PEA], "url": "https://{pea}.dev.acme.com", "lease": "1h"})))
+        "cluster": sandbox.spec.pea_cluster, "names": [PEA], "url": "https://{pea}.dev.acme.com", "lease": "1h"},
+        deploy={"alarms": [ALARM]})))
     env = {**os.environ, **sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
            "FATCONTROLLER_HTTP_PORT": "0", "FATCONTROLLER_INSTANCE": "browser-bot"}
     bot = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(config)], cwd=ROOT, env=env,
@@ -100,6 +104,20 @@ def test_a_deploy_queued_from_the_page_is_taken_through_its_card_to_completed(wo
     expect(card(page, pr)).to_contain_text("completed")
     merged = sandbox.github.pull_request(pr).merge_commit_sha
     assert merged and set(sandbox.aws.running_images("production", "app-web")) == {sandbox.image(merged)}
+    renders_everything_the_bot_sent(sandbox, page)
+
+
+def test_an_alarm_switched_to_alarm_in_the_world_panel_rolls_the_deploy_back_by_itself(world, page) -> None:
+    sandbox, _ = world
+    pr = sandbox.github.create_pr("Serves errors", {"app/errors.py": "RAISE = True\n"}, author="alice")
+
+    send(page, f"/deploy {pr}")
+    expect(card(page, pr).get_by_role("button", name="Proceed")).to_be_visible()
+    expect(card(page, pr)).to_contain_text(f"{ALARM} OK")  # the card shows the watched alarm
+    page.locator(f'tr[data-alarm="{ALARM}"]').get_by_role("button", name="ALARM").click()
+    expect(card(page, pr)).to_contain_text("rolled back")
+    expect(card(page, pr)).to_contain_text(f"alarm {ALARM} is in ALARM")
+    assert sandbox.github.pull_request(pr).merged and "Revert" in sandbox.github.log(n=1)[0][1]
     renders_everything_the_bot_sent(sandbox, page)
 
 
