@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark, each in a process of its own, and write `bench/RESULTS.md` with every
-figure beside its target. Takes about six minutes (`bench.waiting` waits for builds and rollouts at real
-durations for about four); each benchmark also runs alone (`python -m bench.<name>`).
+figure beside its target. Takes about twelve minutes (`bench.waiting` waits for builds and rollouts at real
+durations for about four, `bench.speculation` runs five trains of eight deploys for about four); each benchmark also
+runs alone (`python -m bench.<name>`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, deploys, scale, trains, waiting
+from bench import ack_latency, deploys, scale, speculation, trains, waiting
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FIXES = Path(__file__).with_name("FIXES.md")  # what the numbers showed and what was changed, before/after
 BENCHES = (("ack_latency", ack_latency.report), ("deploys", deploys.report), ("scale", scale.report),
-           ("waiting", waiting.report), ("trains", trains.report))
+           ("waiting", waiting.report), ("trains", trains.report), ("speculation", speculation.report))
 TIMEOUT = 300  # seconds per benchmark; the first three take about two minutes together
-TIMEOUTS = {"waiting": 540}  # real-duration builds and rollouts: about four minutes (trains: about three)
+# real-duration builds and rollouts: about four minutes (trains: about three); speculation: five runs of eight
+# deploys, about four
+TIMEOUTS = {"waiting": 540, "speculation": 420}
 
 
 def run(name: str, workdir: Path) -> tuple[dict[str, Any], float]:
@@ -183,6 +186,33 @@ def trains_rows(t: dict[str, Any]) -> list[str]:
     return rows
 
 
+def speculation_rows(s: dict[str, Any]) -> list[str]:
+    """Section 9: speculative builds and the ETA (DESIGN §8)."""
+    targets, equal, long = s["targets"], s["workloads"]["equal"], s["workloads"]["long builds"]
+    walls = " / ".join(_s(equal["walls"][k]) for k in ("0", "1", "2"))
+    rows = [_row(f"9. Five deploys queued at once, build ≈ canary + gate + rollout ({equal['build_seconds']:g} s): "
+                 "wall with speculate 0 / 1 / 2, wall(0)/wall(1)",
+                 f"{walls} (ratio {s['ratio_0_1']:.2f})", f"ratio ≥ {targets['ratio']:g} (limit 1.67)",
+                 s["ratio_0_1"] >= targets["ratio"]),
+            _row(f"9. Five deploys queued at once, builds twice the rest ({long['build_seconds']:g} s): wall with "
+                 "speculate 1 / 2", f"{_s(long['walls']['1'])} / {_s(long['walls']['2'])}", "speculate 2 beats 1",
+                 s["long_2_beats_1"])]
+    for name, workload in s["workloads"].items():
+        for key, run in workload["runs"].items():
+            if key != "0":
+                rows.append(_maybe(f"9. {name}, speculate {key}: landed as fast-forwards to their candidates / GitHub "
+                                   "merges (of 5)", f"{run['fast_forwards']} / {run['merges']}", "(reported)", None))
+    limit = targets["eta_share"]
+    for name, workload in s["workloads"].items():
+        for key, run in workload["runs"].items():
+            share = run["eta_share_p50"]
+            rows.append(_maybe(f"9. ETA: predicted finish when queued, {name}, speculate {key}: median error, and as a "
+                               "share of the wait",
+                               None if share is None else f"{_s(run['eta_error_p50'])} ({share:.0%})",
+                               f"≤ {limit:.0%}", None if share is None else share <= limit))
+    return rows
+
+
 def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[str]:
     rows = ["| figure | measured | target | met |", "|---|---|---|---|"]
     acks = ack["all"]["all"]
@@ -232,6 +262,7 @@ def main() -> None:
         *table(figures["ack_latency"], figures["deploys"], figures["scale"]),
         *waiting_rows(figures["waiting"]),
         *trains_rows(figures["trains"]),
+        *speculation_rows(figures["speculation"]),
         "",
         "Views are timed as the functions their Slack handler calls (reading the database and rendering), "
         "without Slack's side; reaction and overhead figures come from the emulators' own timestamps "
