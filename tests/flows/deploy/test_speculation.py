@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from flows.notices import BuildRetried, CandidateBuildFailed, CandidateDropped
+from integrations.outside import PermanentError
 from tests.fixtures.world import ADMIN, EMERGENCY, REQUESTER, Train, eventually
 
 SPECULATE = {"speculate": 1}
@@ -99,6 +102,24 @@ async def test_a_deploy_cancelled_with_a_candidate_has_its_build_stopped_and_its
     [build] = [b for b in jenkins.builds("app-master") if built_ahead in str(b)]
     assert build["result"] == "ABORTED"
     assert github.branch_head() == (await train.deploy(first.id)).merge_sha  # the base never moved for it
+
+
+async def test_a_deploy_cancelled_while_its_candidate_waits_in_jenkins_queue_takes_it_out(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=SPECULATE)
+    jenkins = train.sandbox.jenkins
+    first = await train.request(train.new_pr("In flight"))
+    await train.reaches(first.id, "canary_check", within=30)
+    jenkins.delay_queue("app-master", None)  # no executor: the candidate's build waits in the queue
+    second = await train.request(train.new_pr("Leaves before it is built"))
+    waiting = await _candidate(train, second.id)
+    queue_id = (await train.deploy(second.id)).candidate_queue_id
+
+    await train.flows.cancel("U0ALICE", second.id)
+    await _dropped(train, second.id, waiting)
+    with pytest.raises(PermanentError, match="cancelled"):  # taken out of Jenkins' queue: it never starts
+        await train.outside.jenkins.build_from_queue(queue_id or 0)
+    assert jenkins.build_count("app-master", waiting) == 0
 
 
 async def _started(train: Train, sha: str) -> bool:
