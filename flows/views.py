@@ -29,6 +29,8 @@ class TargetView:
     desired: int | None
     # the canary is only a Service Connect client: its service publishes endpoints there, which no other may
     canary_client_only: bool
+    # the canary's running and desired tasks, and its healthy targets (None without a load balancer), as last read
+    canary_health: tuple[int, int, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,10 @@ class DeployView:
 
 def _target(process: str, values: dict[str, Any]) -> TargetView:
     counts = values.get("counts") or [None, None]
+    health = values.get("canary_health")
     return TargetView(process, values.get("service"), values.get("canary"), values.get("old_td"),
-                      values.get("new_td"), counts[0], counts[1], bool(values.get("canary_client_only")))
+                      values.get("new_td"), counts[0], counts[1], bool(values.get("canary_client_only")),
+                      (health[0], health[1], health[2]) if health else None)
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,20 @@ class DeployDetail:
     deploy: DeployView
     audit: tuple[AuditView, ...]
     undo: tuple[UndoView, ...]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of deploys, newest first, and how many match the filters in all."""
+
+    deploys: tuple[DeployView, ...]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.deploys) < self.total
 
 
 @dataclass(frozen=True)

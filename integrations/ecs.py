@@ -126,6 +126,8 @@ class Progress:
     desired: int
     by_alarm: bool = False  # ECS failed (or rolled back) the rollout because a deployment alarm went off
     alarms: tuple[str, ...] = ()  # the alarms ECS's words name (none once they are gone: see `reason`)
+    healthy: int | None = None  # a canary's running tasks its target groups find healthy (read once it runs)
+    load_balanced: bool = False  # the service has target groups (so `healthy` counts healthy targets)
 
 
 def family_of(task_definition: str) -> str:
@@ -486,7 +488,9 @@ class Ecs(Facade):
         for canary, state in up:
             healthy = await self._healthy_tasks(state, canaries[canary], tasks.get(canary, []))
             progress[canary] = Progress(done=healthy >= count, failed=False, reason=None,
-                                        running=state.primary.running if state.primary else 0, desired=count)
+                                        running=state.primary.running if state.primary else 0, desired=count,
+                                        healthy=healthy,
+                                        load_balanced=any(b.get("targetGroupArn") for b in state.load_balancers))
         return progress
 
     async def _running_tasks(self, cluster: str, services: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -210,6 +210,20 @@ def alarm_line(states: tuple[tuple[str, str], ...]) -> str:
                       for name, state in states)
 
 
+def canary_health(deploy: DeployView) -> str | None:
+    """`web canary 1/1 running, 1 healthy target · worker canary 1/1 running` while the canaries are up."""
+    if deploy.state not in (State.CANARYING, State.CANARY_CHECK):
+        return None
+    said = []
+    for target in deploy.targets:
+        if target.canary_health is None:
+            continue
+        running, desired, healthy = target.canary_health
+        targets = "" if healthy is None else f", {healthy} healthy target{'s' if healthy != 1 else ''}"
+        said.append(f"{target.process} canary {running}/{desired} running{targets}")
+    return " · ".join(said) or None
+
+
 def _alarms(deploy: DeployView) -> str | None:
     if not deploy.alarms or deploy.state not in WATCHED:
         return None
@@ -220,7 +234,7 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def _facts(deploy: DeployView) -> list[str]:
+def _facts(deploy: DeployView, page: str | None = None) -> list[str]:
     facts = [f"Requested by {user(deploy.requester)}",
              f"Processes: {', '.join(f'`{p}`' for p in deploy.processes)}"]
     ahead = built_ahead(deploy)
@@ -233,6 +247,8 @@ def _facts(deploy: DeployView) -> list[str]:
     if deploy.merge_sha:
         verb = "Landed as" if deploy.landed_ahead else "Merged as"
         facts.append(f"{verb} {link(commit_url(deploy.pr_url, deploy.merge_sha), deploy.merge_sha[:10])}")
+    if page:
+        facts.append(link(page, "Dashboard"))
     return facts
 
 
@@ -258,9 +274,9 @@ def _progress(deploy: DeployView) -> str | None:
 
 
 def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: TrainView | None = None,
-                with_buttons: bool = True) -> list[dict[str, Any]]:
+                with_buttons: bool = True, page: str | None = None) -> list[dict[str, Any]]:
     """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now (`entry`:
-    its place in a read of the queue)."""
+    its place in a read of the queue; `page`: its page on the dashboard)."""
     deploy = shown(deploy, entry)
     prefix = f"deploy{deploy.id}"
     blocks = [section(f"{title(deploy)}\n" + "\n".join(_status(deploy, entry, train)), block_id=f"{prefix}_head")]
@@ -270,12 +286,12 @@ def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: T
     progress = _progress(deploy)
     if progress:
         blocks.append(section(progress, block_id=f"{prefix}_progress"))
-    alarms = _alarms(deploy)
-    if alarms:
-        blocks.append(section(alarms, block_id=f"{prefix}_alarms"))
+    health = "\n".join(line for line in (canary_health(deploy), _alarms(deploy)) if line)
+    if health:
+        blocks.append(section(health, block_id=f"{prefix}_health"))
     if deploy.notes:
         blocks.append(section(f"_Notes:_ {escape(shorten(deploy.notes, 1000))}", block_id=f"{prefix}_notes"))
-    blocks.append(context(" · ".join(_facts(deploy)), _timeline(deploy)) | {"block_id": f"{prefix}_facts"})
+    blocks.append(context(" · ".join(_facts(deploy, page)), _timeline(deploy)) | {"block_id": f"{prefix}_facts"})
     buttons = actions(deploy) if with_buttons else None
     if buttons:
         blocks.append(buttons)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.deploy.cards import alarm_line, what_to_press
+from bot.deploy.cards import alarm_line, canary_health, what_to_press
 from bot.text import commit_url, escape, eta, human_duration, link, shorten, user
 from flows.config import TrainConfig, format_duration
 from flows.deploy.machine import Event, State
@@ -204,8 +204,10 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
         return DirectMessage(f":x: *The build failed* for {title}: {reason}.\n*Retry build* starts it again; "
                              "*Roll back* reverts the merge.", State.BUILD_FAILED)
     if event is Event.CANARIES_UP:
-        alarms = (f"\nAlarms: {alarm_line(deploy.alarms)} (watched until it is done: one in ALARM rolls it back by "
-                  "itself)." if deploy.alarms else "")
+        health = canary_health(deploy)
+        alarms = (f"\n{health}." if health else "") + (
+            f"\nAlarms: {alarm_line(deploy.alarms)} (watched until it is done: one in ALARM rolls it back by "
+            "itself)." if deploy.alarms else "")
         return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.{alarms}\n"
                              "Check them, then *Proceed* to roll out everywhere or *Roll back*.", State.CANARY_CHECK)
     if event is Event.ROLLOUT_DONE:

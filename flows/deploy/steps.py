@@ -42,6 +42,7 @@ from flows.outbox import Outbox
 from flows.outside import Outside
 from flows.waiting import next_look, settling_look
 from integrations.cloudwatch import OK, AlarmState
+from integrations.ecs import Progress
 from integrations.github import NotMergeable
 from integrations.jenkins import Build
 from integrations.outside import PermanentError
@@ -468,9 +469,7 @@ async def start_canaries(ctx: StepContext, deploy: Deploy) -> StepResult:
         target["canary_created"] = True
         await ctx.save(deploy, {"targets": targets},
                        record=Record("canary_created", target["canary"], {"task_definition": target["new_td"]}))
-    by_canary = await ecs.canaries_ready(cluster, {targets[p]["canary"]: targets[p]["new_td"]
-                                                   for p in deploy.processes}, ctx.config.deploy.canary_tasks)
-    progress = {p: by_canary[targets[p]["canary"]] for p in deploy.processes}
+    progress = await _canary_health(ctx, deploy, targets)
     failed = {p: pr for p, pr in progress.items() if pr.failed}
     if failed:
         process, why = next(iter(failed.items()))
@@ -518,6 +517,31 @@ async def _watch(ctx: StepContext, deploy: Deploy) -> StepResult | None:
     return None
 
 
+HEALTH_EVERY = 6  # polls between two reads of the canaries' health while they wait at the gate
+
+
+async def _canary_health(ctx: StepContext, deploy: Deploy, targets: dict[str, dict[str, Any]]) -> dict[str, Progress]:
+    """Each process's canary: its running and desired tasks and healthy targets, kept on the deploy with when
+    they were read (the card shows them)."""
+    by_canary = await ctx.outside.ecs.canaries_ready(
+        ctx.config.ecs.cluster, {targets[p]["canary"]: targets[p]["new_td"] for p in deploy.processes},
+        ctx.config.deploy.canary_tasks)
+    progress = {p: by_canary[targets[p]["canary"]] for p in deploy.processes}
+    health = {p: [pr.running, pr.desired, pr.healthy if pr.load_balanced else None] for p, pr in progress.items()}
+    if any(targets[p].get("canary_health") != h for p, h in health.items()) or _health_due(ctx, deploy):
+        now = utcnow().isoformat()
+        for process, counts in health.items():
+            targets[process]["canary_health"], targets[process]["canary_health_at"] = counts, now
+        await ctx.save(deploy, {"targets": targets})
+    return progress
+
+
+def _health_due(ctx: StepContext, deploy: Deploy) -> bool:
+    read = [t.get("canary_health_at") for t in _targets(deploy).values()]
+    last = min((datetime.fromisoformat(at) for at in read if at), default=None)
+    return last is None or utcnow() - last >= ctx.poll * HEALTH_EVERY
+
+
 def _watching(ctx: StepContext, deploy: Deploy, wait: timedelta) -> timedelta:
     """How long a waiting step may wait: no longer than a poll while it has alarms to read."""
     return min(wait, ctx.poll) if ctx.config.alarms_of(deploy.processes) else wait
@@ -529,6 +553,8 @@ async def gate(ctx: StepContext, deploy: Deploy) -> StepResult:
     watched = await _watch(ctx, deploy)
     if watched is not None:
         return watched
+    if _health_due(ctx, deploy):
+        await _canary_health(ctx, deploy, _targets(deploy))  # kept current while the canaries wait
     now, bake = utcnow(), ctx.config.deploy.canary_bake
     baked_at = None
     if bake is not None:
@@ -544,7 +570,7 @@ async def gate(ctx: StepContext, deploy: Deploy) -> StepResult:
                        notice=CanaryReminder(deploy.id, deploy.train_id, left))
         due = now + every
     wait = min(due, baked_at) - now if baked_at is not None else due - now
-    return StepResult(wait=_watching(ctx, deploy, wait))
+    return StepResult(wait=min(_watching(ctx, deploy, wait), ctx.poll * HEALTH_EVERY))
 
 
 # -- rolling out --------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ async def test_canary_copies_placement_and_load_balancer_and_becomes_ready(aws_e
 
     progress = await canary_settled(ecs, "app-web-canary", new)
 
-    assert progress == Progress(done=True, failed=False, reason=None, running=1, desired=1)
+    assert progress == Progress(done=True, failed=False, reason=None, running=1, desired=1, healthy=1,
+                                load_balanced=True)
     elb = boto3.client("elbv2", endpoint_url=aws_emulator.url, region_name="eu-west-1")
     states = [d["TargetHealth"]["State"]
               for d in elb.describe_target_health(TargetGroupArn=WEB_TARGET_GROUP)["TargetHealthDescriptions"]]

@@ -68,13 +68,14 @@ def test_the_next_in_line_hears_when_it_starts() -> None:
     assert message is not None and "You're next" in message.text and "in about 6 min" in message.text
 
 
-def test_the_canary_dm_shows_each_watched_alarm_and_its_state() -> None:
+def test_the_canary_dm_shows_each_canary_s_health_and_each_watched_alarm_and_its_state() -> None:
     deploy = DeployView.of(Deploy(
         id=7, train_id="app", state=State.CANARY_CHECK.value, requester="U0ALICE", pr_number=12, pr_title="Banner",
         processes=["web"], needs_attention=False, jump_queue=False, skip_build=False, build_attempts=0,
         created_at=datetime(2024, 6, 28, 12), state_entered_at=datetime(2024, 6, 28, 12), state_times={},
-        targets={"web": {"service": "app-web", "canary": "app-web-canary"}},
+        targets={"web": {"service": "app-web", "canary": "app-web-canary", "canary_health": [1, 1, 1]}},
         alarm_states={"app-5xx-rate": "OK", "app-p99": "INSUFFICIENT_DATA"}))
     message = direct_message(UP, deploy, CONFIG)
     assert message is not None
+    assert "web canary 1/1 running, 1 healthy target" in message.text
     assert ":large_green_circle: `app-5xx-rate` OK · :white_circle: `app-p99` INSUFFICIENT_DATA" in message.text

@@ -35,6 +35,8 @@ async def test_an_alarm_in_alarm_at_the_gate_rolls_the_deploy_back_by_itself_say
     await train.reaches(deploy.id, "canary_check", within=30)
     read = await train.notifier.told(AlarmsRead, deploy_id=deploy.id)
     assert dict(read.states) == {"app-5xx-rate": "OK", "web-canary-5xx": "OK"}  # the train's, then web's own
+    gate = await train.deploy(deploy.id)
+    assert {p: t["canary_health"][:2] for p, t in gate.targets.items()} == {"web": [1, 1], "worker": [1, 1]}
 
     train.sandbox.aws.set_alarm("web-canary-5xx", "ALARM", "Threshold Crossed: 1 datapoint [12.0] > 5.0")
     rolled = await train.reaches(deploy.id, "rolled_back", within=30)
