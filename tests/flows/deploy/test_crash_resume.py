@@ -224,3 +224,40 @@ async def test_a_crash_right_after_a_speculative_step_is_resumed_exactly_once(
     assert not [b for b in sandbox.github.branches() if b.startswith("fatcontroller/")]
     assert set(sandbox.aws.running_images("production", "app-web")) == {sandbox.image(finished.merge_sha)}
 
+
+
+async def test_a_crash_while_dropping_a_cancelled_deploy_s_candidate_is_resumed_and_leaves_nothing(
+        make_train: Callable[..., Train], engine_process: Callable[..., subprocess.Popen]) -> None:
+    people = make_train(start=False, **SPECULATE)
+    sandbox = people.sandbox
+    doomed = engine_process("copy-1", **SPECULATE)
+    first = await people.request(people.new_pr("Ahead"))
+    await people.reaches(first.id, "canary_check", within=30)
+    sandbox.jenkins.script_next("app-master", ["SUCCESS"], duration=60)  # the candidate's build is still running
+    second = await people.request(people.new_pr("Leaves"))
+
+    async def building() -> str | None:
+        deploy = await people.deploy(second.id)
+        return deploy.candidate_sha if deploy.candidate_build_number is not None else None
+    candidate = await eventually(building, within=30, what="the candidate's build to start")
+    branch = f"fatcontroller/app/{second.id}"
+    sandbox.github.faults.hold_after(HOLD, match=rf"^DELETE /api/v3/repos/acme/app/git/refs/heads/{branch}$")
+    await people.flows.cancel("U0ALICE", second.id)
+
+    await eventually(lambda: _gone(sandbox, branch), within=30, what="the candidate's branch deleted")
+    doomed.kill()  # the deletion happened; the copy never read its answer nor saved the candidate dropped
+    doomed.wait(10)
+
+    resumed = make_train(owner="copy-2", lease_ttl=LEASE, **SPECULATE)
+
+    async def forgotten() -> bool:
+        return (await resumed.deploy(second.id)).candidate_base is None
+    await eventually(forgotten, within=30, what="the drop resumed and recorded")
+    [build] = [b for b in sandbox.jenkins.builds("app-master") if candidate in str(b)]
+    assert build["result"] == "ABORTED" and branch not in sandbox.github.branches()
+    assert await _press_through(resumed, first.id, "complete") == "completed"
+    assert sandbox.github.branch_head() == (await resumed.deploy(first.id)).merge_sha  # nothing of it landed
+
+
+async def _gone(sandbox: Sandbox, branch: str) -> bool:
+    return branch not in sandbox.github.branches()
