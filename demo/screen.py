@@ -23,34 +23,48 @@ from sandbox.slack import Message, SlackEmulator
 _EMOJI = {":large_green_circle:": "🟢", ":white_circle:": "⚪"}
 # <url|text> or <!date^...|fallback>; <@user>, <#channel>, <!here>; *bold*; :emoji:; `code`
 _MRKDWN = re.compile(r"<([^<>|]+)\|([^<>]+)>|<([@#!])?([^<>]+)>|(?<![\w*])\*([^*\n]+)\*(?![\w*])"
-                     r"|(:[a-z_]+:)|`([^`\n]+)`")
+                     r"|(:[a-z_]+:)|`([^`\n]+)`|(?<![\w_])_([^_\n]+)_(?![\w_])")
 
 
-def terminal_text(mrkdwn: str, users: dict[str, str], channels: dict[str, str]) -> Text:
-    """Slack mrkdwn as Slack shows it: links by their text, people and channels by name, times, emoji, bold."""
+def unescape(mrkdwn: str) -> str:
+    """Slack's three escapes (`&lt;`, `&gt;`, `&amp;`), as Slack shows them."""
+    return mrkdwn.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def terminal_text(mrkdwn: str, users: dict[str, str], channels: dict[str, str], *, urls: bool = False) -> Text:
+    """Slack mrkdwn as Slack shows it: links by their text (and their address after it with `urls`, since a
+    terminal cannot click them), people and channels by name, times, emoji, bold, escapes undone."""
     text = Text()
     at = 0
     mrkdwn = mrkdwn.replace("```", "")
     for match in _MRKDWN.finditer(mrkdwn):
-        text.append(mrkdwn[at:match.start()])
+        text.append(unescape(mrkdwn[at:match.start()]))
         at = match.end()
-        link, label, sigil, target, bold, emoji, code = match.groups()
+        link, label, sigil, target, bold, emoji, code, italic = match.groups()
         if link is not None:
-            # <!date^...|fallback> shows the fallback's time; <url|text> shows the text
-            shown = label.split(" ")[1] if link.startswith("!date") and " " in label else label
-            text.append(shown, style="underline" if not link.startswith("!") else "")
+            # <!date^...|fallback> shows the fallback's time; <@U1|name> the person; <url|text> shows the text
+            shown = label.split(" ")[1] if link.startswith("!date") and " " in label else unescape(label)
+            if link[:1] in "@#":
+                names = users if link[0] == "@" else channels
+                shown = f"{link[0]}{names.get(link[1:], shown.lstrip('@#'))}"
+            text.append(shown, style="underline" if not link.startswith(("!", "@", "#")) else "bold")
+            if urls and not link.startswith(("!", "@", "#")) and unescape(link) != shown:
+                text.append(f" ({unescape(link)})", style="dim")
         elif target is not None:
             names = {"@": users, "#": channels}.get(sigil or "", {})
-            text.append(f"{sigil or ''}{names.get(target, target)}" if sigil != "!" else f"@{target}", style="bold")
+            text.append(f"{sigil or ''}{names.get(target, unescape(target))}" if sigil != "!" else f"@{target}",
+                        style="bold")
         elif bold is not None:
-            inner = terminal_text(bold, users, channels)
+            inner = terminal_text(bold, users, channels, urls=urls)
             inner.stylize("bold")
             text.append_text(inner)
         elif emoji is not None:
             text.append(_EMOJI.get(emoji) or Emoji.replace(emoji))
+        elif code is not None:
+            text.append(unescape(code), style="cyan")
         else:
-            text.append(code, style="cyan")
-    text.append(mrkdwn[at:])
+            text.append(unescape(italic), style="italic")
+    text.append(unescape(mrkdwn[at:]))
     return text
 
 
@@ -79,8 +93,8 @@ class Screen:
     def name(self, user: str) -> str:
         return self.slack.users.get(user, user)
 
-    def fmt(self, mrkdwn: str) -> Text:
-        return terminal_text(mrkdwn, self.slack.users, self.slack.channels)
+    def fmt(self, mrkdwn: str, *, urls: bool = False) -> Text:
+        return terminal_text(mrkdwn, self.slack.users, self.slack.channels, urls=urls)
 
     def _emit(self, line: Text, block: Text | None = None, title: str = "") -> None:
         stamp = Text(f"{time.monotonic() - self.started:5.1f}s ", style="dim")
@@ -97,6 +111,7 @@ class Screen:
         """A new step of the scenario starts."""
         self.progress.update(self.task, description=title)
         if not self.live_mode:
+            self.refresh()  # what the last step did comes under its own header, not this one's
             self.console.rule(f"[bold]{title}", align="left")
 
     def step_done(self) -> None:
@@ -116,8 +131,7 @@ class Screen:
             for message in self.slack.dms(user):
                 self._changed(message, "dm", lambda m, edited, u=user: self._dm(u, m, edited))
             for message in self.slack.ephemerals(user):
-                self._changed(message, "ephemeral", lambda m, _, u=user: Text(
-                    f"only {self.name(u)} sees: ", style="yellow") + self.fmt(_first_line(m)))
+                self._ephemeral(user, message)
         if self.live is not None:
             self.live.update(self.layout())
 
@@ -127,6 +141,18 @@ class Screen:
         if self.shown.get(key) != rendered:
             self._emit(line(message, key in self.shown))
             self.shown[key] = rendered
+
+    def _ephemeral(self, user: str, message: Message) -> None:
+        """An answer only `user` sees: its first line, and the whole of it (links with their addresses) when it has
+        more, as Slack shows all of it."""
+        rendered = message.render()
+        key = ("ephemeral", message.channel + message.ts)
+        if self.shown.get(key) == rendered:
+            return
+        self.shown[key] = rendered
+        line = Text(f"only {self.name(user)} sees: ", style="yellow") + self.fmt(_first_line(message))
+        whole = self.fmt(rendered, urls=True) if "\n" in rendered.strip() else None
+        self._emit(line, whole, f"only {self.name(user)} sees")
 
     def _dm(self, user: str, message: Message, edited: bool) -> Text:
         text = Text(f"DM to {self.name(user)}{' (edited)' if edited else ''}: ", style="cyan")
