@@ -40,6 +40,7 @@ from bot.trains import TrainFlows
 from bot.wiring import Wired, WiringError, preflight, redact, wire
 from flows.config import AppConfig, Settings, revealed
 from flows.engine import Engine
+from web.dashboard import Dashboard
 from web.server import HttpServer
 
 log = logging.getLogger(__name__)
@@ -207,15 +208,17 @@ async def serve(config: AppConfig, settings: Settings, wired: Wired, client: Asy
             bot.http = HttpServer(live=bot.alive, ready=bot.readiness(),
                                   metrics=lambda: exposition_of(metrics, {n: t.deploys.counts
                                                                           for n, t in flows.items()}),
-                                  wake_job=engine.wake_job, hook_token=revealed(settings.hook_token))
+                                  wake_job=engine.wake_job, hook_token=revealed(settings.hook_token),
+                                  dashboard=Dashboard(list(flows.values())),
+                                  web_password=revealed(settings.web_password))
             try:
                 await bot.http.start(settings.http_port)
             except OSError as exc:
                 bot.http = None
-                raise StartupError(f"cannot serve /healthz, /readyz, /metrics and /hooks/jenkins on port "
-                                   f"{settings.http_port} ({exc}): "
+                raise StartupError(f"cannot serve /healthz, /readyz, /metrics, /hooks/jenkins and the dashboard on "
+                                   f"port {settings.http_port} ({exc}): "
                                    "set FATCONTROLLER_HTTP_PORT to a free port, or 0 for none") from None
-        engine.start([sink])
+        engine.start([sink, *wired.sinks])  # Slack, and GitHub reporting when a train reports there
     except BaseException:
         await bot.stop()
         raise

@@ -36,7 +36,7 @@ from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.messages import PeaMessage, pea_message
 from bot.store import MessageStore
-from bot.text import context, deploy_ref, escape, section, shorten, user
+from bot.text import context, deploy_ref, escape, link, section, shorten, user
 from bot.trains import TrainFlows
 from flows.deploy.machine import State
 from flows.notices import DeployNotice, Frozen, Moved, Notice, PeaNotice, QueueMoved, Unfrozen
@@ -86,6 +86,11 @@ def _pea_key(pea: str) -> str:
 
 def _text_of(blocks: list[dict[str, Any]]) -> str:
     return next((b["text"]["text"] for b in blocks if b.get("type") == "section"), "")
+
+
+def _page(train: TrainFlows, deploy: DeployView) -> str | None:
+    """The deploy's page on the dashboard, when `web.url` is set."""
+    return train.config.web.deploy_page(deploy.id) if train.config.web else None
 
 
 def _plain(text: str) -> str:
@@ -207,7 +212,8 @@ class SlackSink:
                 queue = await self._queue_view(flows, fresh=True)
             entry, train = queue.entry(deploy.id), queue.train
             self._queue_lines[deploy.id] = cards.queue_line(entry, train)
-        return cards.card_blocks(deploy, entry=entry, train=train), cards.fallback_text(cards.shown(deploy, entry))
+        return (cards.card_blocks(deploy, entry=entry, train=train, page=_page(flows, deploy)),
+                cards.fallback_text(cards.shown(deploy, entry)))
 
     async def _post_card(self, train: TrainFlows, deploy: DeployView) -> tuple[str, str] | None:
         blocks, text = await self._card(train, deploy)
@@ -246,6 +252,9 @@ class SlackSink:
     async def _send_dm(self, train: TrainFlows, deploy: DeployView, dm: DirectMessage) -> None:
         where = (f"{deploy_ref(deploy.id, deploy.pr_number).capitalize()} · its card is in "
                  f"<#{train.config.slack.channel}>")
+        page = _page(train, deploy)
+        if page:  # every DM links the deploy's whole story (DESIGN §10)
+            where += f" · {link(page, 'its page on the dashboard')}"
         blocks = [section(dm.text), context(where)]
         buttons = None
         if dm.offered is not None:

@@ -150,7 +150,8 @@ class HomePublisher:
         blocks += [{"type": "divider"}, section("*In flight*")]
         deploy = queue.in_flight
         if deploy is not None:
-            blocks += cards.card_blocks(deploy, with_buttons=flows.deploys.may_act(user_id, deploy))
+            page = flows.config.web.deploy_page(deploy.id) if flows.config.web else None
+            blocks += cards.card_blocks(deploy, with_buttons=flows.deploys.may_act(user_id, deploy), page=page)
         else:
             blocks.append(section("_Nothing is deploying right now._"))
 

@@ -2,7 +2,8 @@
 
 It opens the database (creating the schema on an empty one, refusing an out-of-date one), builds
 the outside systems' clients from the environment, the engine (whose `deploys` and `peas` are the
-domain's public API), and the store where the Slack surface keeps its messages. Every other module
+domain's public API), the store where the Slack surface keeps its messages, and the outbox's other
+sinks (GitHub reporting, `report.github`, for the trains with `github.report`). Every other module
 of `bot/` sees only the domain's API and views. It also builds what `fatcontroller doctor` asks
 (`flows.doctor`), and `preflight`, the doctor's fast part that `run` makes before it takes work.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
@@ -26,13 +27,15 @@ from bot.metrics import Metrics
 from bot.store import MessageStore
 from flows.config import Settings, TrainConfig, revealed
 from flows.doctor import Report, SlackAnswer, Systems, examine
-from flows.engine import Engine, TrainSetup
+from flows.engine import SLACK, Engine, TrainSetup
+from flows.outbox import Sink
 from flows.outside import Outside
 from integrations.cloudwatch import CloudWatch
 from integrations.ecs import Ecs
 from integrations.github import GitHub
 from integrations.jenkins import Jenkins
-from integrations.outside import Facade, OutsideError, TransientError, redact
+from integrations.outside import CallPolicy, Facade, OutsideError, TransientError, redact
+from report import github as github_report
 from storage.db import StorageError, make_engine, make_sessionmaker
 from storage.migrate import ensure_schema, upgrade
 from storage.slack import SlackStore
@@ -49,9 +52,21 @@ class WiringError(Exception):
     """Something the process needs is missing or unusable; the message says what to fix (and holds no secret)."""
 
 
-def _github(config: TrainConfig, settings: Settings) -> GitHub:
+REPORT_TIMEOUT = 10.0  # seconds one GitHub reporting call may take: the outbox tries again later anyway
+
+
+def _github(config: TrainConfig, settings: Settings, policy: CallPolicy | None = None) -> GitHub:
     return GitHub(config.github.repo, config.github.base_branch, token=revealed(settings.github_token),
-                  api_url=settings.github_api_url, merge_method=config.github.merge_method)
+                  api_url=settings.github_api_url, merge_method=config.github.merge_method, policy=policy,
+                  timeout=policy.timeout if policy else 15.0)
+
+
+def _count_errors(facades: Sequence[Facade], metrics: Metrics) -> None:
+    def count(_what: str, error: OutsideError) -> None:
+        metrics.outside_error(error.system, isinstance(error, TransientError))
+
+    for facade in facades:
+        facade._caller.on_error = count
 
 
 def build_outside(config: TrainConfig, settings: Settings, metrics: Metrics | None = None) -> Outside:
@@ -65,21 +80,20 @@ def build_outside(config: TrainConfig, settings: Settings, metrics: Metrics | No
     ecs = Ecs(region=config.region, endpoint_url=settings.aws_endpoint_url)
     cloudwatch = CloudWatch(region=ecs.region, endpoint_url=settings.aws_endpoint_url)
     if metrics is not None:
-        def count(_what: str, error: OutsideError) -> None:
-            metrics.outside_error(error.system, isinstance(error, TransientError))
-
-        for facade in (github, jenkins, ecs, cloudwatch):
-            facade._caller.on_error = count
+        _count_errors((github, jenkins, ecs, cloudwatch), metrics)
     return Outside(github=github, jenkins=jenkins, ecs=ecs, cloudwatch=cloudwatch)
 
 
 @dataclass
 class Wired:
-    """What a bot process runs on: the engine (the domain's API), the Slack surface's store, the database."""
+    """What a bot process runs on: the engine (the domain's API), the Slack surface's store, the database, and
+    the outbox's sinks besides Slack (GitHub reporting), with the clients they alone use."""
 
     engine: Engine
     store: MessageStore
     database: AsyncEngine
+    sinks: list[Sink] = field(default_factory=list)
+    clients: list[Facade] = field(default_factory=list)
 
     async def database_answers(self) -> bool:
         try:
@@ -91,6 +105,8 @@ class Wired:
 
     async def close(self) -> None:
         self.engine.close()
+        for client in self.clients:
+            client.close()
         await self.database.dispose()
 
 
@@ -122,9 +138,29 @@ async def wire(trains: Sequence[TrainConfig], settings: Settings, metrics: Metri
         adopted = await adopt_legacy_train(session, heir)
     if adopted:
         log.info("the single-train database's %d deploys now belong to train %s", adopted, heir)
-    engine = Engine(setups, sessions, owner=settings.instance, lease_ttl=timedelta(seconds=settings.lease_seconds))
+    reporting = [config for config in trains if config.github.report]
+    engine = Engine(setups, sessions, sinks=(SLACK, github_report.NAME) if reporting else (SLACK,),
+                    owner=settings.instance, lease_ttl=timedelta(seconds=settings.lease_seconds))
     engine.outbox.on_failure = metrics.outbox_failed
-    return Wired(engine, SlackStore(sessions), database)
+    sinks, clients = github_reporting(engine, reporting, settings, metrics)
+    return Wired(engine, SlackStore(sessions), database, sinks, clients)
+
+
+def github_reporting(engine: Engine, trains: Sequence[TrainConfig], settings: Settings,
+                     metrics: Metrics | None = None) -> tuple[list[Sink], list[Facade]]:
+    """The GitHub sink of `trains` (those that report, DESIGN §10), and its clients: each train's GitHub with threads
+    of its own, so a slow report never takes a thread a deploy step waits for."""
+    if not trains:
+        return [], []
+    clients = {config.name: _github(config, settings, CallPolicy(timeout=REPORT_TIMEOUT, workers=2))
+               for config in trains}
+    if metrics is not None:
+        _count_errors(list(clients.values()), metrics)
+    lanes = engine.lanes
+    sink = github_report.GitHubSink([github_report.ReportedTrain(lanes[name].config, lanes[name].deploys,
+                                                                 lanes[name].peas, github)
+                                     for name, github in clients.items()])
+    return [sink], list(clients.values())
 
 
 async def upgrade_database(settings: Settings) -> None:

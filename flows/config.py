@@ -91,6 +91,12 @@ class GitHubConfig(_Section):
     merge_method: Literal["merge", "squash", "rebase"] = Field(
         "merge", description="How pull requests are merged; the repository must allow it (a rollback reverts what "
                              "landed: the merge commit, the squash commit, or every rebased commit).")
+    report: bool = Field(True, description=(
+        "Report deploys on GitHub (DESIGN §10): a Deployment on the commit that landed, with statuses as it moves, "
+        "and comments on the pull request when it is merged, deployed or rolled back; each pea deploy is a "
+        "Deployment of environment pea/<name>. Needs a token that may write deployments and issues."))
+    environment: str = Field("production", min_length=1, max_length=255,
+                             description="The GitHub environment deploys are reported in.")
 
     @field_validator("repo")
     @classmethod
@@ -244,6 +250,22 @@ class PermissionsConfig(_Section):
         return user in self.admins
 
 
+class WebConfig(_Section):
+    url: str = Field(description="The dashboard's public base URL (e.g. https://deploys.acme.com): every deploy card "
+                                 "and DM links the deploy's page under it.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http:// or https:// URL with no query, e.g. https://deploys.acme.com")
+        return value.rstrip("/")
+
+    def deploy_page(self, deploy_id: int) -> str:
+        """The dashboard's page of deploy `deploy_id`."""
+        return f"{self.url}/deploys/{deploy_id}"
+
+
 TRAIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 # The first word after /deploy is a train's name or one of these: a train cannot be called like them.
 RESERVED_NAMES = frozenset({"queue", "history", "stats", "unfreeze", "help", "cancel", "freeze", "deploy", "pea",
@@ -272,6 +294,8 @@ class TrainConfig(_Section):
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     peas: PeasConfig | None = None
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
+    # One dashboard serves every train: in the `trains:` form it is set from the file's top-level `web:`.
+    web: WebConfig | None = Field(None, description="The web dashboard (DESIGN §10); none: cards link no page.")
 
     @model_validator(mode="before")
     @classmethod
@@ -360,6 +384,7 @@ class AppConfig(_Section):
                                            description="Defaults for every train; a train's own block replaces them.")
     slack: AppSlackConfig = Field(default_factory=AppSlackConfig, description="What one Slack app serves: its "
                                                                               "commands (each train has its channel).")
+    web: WebConfig | None = Field(None, description="The web dashboard of every train (DESIGN §10).")
 
     @model_validator(mode="after")
     def _trains_apart(self) -> AppConfig:
@@ -393,7 +418,8 @@ class AppConfig(_Section):
     def of(cls, *trains: TrainConfig) -> AppConfig:
         """The configuration of these trains, as a file of them would give (for callers that build trains in
         code: tests, benchmarks); the commands are the first train's."""
-        return cls(trains={t.name: t for t in trains}, slack=AppSlackConfig(commands=trains[0].slack.commands))
+        return cls(trains={t.name: t for t in trains}, slack=AppSlackConfig(commands=trains[0].slack.commands),
+                   web=trains[0].web)
 
 
 _JOINED = "\n"  # several problems found together by one validator, one per line
@@ -407,7 +433,8 @@ def _as_trains(raw: dict[str, Any]) -> dict[str, Any]:
         name = train_name_of(repo) if isinstance(repo, str) else "train"
         commands = raw.get("slack", {}).get("commands") if isinstance(raw.get("slack"), dict) else None
         return {"trains": {name: {**raw, "name": raw.get("name", name)}},
-                **({"slack": {"commands": commands}} if commands is not None else {})}
+                **({"slack": {"commands": commands}} if commands is not None else {}),
+                **({"web": raw["web"]} if "web" in raw else {})}
     trains = raw["trains"]
     if not isinstance(trains, dict):
         return raw  # validation says what is wrong
@@ -423,6 +450,8 @@ def _as_trains(raw: dict[str, Any]) -> dict[str, Any]:
             train["permissions"] = defaults
         if commands is not None and isinstance(train.get("slack"), dict):
             train["slack"] = {**train["slack"], "commands": commands}
+        if "web" in raw:  # one dashboard for every train: a train has no `web:` of its own
+            train["web"] = raw["web"]
         shaped[name] = train
     return {**raw, "trains": shaped}
 
@@ -473,11 +502,16 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(
         8080, validation_alias="FATCONTROLLER_HTTP_PORT",
-        description="Port of /healthz, /metrics and /hooks/jenkins (0: off)."
+        description="Port of /healthz, /metrics, /hooks/jenkins and the web dashboard (0: off)."
     )
     hook_token: SecretStr | None = Field(
         None, validation_alias="FATCONTROLLER_HOOK_TOKEN",
         description="When set, /hooks/jenkins requires it (X-Fatcontroller-Token header or ?token=).",
+    )
+    web_password: SecretStr | None = Field(
+        None, validation_alias="FATCONTROLLER_WEB_PASSWORD",
+        description="When set, the web dashboard's pages and JSON ask for it (HTTP basic auth, any user name); "
+                    "/healthz, /readyz, /metrics and /hooks/jenkins stay open.",
     )
     instance: str | None = Field(
         None, validation_alias="FATCONTROLLER_INSTANCE", description="This copy's name in work leases."

@@ -1,9 +1,9 @@
 """Durable notifications: notices are written with the change that causes them, and delivered at least once.
 
 `Outbox.write(session, *notices)` queues notices for every sink inside the caller's transaction.
-`Outbox.start()` runs the one delivery loop, shared by deploys,
-peas and trains: it leases due streams (any copy may deliver what a dead copy left), hands each
-stream's notices in order to its sink, and records how far the sink got. A sink that fails is
+`Outbox.start()` runs one delivery loop per sink, shared by deploys, peas and trains (so a slow sink, GitHub
+hanging say, never delays another's messages): it leases due streams (any copy may deliver what a dead copy
+left), hands each stream's notices in order to its sink, and records how far the sink got. A sink that fails is
 retried with backoff through the stream's `due_at`, never by sleeping; a crash between a sink's
 send and the record of it may repeat one message, and loses none.
 """
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SETTLE = 0.1  # seconds a wake-up waits, so the notices of one step and its transition go out together
 POLL = 1.0  # seconds between looks for streams other copies wrote or left behind
-CONCURRENCY = 4  # streams delivered at once: Slack's rate limits are per method and workspace
+CONCURRENCY = 4  # streams of one sink delivered at once: Slack's rate limits are per method and workspace
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 5.0  # a sink that failed is tried again at least this often, so it resumes soon after an outage
 CLOSE_GRACE = 5.0
@@ -84,10 +84,10 @@ class Outbox:
         self.settle = settle
         self.on_failure = on_failure  # (sink, error): count it
         self._delivering: dict[str, Sink] = {}
-        self._woken = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._woken: dict[str, asyncio.Event] = {}  # by sink: each loop's wake-up
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
     async def write(self, session: AsyncSession, *notices: Notice) -> None:
         """Queue `notices` for every sink, in the caller's transaction (the loop is woken by `wake`)."""
@@ -98,7 +98,8 @@ class Outbox:
 
     def wake(self) -> None:
         """Something was written: deliver it soon (after `settle`)."""
-        self._woken.set()
+        for woken in self._woken.values():
+            woken.set()
 
     # -- the loop -------------------------------------------------------------------------------
     def start(self, sinks: Sequence[Sink]) -> None:
@@ -108,56 +109,61 @@ class Outbox:
         if missing:
             log.warning("outbox: notices for %s wait: no sink delivers them in this process", sorted(missing))
         self._stopping = False
-        self._task = asyncio.create_task(self._loop())
+        self._woken = {name: asyncio.Event() for name in self._delivering}
+        self._slots = {name: asyncio.Semaphore(CONCURRENCY) for name in self._delivering}
+        self._tasks = [asyncio.create_task(self._loop(name)) for name in self._delivering]
 
     async def stop(self, grace: float = CLOSE_GRACE) -> None:
         """Deliver what is due for up to `grace` seconds, then stop; what is left waits in the database."""
-        if self._task is None:
+        if not self._tasks:
             return
         self._stopping = True
-        self._woken.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace)
-        except TimeoutError:
-            self._task.cancel()
+        self.wake()
+        _, late = await asyncio.wait(self._tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        for task in late:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+                await task
+        self._tasks = []
 
-    async def _loop(self) -> None:
+    async def _loop(self, sink: str) -> None:
+        woken = self._woken[sink]
         while True:
             try:
-                ran = await self.run_due()
+                ran = await self.run_due((sink,))
                 if self._stopping and not ran:
                     return
-                wait = 0.0 if ran else await self._idle_for()
+                wait = 0.0 if ran else await self._idle_for((sink,))
             except Exception:
-                log.exception("outbox: delivery pass failed")
+                log.exception("outbox: delivery pass of %s failed", sink)
                 wait = self.poll
                 if self._stopping:
                     return
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._woken.wait(), wait)
-                if self._woken.is_set() and not self._stopping:
+                    await asyncio.wait_for(woken.wait(), wait)
+                if woken.is_set() and not self._stopping:
                     await asyncio.sleep(self.settle)
-            self._woken.clear()
+            woken.clear()
 
-    async def _idle_for(self) -> float:
+    async def _idle_for(self, sinks: Sequence[str]) -> float:
         """Until the next due stream, at most `poll` (other copies write too, and may die)."""
         async with self.sessions() as session:
-            due = await store.next_due(session, list(self._delivering))
+            due = await store.next_due(session, list(sinks))
         if due is None:
             return self.poll
         return max(0.0, min(self.poll, (due - utcnow()).total_seconds()))
 
-    async def run_due(self) -> int:
-        """Deliver every stream that is due (each once); how many were delivered or tried."""
-        if not self._delivering:
+    async def run_due(self, sinks: Sequence[str] | None = None) -> int:
+        """Deliver every stream of `sinks` (default: every sink this process delivers) that is due, each once;
+        how many were delivered or tried."""
+        names = [name for name in (self._delivering if sinks is None else sinks) if name in self._delivering]
+        if not names:
             return 0
         now = utcnow()
         async with self.sessions() as session, session.begin():
-            claimed = await store.claim_due(session, list(self._delivering), self.owner, self.lease_ttl, now=now,
+            claimed = await store.claim_due(session, names, self.owner, self.lease_ttl, now=now,
                                             limit=CONCURRENCY * 4)
         await asyncio.gather(*(self._deliver(pending) for pending in claimed))
         return len(claimed)
@@ -176,7 +182,7 @@ class Outbox:
                     await store.finish(session, pending, self.owner, [notice_id], again_at=utcnow())
                 return
         try:
-            async with self._slots:
+            async with self._slots[pending.sink]:
                 done = await sink.deliver(pending.stream, notices)
         except DeliveryFailed as exc:
             await self._failed(pending, ids[: exc.done], str(exc), exc.retry_after)

@@ -13,9 +13,18 @@ from typing import Any, Protocol, TypeVar
 
 from integrations.cloudwatch import AlarmState
 from integrations.ecs import Progress, ServiceState
-from integrations.github import MergeMethod, MergeResult, PullRequest, RevertResult
+from integrations.github import (
+    Deployment,
+    DeploymentStatus,
+    IssueComment,
+    MergeMethod,
+    MergeResult,
+    PullRequest,
+    RevertResult,
+)
 from integrations.jenkins import Build
-from integrations.outside import TransientError
+from integrations.outside import OutsideError as OutsideError  # what a surface calling an Api below may catch
+from integrations.outside import TransientError as TransientError
 
 T = TypeVar("T")
 
@@ -37,6 +46,20 @@ class GitHubApi(Closing, Protocol):
     async def branch_head(self) -> str: ...
     async def land_candidate(self, sha: str, first_parent: str) -> bool: ...
     async def drop_candidate(self, branch: str) -> None: ...
+
+
+class GitHubReportsApi(Closing, Protocol):
+    """What reporting deploys and peas on GitHub needs (DESIGN §10): Deployments, their statuses, PR comments."""
+
+    async def deployments(self, environment: str, *, sha: str | None = None,
+                          limit: int = 30) -> list[Deployment]: ...
+    async def create_deployment(self, sha: str, environment: str, *, payload: dict[str, Any], description: str,
+                                production: bool, transient: bool) -> Deployment: ...
+    async def deployment_statuses(self, deployment_id: int, *, limit: int = 30) -> list[DeploymentStatus]: ...
+    async def create_deployment_status(self, deployment_id: int, state: str, *, description: str = "",
+                                       log_url: str | None = None, environment_url: str | None = None) -> None: ...
+    async def issue_comments(self, number: int) -> list[IssueComment]: ...
+    async def create_issue_comment(self, number: int, body: str) -> None: ...
 
 
 class JenkinsApi(Closing, Protocol):

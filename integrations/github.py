@@ -1,4 +1,5 @@
-"""GitHub: open pull requests, merging one, and reverting a merge without undoing anyone else's work.
+"""GitHub: open pull requests, merging one, and reverting a merge without undoing anyone else's work; and the
+Deployments and pull request comments that report deploys and peas where developers look (DESIGN §10).
 
 Every call runs PyGithub in a worker thread through `OutsideCaller` (one attempt with a timeout: the
 client's own retries and throttling are switched off). Each public call is idempotent and re-reads
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import requests
 from github import Auth, Github, GithubException, InputGitTreeElement, UnknownObjectException
@@ -84,6 +85,32 @@ class RevertResult:
     paths: tuple[str, ...] = ()  # reverted paths, or for "manual" the paths changed since the merge
     manual_url: str | None = None  # "manual": the merge commit to revert by hand; "pull_request": the revert PR
     pull_request: str | None = None  # the revert pull request it went through (its URL), if any
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A GitHub Deployment: the commit it deploys, its environment and the payload it was created with."""
+
+    id: int
+    sha: str
+    environment: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    id: int
+    state: str  # queued, pending, in_progress, success, failure, error, inactive
+    environment_url: str
+
+
+@dataclass(frozen=True)
+class IssueComment:
+    id: int
+    body: str
+
+
+DESCRIPTION_LIMIT = 140  # GitHub refuses a longer deployment (status) description
 
 
 class NotMergeable(PermanentError):
@@ -197,6 +224,36 @@ class GitHub(Facade):
         """The commit among the newest `depth` of the base branch that reverts `merge_sha`, if any."""
         return await self._caller.call(f"look for a revert of {merge_sha[:12]}", self._find_revert,
                                        merge_sha, depth)
+
+    # -- reporting (DESIGN §10): Deployments and comments ------------------------------------------
+    async def deployments(self, environment: str, *, sha: str | None = None, limit: int = 30) -> list[Deployment]:
+        """The newest `limit` deployments of `environment` (of commit `sha`, when given), newest first."""
+        return await self._caller.call(f"list deployments of {environment}", self._deployments, environment, sha,
+                                       limit)
+
+    async def create_deployment(self, sha: str, environment: str, *, payload: dict[str, Any], description: str,
+                                production: bool, transient: bool) -> Deployment:
+        """A new deployment of commit `sha` (never merging anything into it, whatever its commit statuses say)."""
+        return await self._caller.call(f"create a deployment of {sha[:12]} in {environment}",
+                                       self._create_deployment, sha, environment, payload, description, production,
+                                       transient)
+
+    async def deployment_statuses(self, deployment_id: int, *, limit: int = 30) -> list[DeploymentStatus]:
+        """The newest `limit` statuses of a deployment, newest first."""
+        return await self._caller.call(f"list the statuses of deployment {deployment_id}",
+                                       self._deployment_statuses, deployment_id, limit)
+
+    async def create_deployment_status(self, deployment_id: int, state: str, *, description: str = "",
+                                       log_url: str | None = None, environment_url: str | None = None) -> None:
+        await self._caller.call(f"set deployment {deployment_id} {state}", self._create_deployment_status,
+                                deployment_id, state, description, log_url, environment_url)
+
+    async def issue_comments(self, number: int) -> list[IssueComment]:
+        """Every comment on issue (or pull request) `number`, oldest first."""
+        return await self._caller.call(f"list the comments of #{number}", self._issue_comments, number)
+
+    async def create_issue_comment(self, number: int, body: str) -> None:
+        await self._caller.call(f"comment on #{number}", self._create_issue_comment, number, body)
 
     # -- in worker threads ---------------------------------------------------------------------
     def _repo(self) -> Repository:
@@ -561,6 +618,43 @@ class GitHub(Facade):
             if entry is not None and entry[1] != "tree":
                 found[path] = entry
         return found
+
+    def _deployments(self, environment: str, sha: str | None, limit: int) -> list[Deployment]:
+        found = self._repo().get_deployments(environment=environment, **({"sha": sha} if sha else {}))
+        return [Deployment(d.id, d.sha, d.environment, d.payload if isinstance(d.payload, dict) else {})
+                for d in itertools.islice(found, limit)]
+
+    def _create_deployment(self, sha: str, environment: str, payload: dict[str, Any], description: str,
+                           production: bool, transient: bool) -> Deployment:
+        # auto_merge off and no required contexts: a report must never change the repository, nor wait for CI
+        created = self._repo().create_deployment(
+            ref=sha, environment=environment, auto_merge=False, required_contexts=[], payload=payload,
+            description=description[:DESCRIPTION_LIMIT], production_environment=production,
+            transient_environment=transient)
+        return Deployment(created.id, created.sha, created.environment, payload)
+
+    def _deployment_statuses(self, deployment_id: int, limit: int) -> list[DeploymentStatus]:
+        _, data = self._repo().requester.requestJsonAndCheck(
+            "GET", f"/repos/{self.repo}/deployments/{deployment_id}/statuses", parameters={"per_page": limit})
+        return [DeploymentStatus(int(s["id"]), str(s["state"]), str(s.get("environment_url") or ""))
+                for s in (data if isinstance(data, list) else [])]
+
+    def _create_deployment_status(self, deployment_id: int, state: str, description: str, log_url: str | None,
+                                  environment_url: str | None) -> None:
+        # Raw, because PyGithub's create_status knows only target_url, which log_url replaced.
+        body: dict[str, Any] = {"state": state, "description": description[:DESCRIPTION_LIMIT]}
+        if log_url:
+            body["log_url"] = log_url
+        if environment_url:
+            body["environment_url"] = environment_url
+        self._repo().requester.requestJsonAndCheck(
+            "POST", f"/repos/{self.repo}/deployments/{deployment_id}/statuses", input=body)
+
+    def _issue_comments(self, number: int) -> list[IssueComment]:
+        return [IssueComment(c.id, c.body or "") for c in self._repo().get_issue(number).get_comments()]
+
+    def _create_issue_comment(self, number: int, body: str) -> None:
+        self._repo().get_issue(number).create_comment(body)
 
     # -- errors --------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:

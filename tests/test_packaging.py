@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bot", "flows", "integrations", "storage", "sandbox", "demo", "web")
+PACKAGES = ("bot", "flows", "integrations", "storage", "sandbox", "demo", "web", "report")
 # Modules of the dev extras (and of the test suite) that the runtime must never need.
 DEV_ONLY = ("pytest", "pytest_asyncio", "pytest_timeout", "moto", "ruff", "mypy", "importlinter", "playwright",
             "ecs_deploy")

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import TrainConfig
 from flows.deploy import service, stats
-from flows.deploy.machine import Event
+from flows.deploy.machine import Event, State
 from flows.deploy.service import DeployRequest
-from flows.deploy.stats import TrainStats
+from flows.deploy.stats import DEFAULT_WEEKS, TrainStats, WeekStats
 from flows.errors import Refused, Why
 from flows.outbox import Outbox
 from flows.outside import GitHubApi
@@ -23,6 +23,7 @@ from flows.views import (
     AuditView,
     DeployDetail,
     DeployView,
+    HistoryPage,
     Placed,
     PullRequestOption,
     QueueView,
@@ -109,8 +110,17 @@ class DeployFlows:
         return [DeployView.of(d) for d in await stats.recent_deploys(self.sessions, limit=limit, requester=requester,
                                                                           train_id=self.config.name)]
 
+    async def history_page(self, *, state: State | None = None, person: str | None = None, limit: int = 25,
+                           offset: int = 0) -> HistoryPage:
+        """Every deploy of the train, newest first, filtered and paged (`person`: requester or PR author)."""
+        return await history_of([self], state=state, person=person, limit=limit, offset=offset)
+
     async def stats(self) -> TrainStats:
         return await stats.train_stats(self.sessions, train_id=self.config.name)
+
+    async def weekly(self, weeks: int = DEFAULT_WEEKS) -> tuple[WeekStats, ...]:
+        """Deploy frequency, lead time, change failure rate and time to restore for each of the last `weeks` weeks."""
+        return await stats.weekly_stats(self.sessions, train_id=self.config.name, weeks=weeks)
 
     async def counts(self) -> dict[str, int]:
         """How many deploys are in each state of the flowchart (zeros included)."""
@@ -135,3 +145,13 @@ async def queues_of(trains: Sequence[DeployFlows]) -> list[QueueView]:
     if not trains:
         return []
     return await service.queues(trains[0].sessions, [t.config for t in trains])
+
+
+async def history_of(trains: Sequence[DeployFlows], *, state: State | None = None, person: str | None = None,
+                     limit: int = 25, offset: int = 0) -> HistoryPage:
+    """The deploys of several trains (of one database), newest first, filtered and paged together."""
+    if not trains:
+        return HistoryPage((), 0, offset, limit)
+    rows, total = await stats.history_page(trains[0].sessions, [t.config.name for t in trains], state=state,
+                                           person=person, limit=limit, offset=offset)
+    return HistoryPage(tuple(DeployView.of(d) for d in rows), total, offset, limit)

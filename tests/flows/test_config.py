@@ -182,3 +182,20 @@ def test_the_example_s_commented_form_of_several_trains_is_a_valid_file(tmp_path
     assert list(app.trains) == ["app", "billing"]
     assert app.trains["billing"].permissions.admins == ["U0BILLING"]
     assert app.trains["app"].permissions.admins == ["U0ADMIN"]
+    assert app.web is not None and {t.web for t in app.trains.values()} == {app.web}
+
+
+def test_web_url_is_the_dashboard_s_base_for_every_train_s_deploy_pages(tmp_path: Path) -> None:
+    example = (ROOT / "app.yaml").read_text()
+    assert "# web:\n#   url: https://deploys.acme.com\n" in example
+    path = tmp_path / "app.yaml"
+    path.write_text(example.replace("# web:\n#   url: https://deploys.acme.com\n",
+                                    "web:\n  url: https://deploys.acme.com/\n"))
+    app = load_config(path)
+
+    assert app.web is not None and app.web.deploy_page(42) == "https://deploys.acme.com/deploys/42"
+    assert app.trains["app"].web == app.web
+    assert load_config(ROOT / "app.yaml").trains["app"].web is None  # no dashboard URL: cards link no page
+    path.write_text(example.replace("# web:\n#   url: https://deploys.acme.com\n", "web:\n  url: deploys\n"))
+    with pytest.raises(ConfigError, match=r"web\.url: must be an http"):
+        load_config(path)

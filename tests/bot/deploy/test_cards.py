@@ -133,3 +133,9 @@ def test_a_deploy_that_landed_its_candidate_says_built_ahead_and_landed_and_a_re
 def test_a_candidate_that_conflicted_or_was_dropped_says_nothing_of_building_ahead() -> None:
     conflicted = deploy(State.QUEUED, candidate_base="b" * 40)
     assert "Built ahead" not in render(cards.card_blocks(conflicted))
+
+
+def test_a_card_links_the_deploy_s_dashboard_page_when_there_is_one() -> None:
+    page = "https://deploys.acme.com/deploys/7"
+    assert f"<{page}|Dashboard>" in json.dumps(cards.card_blocks(deploy(State.BUILDING), page=page))
+    assert "Dashboard" not in json.dumps(cards.card_blocks(deploy(State.BUILDING)))

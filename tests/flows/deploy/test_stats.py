@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flows.deploy.machine import Event
+from flows.deploy.machine import Event, State
 from flows.deploy.service import apply_event
-from flows.deploy.stats import count_by_state, recent_deploys, train_stats
+from flows.deploy.stats import count_by_state, history_page, recent_deploys, train_stats, weekly_stats
 from flows.outbox import Outbox
 from storage.clock import utcnow
 from storage.migrate import upgrade
@@ -308,3 +308,38 @@ async def test_deploys_recorded_before_the_upgrade_that_added_their_columns_keep
                                                (datetime(2024, 6, 28, 10, 40), None)]
     assert stats.lead_time == 70 * MIN + timedelta(milliseconds=500)
     assert stats.time_to_roll_back == 3 * MIN
+
+
+async def test_weekly_figures_count_each_week_and_take_its_medians(database: Database) -> None:
+    # NOW is a Friday: its week began on Monday 2024-06-24.
+    monday = datetime(2024, 6, 24)
+    await _seed(database, [
+        _finishing(1, "completed", monday + timedelta(days=1), rollout=5 * MIN, opened_before=30 * MIN),
+        _finishing(2, "completed", monday + timedelta(days=2), rollout=5 * MIN, opened_before=90 * MIN),
+        _finishing(3, "rolled_back", monday + timedelta(days=2), roll_back_after=4 * MIN),
+        _finishing(4, "completed", monday - timedelta(days=3)),  # the week before
+        _finishing(5, "failed", monday + timedelta(days=3)),  # changed nothing in production: not counted
+        _finishing(6, "completed", monday - timedelta(weeks=20)),  # before the twelve weeks
+    ])
+
+    weeks = await weekly_stats(database.sessions, train_id=TRAIN, now=NOW)
+
+    assert len(weeks) == 12 and weeks[-1].start == monday and weeks[0].start == monday - timedelta(weeks=11)
+    assert [(w.completed, w.rolled_back) for w in weeks[-2:]] == [(1, 0), (2, 1)]
+    assert sum(w.completed + w.rolled_back for w in weeks[:-2]) == 0
+    this = weeks[-1]
+    assert this.lead_time == (35 * MIN + 95 * MIN) / 2  # opened before it was requested, then 5 minutes to run
+    assert this.time_to_restore == 6 * MIN and this.change_failure_rate == 1 / 3
+    assert weeks[0].lead_time is None and weeks[0].change_failure_rate is None
+
+
+async def test_the_history_page_filters_by_state_and_person_newest_first(history: Database) -> None:
+    rows, total = await history_page(history.sessions, [TRAIN], limit=3)
+    assert total == 9 and [d.pr_number for d in rows] == [9, 8, 7]
+    rows, total = await history_page(history.sessions, [TRAIN], limit=3, offset=7)
+    assert total == 9 and [d.pr_number for d in rows] == [2, 1]
+    rows, total = await history_page(history.sessions, [TRAIN], state=State.ROLLED_BACK)
+    assert total == 2 and [d.pr_number for d in rows] == [7, 4]
+    rows, total = await history_page(history.sessions, [TRAIN], person="U0BOB")
+    assert total == 1 and [d.pr_number for d in rows] == [3]
+    assert (await history_page(history.sessions, ["another"]))[1] == 0

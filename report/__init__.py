@@ -1,0 +1,1 @@
+"""Reporting beyond Slack (DESIGN §10): the outbox's sinks that tell developers where they look, e.g. GitHub."""
