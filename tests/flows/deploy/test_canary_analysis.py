@@ -169,3 +169,24 @@ async def test_the_bake_waits_while_an_alarm_has_no_data(make_train: Callable[..
     await train.notifier.told(AlarmsRead, deploy_id=deploy.id)
     train.sandbox.aws.set_alarm("app-5xx-rate", "OK")  # healthy from now: the bake starts here
     await train.reaches(deploy.id, "rolling_out", "awaiting_confirmation", within=30)
+
+
+async def test_an_alarm_during_the_bake_rolls_back_instead_of_proceeding(make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy={**WATCHED, "canary_bake": "30s"})
+    _watched(train, "app-5xx-rate")
+    deploy = await train.request(train.new_pr("Bad while baking"))
+    await train.reaches(deploy.id, "canary_check", within=30)
+    await train.notifier.told(AlarmsRead, deploy_id=deploy.id)
+    train.sandbox.aws.set_alarm("app-5xx-rate", "ALARM", "Threshold Crossed")
+    rolled = await train.reaches(deploy.id, "rolled_back", within=30)
+    assert rolled.rollback_from == "canary_check" and "app-5xx-rate is in ALARM" in (rolled.outcome_reason or "")
+
+
+async def test_a_deploy_watched_by_a_missing_alarm_can_still_be_rolled_back(make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy={"alarms": ["app-typo"]})
+    before = train.snapshot()
+    deploy = await train.request(train.new_pr("Watched by nothing"))
+    await train.needing_attention(deploy.id, within=30)
+    await train.press(deploy.id, "Roll back")
+    await train.reaches(deploy.id, "rolled_back", within=30)
+    await train.assert_restored(before)

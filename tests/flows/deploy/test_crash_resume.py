@@ -261,3 +261,31 @@ async def test_a_crash_while_dropping_a_cancelled_deploy_s_candidate_is_resumed_
 
 async def _gone(sandbox: Sandbox, branch: str) -> bool:
     return branch not in sandbox.github.branches()
+
+
+async def test_a_crash_while_an_alarm_rolls_the_deploy_back_is_resumed_and_rolls_back_once(
+        make_train: Callable[..., Train], engine_process: Callable[..., subprocess.Popen]) -> None:
+    watched = {"deploy": {"alarms": ["app-5xx-rate"]}}
+    people = make_train(start=False, **watched)
+    sandbox = people.sandbox
+    sandbox.aws.create_alarm("app-5xx-rate")
+    before = people.snapshot()
+    doomed = engine_process("copy-1", **watched)
+    deploy = await people.request(people.new_pr("Serves errors"))
+    await people.reaches(deploy.id, "canary_check", within=30)
+    sandbox.github.faults.hold_after(HOLD, match=r"^PATCH .*/git/refs/heads/master$")  # the revert lands, unanswered
+    sandbox.aws.set_alarm("app-5xx-rate", "ALARM", "Threshold Crossed")
+
+    await eventually(lambda: _reverted(sandbox), within=30, what="the revert pushed")
+    doomed.kill()
+    doomed.wait(10)
+
+    resumed = make_train(owner="copy-2", lease_ttl=LEASE, **watched)
+    done = await resumed.reaches(deploy.id, "rolled_back", within=40)
+    assert done.outcome_reason == "alarm app-5xx-rate is in ALARM: Threshold Crossed"
+    assert _reverts(sandbox) == 1 and sandbox.github.writes["merges"] == 1
+    await resumed.assert_restored(before)
+
+
+async def _reverted(sandbox: Sandbox) -> bool:
+    return _reverts(sandbox) == 1
