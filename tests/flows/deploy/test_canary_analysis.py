@@ -190,3 +190,21 @@ async def test_a_deploy_watched_by_a_missing_alarm_can_still_be_rolled_back(make
     await train.press(deploy.id, "Roll back")
     await train.reaches(deploy.id, "rolled_back", within=30)
     await train.assert_restored(before)
+
+
+async def test_the_alarms_of_a_two_process_deploy_cost_one_describe_alarms_a_look(
+        make_train: Callable[..., Train]) -> None:
+    processes = {"web": {"service": "app-web", "container": "app", "alarms": ["web-canary-5xx"]},
+                 "worker": {"service": "app-worker", "container": "app", "alarms": ["worker-errors"]}}
+    train = make_train(deploy=WATCHED, processes=processes)
+    _watched(train, "app-5xx-rate", "web-canary-5xx", "worker-errors")
+    deploy = await train.request(train.new_pr("Watched three times over"))
+    await train.reaches(deploy.id, "canary_check", within=30)
+    await train.notifier.told(AlarmsRead, deploy_id=deploy.id)
+    calls, looks = train.sandbox.aws.describe_alarms_calls, train.engine.steps_run
+
+    async def looked_ten_times() -> bool:
+        return train.engine.steps_run - looks >= 10
+    await eventually(looked_ten_times, what="ten looks at the gate")
+    # one batched call per look (not one per alarm: that would be three); a look may be under way as we read
+    assert train.sandbox.aws.describe_alarms_calls - calls <= train.engine.steps_run - looks + 1
