@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from flows.notices import BuildRetried, CandidateBuildFailed, CandidateDropped
+from flows.views import DeployView
 from integrations.outside import PermanentError
 from tests.fixtures.world import ADMIN, EMERGENCY, REQUESTER, Train, eventually
 
@@ -29,6 +30,13 @@ async def _candidate(train: Train, deploy_id: int, *, base: str | None = None, h
         return deploy.candidate_sha
 
     return await eventually(probe, what=f"deploy {deploy_id}'s candidate and its build")
+
+
+async def _one_at_the_gate_one_built_ahead(train: Train) -> tuple[DeployView, DeployView, str]:
+    """Two deploys queued: the first at its canary gate, the second built ahead on it (its candidate)."""
+    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
+    await train.reaches(first.id, "canary_check", within=30)
+    return first, second, await _candidate(train, second.id)
 
 
 async def _through(train: Train, deploy_id: int, user: str = REQUESTER) -> None:
@@ -69,9 +77,7 @@ async def test_a_candidate_whose_base_moved_is_dropped_and_the_deploy_merges_the
         make_train: Callable[..., Train]) -> None:
     train = make_train(deploy=SPECULATE)
     github = train.sandbox.github
-    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
-    await train.reaches(first.id, "canary_check", within=30)
-    stale = await _candidate(train, second.id)
+    first, second, stale = await _one_at_the_gate_one_built_ahead(train)
     await _through(train, first.id)
     github.push({"NOTES.md": "someone else's commit\n"}, message="A push to master")
 
@@ -165,9 +171,7 @@ async def test_a_push_to_the_base_branch_builds_the_candidate_again_on_top_of_it
         make_train: Callable[..., Train]) -> None:
     train = make_train(deploy=SPECULATE)
     github = train.sandbox.github
-    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
-    await train.reaches(first.id, "canary_check", within=30)
-    stale = await _candidate(train, second.id)
+    first, second, stale = await _one_at_the_gate_one_built_ahead(train)
 
     github.push({"NOTES.md": "someone else's commit\n"}, message="A push to master")
     pushed = github.branch_head()
@@ -184,9 +188,7 @@ async def test_a_jump_ahead_drops_the_candidate_it_passes_and_each_lands_on_the_
         make_train: Callable[..., Train]) -> None:
     train = make_train(deploy={"speculate": 2})
     github = train.sandbox.github
-    first, second = [await train.request(train.new_pr(f"Change {n}")) for n in range(2)]
-    await train.reaches(first.id, "canary_check", within=30)
-    passed = await _candidate(train, second.id)
+    first, second, passed = await _one_at_the_gate_one_built_ahead(train)
 
     hotfix = await train.request(train.new_pr("Hotfix"), EMERGENCY, jump_queue=True, reason="outage")
     on_hotfix = await _candidate(train, hotfix.id)
