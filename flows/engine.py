@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.config import TrainConfig
@@ -246,6 +247,13 @@ class Lane:
         except OutsideError as exc:
             log.warning("deploy %s needs attention in %s: %s", deploy_id, state.value, exc)
             result = StepResult(Event.RETRIES_EXHAUSTED, str(exc))
+        except OperationalError as exc:
+            # The database was busy or away for a moment (SQLite's write lock, a PostgreSQL failover): steps are
+            # resumable, so the schedule runs it again rather than leave the deploy to a person.
+            gave_up = await self._failing(deploy, TransientError("the database", str(exc.orig)))
+            if gave_up is None:
+                return
+            result = gave_up
         except Exception as exc:
             # Logged once, with its traceback: the deploy waits for a person, so the step does not run again.
             log.exception("deploy %s: its %s step failed unexpectedly", deploy_id, state.value)
