@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark, each in a process of its own, and write `bench/RESULTS.md` with every
-figure beside its target. Takes about twelve minutes (`bench.waiting` waits for builds and rollouts at real
-durations for about four, `bench.speculation` runs five trains of eight deploys for about four); each benchmark also
+figure beside its target. Takes about fifteen minutes (`bench.waiting` waits for builds and rollouts at real
+durations for about four, `bench.speculation` runs five trains of eight deploys for about four,
+`bench.alarms` twelve deploys rolled back by an alarm for about three); each benchmark also
 runs alone (`python -m bench.<name>`).
 """
 
@@ -17,16 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, deploys, scale, speculation, trains, waiting
+from bench import ack_latency, alarms, deploys, scale, speculation, trains, waiting
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FIXES = Path(__file__).with_name("FIXES.md")  # what the numbers showed and what was changed, before/after
 BENCHES = (("ack_latency", ack_latency.report), ("deploys", deploys.report), ("scale", scale.report),
-           ("waiting", waiting.report), ("trains", trains.report), ("speculation", speculation.report))
+           ("waiting", waiting.report), ("trains", trains.report), ("speculation", speculation.report),
+           ("alarms", alarms.report))
 TIMEOUT = 300  # seconds per benchmark; the first three take about two minutes together
 # real-duration builds and rollouts: about four minutes (trains: about three); speculation: five runs of eight
 # deploys, about four
-TIMEOUTS = {"waiting": 540, "speculation": 420}
+TIMEOUTS = {"waiting": 540, "speculation": 420, "alarms": 420}
 
 
 def run(name: str, workdir: Path) -> tuple[dict[str, Any], float]:
@@ -213,6 +215,21 @@ def speculation_rows(s: dict[str, Any]) -> list[str]:
     return rows
 
 
+def alarms_rows(a: dict[str, Any]) -> list[str]:
+    """Section 10: canary analysis, an alarm in ALARM acted on within one poll (DESIGN §9)."""
+    poll, rows = a["poll"], []
+    for phase, name in (("gate", "at the canary gate"), ("rollout", "during the rolling update")):
+        values = a["reaction"][phase]
+        rows.append(_row(f"10. Alarm goes to ALARM {name} → the product's first move back in ECS, "
+                         f"{values['count']} deploys, deploy.poll {poll:g} s (p50 / max)",
+                         f"{_s(values['p50'])} / {_s(values['max'])}", f"p50 ≤ {poll:g} s (one poll)",
+                         values["p50"] <= poll))
+    rows.append(_row("10. Every deploy rolled back, its reason naming the alarm",
+                     f"{', '.join(a['states'])}; {'yes' if a['reasons_name_the_alarm'] else 'no'}",
+                     "rolled_back; yes", a["states"] == ["rolled_back"] and a["reasons_name_the_alarm"]))
+    return rows
+
+
 def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[str]:
     rows = ["| figure | measured | target | met |", "|---|---|---|---|"]
     acks = ack["all"]["all"]
@@ -263,6 +280,7 @@ def main() -> None:
         *waiting_rows(figures["waiting"]),
         *trains_rows(figures["trains"]),
         *speculation_rows(figures["speculation"]),
+        *alarms_rows(figures["alarms"]),
         "",
         "Views are timed as the functions their Slack handler calls (reading the database and rendering), "
         "without Slack's side; reaction and overhead figures come from the emulators' own timestamps "

@@ -31,7 +31,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deploy import cards
-from bot.deploy.messages import DirectMessage, direct_message, thread_reply
+from bot.deploy.messages import DirectMessage, direct_message, gate_status, thread_reply
 from bot.home import HomePublisher
 from bot.metrics import Metrics
 from bot.pea.messages import PeaMessage, pea_message
@@ -91,6 +91,13 @@ def _text_of(blocks: list[dict[str, Any]]) -> str:
 def _page(train: TrainFlows, deploy: DeployView) -> str | None:
     """The deploy's page on the dashboard, when `web.url` is set."""
     return train.config.web.deploy_page(deploy.id) if train.config.web else None
+
+
+def _with_live(blocks: list[dict[str, Any]], deploy_id: int, live: str | None) -> list[dict[str, Any]]:
+    """A DM's blocks with its live status (what `gate_status` says now) right after its words, or without one."""
+    block_id = f"deploy{deploy_id}_dm_live"
+    kept = [b for b in blocks if b.get("block_id") != block_id]
+    return kept if live is None else [kept[0], section(live, block_id=block_id), *kept[1:]]
 
 
 def _plain(text: str) -> str:
@@ -190,7 +197,7 @@ class SlackSink:
                 if wait > 0:
                     return Delivered(again_in=wait)
                 await self._edit_card(train, deploy, card)
-            await self._retire_dm(deploy)
+            await self._settle_dm(train, deploy)
         except _Transient as exc:
             raise exc.after(done) from None
         if self.home is not None:
@@ -212,7 +219,7 @@ class SlackSink:
                 queue = await self._queue_view(flows, fresh=True)
             entry, train = queue.entry(deploy.id), queue.train
             self._queue_lines[deploy.id] = cards.queue_line(entry, train)
-        return (cards.card_blocks(deploy, entry=entry, train=train, page=_page(flows, deploy)),
+        return (cards.card_blocks(deploy, entry=entry, train=train, page=_page(flows, deploy), config=flows.config),
                 cards.fallback_text(cards.shown(deploy, entry)))
 
     async def _post_card(self, train: TrainFlows, deploy: DeployView) -> tuple[str, str] | None:
@@ -256,31 +263,46 @@ class SlackSink:
         if page:  # every DM links the deploy's whole story (DESIGN §10)
             where += f" · {link(page, 'its page on the dashboard')}"
         blocks = [section(dm.text), context(where)]
-        buttons = None
+        buttons, live = None, None
         if dm.offered is not None:
             if deploy.state is dm.offered and deploy.needs_attention == dm.needs_attention:
-                buttons = cards.actions(deploy, dm.offered, needs_attention=dm.needs_attention,
-                                        block_id=f"deploy{deploy.id}_dm_actions")
+                buttons = self._dm_buttons(deploy, dm.offered, dm.needs_attention)
+                live = None if dm.needs_attention else gate_status(deploy, train.config)
             else:
                 blocks.append(context(f"This has moved on: the deploy is now `{deploy.state.label}`."))
-        posted = await self._slack("chat.postMessage", channel=deploy.requester, text=_plain(dm.text),
+        blocks = _with_live(blocks, deploy.id, live)
+        posted = await self._slack("chat.postMessage", channel=deploy.requester, text=_plain(_text_of(blocks)),
                                    blocks=[*blocks, buttons] if buttons else blocks, unfurl_links=False)
         if posted is None or buttons is None or dm.offered is None:
             return
-        await self._retire_dm(deploy, always=True)
+        await self._settle_dm(train, deploy, always=True)
         await self.store.keep_message(_dm_key(deploy.id), posted["channel"], posted["ts"],
-                                      {"blocks": blocks, "state": dm.offered.value,
+                                      {"blocks": blocks, "live": live, "state": dm.offered.value,
                                        "needs_attention": dm.needs_attention})
 
-    async def _retire_dm(self, deploy: DeployView, *, always: bool = False) -> None:
-        """Take the buttons off the latest DM once its step is over (always: a newer DM has them now)."""
+    @staticmethod
+    def _dm_buttons(deploy: DeployView, state: State, needs_attention: bool) -> dict[str, Any] | None:
+        return cards.actions(deploy, state, needs_attention=needs_attention, block_id=f"deploy{deploy.id}_dm_actions")
+
+    async def _settle_dm(self, train: TrainFlows, deploy: DeployView, *, always: bool = False) -> None:
+        """Take the buttons off the latest DM once its step is over (always: a newer DM has them now); while
+        its step lasts, keep what it shows of the canaries and alarms current, edited in place."""
         ref = await self.store.message(_dm_key(deploy.id))
         if ref is None:
             return
+        blocks = ref.data.get("blocks") or []
         if not always and deploy.state.value == ref.data.get("state") \
                 and deploy.needs_attention == ref.data.get("needs_attention"):
+            live = None if deploy.needs_attention else gate_status(deploy, train.config)
+            if live == ref.data.get("live"):
+                return
+            blocks = _with_live(blocks, deploy.id, live)
+            buttons = self._dm_buttons(deploy, deploy.state, deploy.needs_attention)
+            await self._slack("chat.update", channel=ref.channel, ts=ref.ts, text=_plain(_text_of(blocks)),
+                              blocks=[*blocks, buttons] if buttons else blocks)
+            await self.store.keep_message(_dm_key(deploy.id), ref.channel, ref.ts,
+                                          {**ref.data, "blocks": blocks, "live": live})
             return
-        blocks = ref.data.get("blocks") or []
         now = " see the latest message" if always else f" the deploy is now `{deploy.state.label}`"
         await self._slack("chat.update", channel=ref.channel, ts=ref.ts, text=_plain(_text_of(blocks)),
                           blocks=[*blocks, context(f"This step is over:{now}.")])

@@ -151,7 +151,8 @@ class HomePublisher:
         deploy = queue.in_flight
         if deploy is not None:
             page = flows.config.web.deploy_page(deploy.id) if flows.config.web else None
-            blocks += cards.card_blocks(deploy, with_buttons=flows.deploys.may_act(user_id, deploy), page=page)
+            blocks += cards.card_blocks(deploy, with_buttons=flows.deploys.may_act(user_id, deploy), page=page,
+                                       config=flows.config)
         else:
             blocks.append(section("_Nothing is deploying right now._"))
 

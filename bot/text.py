@@ -101,10 +101,3 @@ def when(moment: datetime | str | None, style: str = "{time_secs}") -> str:
         moment = datetime.fromisoformat(moment)
     aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
     return f"<!date^{int(aware.timestamp())}^{style}|{aware:%Y-%m-%d %H:%M:%S} UTC>"
-
-
-def commit_url(pr_url: str | None, sha: str) -> str | None:
-    """The web page of a commit, from the pull request's page (`.../pull/12` → `.../commit/<sha>`)."""
-    if not pr_url or "/pull/" not in pr_url:
-        return None
-    return pr_url.rsplit("/pull/", 1)[0] + f"/commit/{sha}"

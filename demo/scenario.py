@@ -36,6 +36,7 @@ from sandbox.world import RepoSpec, Sandbox, SandboxSpec
 ALICE, BOB, CAROL, ADMIN, EMERGENCY = "U0ALICE", "U0BOB", "U0CAROL", "U0ADMIN", "U0EMERGENCY"
 PROCESSES = {"web": "app-web", "worker": "app-worker"}
 PEAS = ("sweet-pea", "chick-pea", "snow-pea")
+ALARM = "app-5xx-rate"  # the CloudWatch alarm app's deploys are watched by (DESIGN §9)
 WAIT = 30.0  # the longest any one thing in the scenario may take
 STEPS = 13  # the scenario's steps (`Demo.step` blocks in `Demo.play`), for the progress line
 # The second train's repository: its own Jenkins jobs, image, service and channel, in the same sandbox.
@@ -65,7 +66,8 @@ def app_yaml(sandbox: Sandbox) -> dict[str, Any]:
             "slack": {"channel": BILLING.channel}, "github": {"repo": BILLING.repo},
             "jenkins": {"job": "billing-master", "pr_job": "billing-pr", "build_timeout": "60s"},
             "image": billing.image_template, "ecs": {"cluster": sandbox.spec.cluster, "region": "eu-west-1"},
-            "processes": {"api": {"service": "billing-api", "container": "billing"}}, "deploy": app["deploy"]}},
+            "processes": {"api": {"service": "billing-api", "container": "billing"}},
+            "deploy": {k: v for k, v in app["deploy"].items() if k != "alarms"}}},
     }
 
 
@@ -79,7 +81,7 @@ def _app_train(sandbox: Sandbox) -> dict[str, Any]:
         "ecs": {"cluster": sandbox.spec.cluster, "region": "eu-west-1"},
         "processes": {name: {"service": service, "container": "app"} for name, service in PROCESSES.items()},
         "deploy": {"canary_tasks": 1, "batch_percent": 25, "canary_reminder": "10m", "confirm_timeout": "15m",
-                   "rollout_timeout": "60s", "tick": "200ms", "poll": "200ms"},
+                   "rollout_timeout": "60s", "tick": "200ms", "poll": "200ms", "alarms": [ALARM]},
         "peas": {"cluster": sandbox.spec.pea_cluster, "names": list(PEAS), "service": "pea-{pea}-{process}",
                  "url": "https://{pea}.dev.acme.com", "lease": "1h"},
         "permissions": {"deployers": [], "emergency": [EMERGENCY], "admins": [ADMIN]},
@@ -324,8 +326,8 @@ class Demo:
             self._runs(deploy.merge_sha)
             completed_sha = deploy.merge_sha
 
-        async with self.step(f"#{greeting} lands its build ahead; carol rolls back at the canary gate, the merge is "
-                             "reverted"):
+        async with self.step(f"#{greeting} lands its build ahead; its canary serves errors: the alarm rolls it back "
+                             "by itself, the merge is reverted"):
             await self.thread_saying(greeting, "Landed (a fast-forward to the commit built ahead)")
             # bob's PR is built ahead on top of carol's, which is in flight now
             await self.built_ahead(checkout, greeting)
@@ -333,8 +335,15 @@ class Demo:
             # commit not known yet. The sandbox's Jenkins holds app-master's queue (no executor free) until that
             # commit is known and scripted, so its build, and only its, goes red once (the revert's is green).
             self.sandbox.jenkins.delay_queue("app-master", None)
-            await self.clicks(CAROL, "Roll back", await self.dm(CAROL, "Roll back", greeting), "in her DM")
+            await self.dm(CAROL, "Roll back", greeting)  # at the canary gate, carol looking at her canaries
+            self.screen.person(CAROL, f"looks at her canaries: the web canary answers 5xx, and CloudWatch puts {ALARM} "
+                                      "in ALARM")
+            self.sandbox.aws.set_alarm(ALARM, "ALARM", "Threshold Crossed: 1 datapoint [12.0] was greater than the "
+                                                       "threshold (5.0)")
             deploy = await self.reaches(greeting, "rolled_back")
+            check(f"alarm {ALARM} is in ALARM" in (deploy.outcome_reason or ""), deploy.outcome_reason)
+            await self.dm_saying(CAROL, "is being rolled back by itself")
+            self.sandbox.aws.set_alarm(ALARM, "OK", "Threshold not crossed: app's 5xx rate is back to 0.1%")
             check(deploy.landed_ahead, f"#{greeting} did not land its build ahead")
             check(deploy.revert_sha, "no revert commit recorded")
             main = github.files_at(self.sandbox.spec.base_branch)["app/main.py"]
@@ -477,10 +486,13 @@ def _seconds(start: datetime | None, end: datetime | None) -> str:
 
 
 def demo_sandbox() -> Sandbox:
-    """The demo's world, started: app's repository with its peas' services, and billing's."""
+    """The demo's world, started: app's repository with its peas' services and the alarm its deploys are watched
+    by, and billing's."""
     pea_services = tuple(f"pea-{pea}-{process}" for pea in PEAS for process in PROCESSES)
-    return Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5,
-                               more=(BILLING,))).start()
+    sandbox = Sandbox(SandboxSpec(pea_services=pea_services, step_interval=0.4, build_duration=0.5,
+                                  more=(BILLING,))).start()
+    sandbox.aws.create_alarm(ALARM, reason="Threshold not crossed: app's 5xx rate is 0.1%")
+    return sandbox
 
 
 async def demo(keep: bool = False) -> int:

@@ -7,21 +7,19 @@ Pure functions of views and of the train's configuration; nothing here reads a d
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
-from urllib.parse import quote
 
 from flows.config import TrainConfig
 from flows.deploy.machine import State
+from flows.links import commit_url, service_url, task_definition_url
 from flows.views import AuditView, DeployView
 
 # The happy path a deploy walks, for its progress ("step 4 of 7").
 PATH = (State.QUEUED, State.MERGING, State.BUILDING, State.CANARYING, State.CANARY_CHECK, State.ROLLING_OUT,
         State.AWAITING_CONFIRMATION, State.COMPLETED)
-_ARN = re.compile(r"^arn:aws[\w-]*:ecs:(?P<region>[\w-]+):\d+:task-definition/(?P<family>[\w-]+):(?P<rev>\d+)$")
 _COMMIT_KEYS = frozenset({"merge_sha", "revert_sha", "head_sha", "sha", "candidate_sha"})
 _URL_KEYS = frozenset({"build_url", "manual_url", "pull_request", "url"})
 _TASK_DEFINITION_KEYS = frozenset({"task_definition", "copied_from", "old_td", "new_td"})
@@ -76,32 +74,6 @@ def jsonable(value: Any) -> Any:
 
 
 # -- links --------------------------------------------------------------------------------------
-
-def commit_url(pr_url: str | None, sha: str) -> str | None:
-    """A commit's page, from its pull request's (`.../pull/12` → `.../commit/<sha>`)."""
-    if not pr_url or "/pull/" not in pr_url:
-        return None
-    return pr_url.rsplit("/pull/", 1)[0] + f"/commit/{quote(sha)}"
-
-
-def task_definition_url(arn: str) -> str | None:
-    """A task definition revision in the ECS console, from its ARN."""
-    match = _ARN.match(arn)
-    if match is None:
-        return None
-    region = match["region"]
-    return (f"https://{region}.console.aws.amazon.com/ecs/v2/task-definitions/{match['family']}/{match['rev']}"
-            f"/containers?region={region}")
-
-
-def service_url(config: TrainConfig, service: str, cluster: str | None = None) -> str | None:
-    """A service in the ECS console (None when the train's region is left to AWS's configuration)."""
-    region = config.region
-    if region is None:
-        return None
-    return (f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{quote(cluster or config.ecs.cluster)}"
-            f"/services/{quote(service)}/health?region={region}")
-
 
 def outside_link(key: str, value: Any, deploy: DeployView, config: TrainConfig) -> str | None:
     """Where an outside id of the audit trail (or an undo step) leads, if anywhere."""

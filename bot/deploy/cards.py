@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.text import (
-    commit_url,
     context,
     escape,
     human_duration,
@@ -24,8 +23,10 @@ from bot.text import (
     user,
     when,
 )
+from flows.config import TrainConfig
 from flows.deploy.machine import WATCHED, Event, State, Transition
 from flows.flowchart import Actor
+from flows.links import alarm_url, commit_url, service_url
 from flows.views import DeployView, QueueEntry, TrainView
 
 ACTION_PREFIX = "deploy_"
@@ -204,14 +205,19 @@ def built_ahead(deploy: DeployView) -> str | None:
 _ALARM_EMOJI = {"OK": ":large_green_circle:", "ALARM": ":red_circle:", "INSUFFICIENT_DATA": ":white_circle:"}
 
 
-def alarm_line(states: tuple[tuple[str, str], ...]) -> str:
-    """`🟢 app-5xx-rate OK · ⚪ app-p99 INSUFFICIENT_DATA`: each watched alarm and its state (DESIGN §9)."""
-    return " · ".join(f"{_ALARM_EMOJI.get(state, ':grey_question:')} `{escape(name)}` {state}"
+def alarm_line(states: tuple[tuple[str, str], ...], config: TrainConfig | None = None) -> str:
+    """`🟢 app-5xx-rate OK · ⚪ app-p99 INSUFFICIENT_DATA`: each watched alarm and its state (DESIGN §9), each
+    name a link to the alarm in the AWS console when `config` says the region."""
+    def name_of(name: str) -> str:
+        url = alarm_url(config, name) if config is not None else None
+        return link(url, name) if url else f"`{escape(name)}`"
+    return " · ".join(f"{_ALARM_EMOJI.get(state, ':grey_question:')} {name_of(name)} {state}"
                       for name, state in states)
 
 
-def canary_health(deploy: DeployView) -> str | None:
-    """`web canary 1/1 running, 1 healthy target · worker canary 1/1 running` while the canaries are up."""
+def canary_health(deploy: DeployView, config: TrainConfig | None = None) -> str | None:
+    """`web canary 1/1 running, 1 healthy target · worker canary 1/1 running` while the canaries are up, each
+    canary a link to its service in the AWS console when `config` says the region."""
     if deploy.state not in (State.CANARYING, State.CANARY_CHECK):
         return None
     said = []
@@ -220,14 +226,15 @@ def canary_health(deploy: DeployView) -> str | None:
             continue
         running, desired, healthy = target.canary_health
         targets = "" if healthy is None else f", {healthy} healthy target{'s' if healthy != 1 else ''}"
-        said.append(f"{target.process} canary {running}/{desired} running{targets}")
+        url = service_url(config, target.canary) if config is not None and target.canary else None
+        said.append(f"{link(url, f'{target.process} canary')} {running}/{desired} running{targets}")
     return " · ".join(said) or None
 
 
-def _alarms(deploy: DeployView) -> str | None:
+def _alarms(deploy: DeployView, config: TrainConfig | None) -> str | None:
     if not deploy.alarms or deploy.state not in WATCHED:
         return None
-    return f"Alarms: {alarm_line(deploy.alarms)}"
+    return f"Alarms: {alarm_line(deploy.alarms, config)}"
 
 
 def _times(count: int) -> str:
@@ -274,9 +281,11 @@ def _progress(deploy: DeployView) -> str | None:
 
 
 def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: TrainView | None = None,
-                with_buttons: bool = True, page: str | None = None) -> list[dict[str, Any]]:
+                with_buttons: bool = True, page: str | None = None,
+                config: TrainConfig | None = None) -> list[dict[str, Any]]:
     """The deploy's card: what, who, where it is (with its timeline), links and the buttons valid now (`entry`:
-    its place in a read of the queue; `page`: its page on the dashboard)."""
+    its place in a read of the queue; `page`: its page on the dashboard; `config`: its train's, for links to the
+    AWS console)."""
     deploy = shown(deploy, entry)
     prefix = f"deploy{deploy.id}"
     blocks = [section(f"{title(deploy)}\n" + "\n".join(_status(deploy, entry, train)), block_id=f"{prefix}_head")]
@@ -286,7 +295,7 @@ def card_blocks(deploy: DeployView, *, entry: QueueEntry | None = None, train: T
     progress = _progress(deploy)
     if progress:
         blocks.append(section(progress, block_id=f"{prefix}_progress"))
-    health = "\n".join(line for line in (canary_health(deploy), _alarms(deploy)) if line)
+    health = "\n".join(line for line in (canary_health(deploy, config), _alarms(deploy, config)) if line)
     if health:
         blocks.append(section(health, block_id=f"{prefix}_health"))
     if deploy.notes:

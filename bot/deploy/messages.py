@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.deploy.cards import alarm_line, canary_health, what_to_press
-from bot.text import commit_url, escape, eta, human_duration, link, shorten, user
+from bot.text import escape, eta, human_duration, link, shorten, user
 from flows.config import TrainConfig, format_duration
 from flows.deploy.machine import Event, State
+from flows.links import commit_url
 from flows.notices import (
     AlarmsRead,
     BranchUpdating,
@@ -69,7 +70,7 @@ def thread_reply(notice: DeployNotice, deploy: DeployView, config: TrainConfig) 
     if isinstance(notice, CandidateDropped):
         return f":wastebasket: Its build ahead was dropped ({escape(notice.why)}); its branch is deleted."
     if isinstance(notice, AlarmsRead):
-        return f":bar_chart: Alarms: {alarm_line(notice.states)}."
+        return f":bar_chart: Alarms: {alarm_line(notice.states, config)}."
     if isinstance(notice, BuildRetried):
         what = "Its build ahead" if notice.ahead else "Build"
         return (f":repeat: {what} {_build(deploy, notice.number, notice.url)} was red: started again by itself "
@@ -165,6 +166,19 @@ def _canary_traffic(deploy: DeployView) -> str:
     return "; ".join(said)
 
 
+def gate_status(deploy: DeployView, config: TrainConfig) -> str | None:
+    """What a DM at the canary gate keeps current while the requester decides (DESIGN §9): each canary's tasks and
+    healthy targets, and each watched alarm's state, linked to the AWS console."""
+    if deploy.state is not State.CANARY_CHECK:
+        return None
+    health = canary_health(deploy, config)
+    lines = [f"{health}."] if health else []
+    if deploy.alarms:
+        lines.append(f"Alarms: {alarm_line(deploy.alarms, config)} (watched until it is done: one in ALARM rolls it "
+                     "back by itself).")
+    return "\n".join(lines) or None
+
+
 def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig) -> DirectMessage | None:
     """The DM the requester gets about `notice`, if any."""
     title = f"#{deploy.pr_number} {escape(shorten(deploy.pr_title or '', 150))}"
@@ -204,11 +218,7 @@ def direct_message(notice: DeployNotice, deploy: DeployView, config: TrainConfig
         return DirectMessage(f":x: *The build failed* for {title}: {reason}.\n*Retry build* starts it again; "
                              "*Roll back* reverts the merge.", State.BUILD_FAILED)
     if event is Event.CANARIES_UP:
-        health = canary_health(deploy)
-        alarms = (f"\n{health}." if health else "") + (
-            f"\nAlarms: {alarm_line(deploy.alarms)} (watched until it is done: one in ALARM rolls it back by "
-            "itself)." if deploy.alarms else "")
-        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.{alarms}\n"
+        return DirectMessage(f":hatching_chick: *Canaries are up* for {title}: {_canary_traffic(deploy)}.\n"
                              "Check them, then *Proceed* to roll out everywhere or *Roll back*.", State.CANARY_CHECK)
     if event is Event.ROLLOUT_DONE:
         return DirectMessage(f":rocket: *Rolled out*: {title} runs on every process. Check production, then press "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.text import commit_url, context, escape, link, plain, section, shorten, user, when
+from bot.text import context, escape, link, plain, section, shorten, user, when
+from flows.links import commit_url
 from flows.pea.machine import BUTTONS, PeaState, Stale
 from flows.views import PeaView
 

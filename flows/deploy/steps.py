@@ -286,7 +286,7 @@ def _built_red_ahead(ctx: StepContext, deploy: Deploy) -> str | None:
     if result is None or result == "SUCCESS" or deploy.skip_build:
         return None
     return (f"its build ahead, #{deploy.candidate_build_number}, ended {result}: push a fix to "
-            f"#{deploy.pr_number} and /deploy it again")
+            f"#{deploy.pr_number} and ask to deploy it again")
 
 
 # -- merging ------------------------------------------------------------------------------------

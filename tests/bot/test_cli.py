@@ -109,7 +109,8 @@ def test_the_demo_runs_end_to_end_and_exits_0() -> None:
     assert "every step ended as expected" in out
     # Not a terminal: a plain transcript of what people saw in Slack, then the summary.
     for seen in ("alice picks", "emergency types /deploy", "only alice sees: Only people on the emergency list",
-                 "bob clicks [Retry build]", "carol clicks [Roll back]", "rolling out", "▓",
+                 "bob clicks [Retry build]", "CloudWatch puts app-5xx-rate in", "Rolling back automatically: alarm",
+                 "is being rolled back by itself from canary check", "rolling out", "▓",
                  "is up at https://sweet-pea.dev.acme.com", "You released", 'Revert "Merge pull request #3',
                  "alice types /deploy 1 in her DM", "which train?", "alice types /deploy 1 in #billing",
                  "clicks [Proceed] on the card in #billing"):

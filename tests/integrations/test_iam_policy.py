@@ -44,6 +44,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 POLICY_HEADING = "### 2. AWS permissions"
 TEAM_TAGS = [{"key": "team", "value": "checkout"}, {"key": "managed-by", "value": "terraform"}]
 TASK_ROLE = "arn:aws:iam::123456789012:role/app-task"
+WATCHED = "app-5xx-rate"  # the alarm the train's deploys are watched by
 _REGISTERED = ("family", "containerDefinitions", "networkMode", "requiresCompatibilities", "cpu", "memory",
                "executionRoleArn")
 
@@ -303,7 +304,8 @@ def _terraform(sandbox: Sandbox) -> None:
 async def both(make_pool: Callable[..., Pool]) -> AsyncIterator[tuple[Pool, Train]]:
     """A train with peas (its engine not started yet), on a sandbox set up as Terraform would have it; the pool
     for its pea helpers."""
-    pool = make_pool()
+    pool = make_pool(deploy={"alarms": [WATCHED]})  # its deploys watched by an alarm, as ECS's rollouts are then
+    pool.sandbox.aws.create_alarm(WATCHED)
     _terraform(pool.sandbox)
 
     async def steady() -> bool:
@@ -323,6 +325,16 @@ async def _run_the_product(pool: Pool, train: Train) -> None:
     await train.reaches(first.id, "awaiting_confirmation", within=30)
     await train.press(first.id, "Done")
     await train.reaches(first.id, "completed")
+
+    bad = await train.request(train.new_pr("Serves errors"))  # its alarm goes off while ECS watches it too
+    await train.reaches(bad.id, "canary_check", within=30)
+    pool.sandbox.aws.alarm_bake_steps = 10_000
+    await train.press(bad.id, "Proceed")
+    await train.reaches(bad.id, "rolling_out", within=30)
+    pool.sandbox.aws.set_alarm(WATCHED, "ALARM", "Threshold Crossed")
+    await train.reaches(bad.id, "rolled_back", within=30)
+    pool.sandbox.aws.set_alarm(WATCHED, "OK")
+    pool.sandbox.aws.alarm_bake_steps = 0
 
     second = await train.request(train.new_pr("Risky change"), EMERGENCY, skip_build=True, reason="site down")
     await train.reaches(second.id, "canary_check", within=30)

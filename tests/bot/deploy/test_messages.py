@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.deploy.messages import direct_message
+from bot.deploy.messages import direct_message, gate_status
 from flows.config import load_config
 from flows.deploy.machine import Event, State
 from flows.notices import CandidateBuildFailed, Moved, YoureNext
@@ -76,6 +76,14 @@ def test_the_canary_dm_shows_each_canary_s_health_and_each_watched_alarm_and_its
         targets={"web": {"service": "app-web", "canary": "app-web-canary", "canary_health": [1, 1, 1]}},
         alarm_states={"app-5xx-rate": "OK", "app-p99": "INSUFFICIENT_DATA"}))
     message = direct_message(UP, deploy, CONFIG)
-    assert message is not None
-    assert "web canary 1/1 running, 1 healthy target" in message.text
-    assert ":large_green_circle: `app-5xx-rate` OK · :white_circle: `app-p99` INSUFFICIENT_DATA" in message.text
+    assert message is not None and "Canaries are up" in message.text
+    status = gate_status(deploy, CONFIG)  # beside the words, kept current while the requester decides
+    assert status is not None
+    region = CONFIG.region
+    console = f"https://{region}.console.aws.amazon.com"
+    assert (f"<{console}/ecs/v2/clusters/{CONFIG.ecs.cluster}/services/app-web-canary/health?region={region}|web "
+            "canary> 1/1 running, 1 healthy target") in status
+    assert (f":large_green_circle: <{console}/cloudwatch/home?region={region}#alarmsV2:alarm/app-5xx-rate|"
+            f"app-5xx-rate> OK · :white_circle: <{console}/cloudwatch/home?region={region}#alarmsV2:alarm/app-p99|"
+            "app-p99> INSUFFICIENT_DATA") in status
+    assert gate_status(at_the_gate({}), CONFIG) is None  # nothing to show: no canary read, no alarm watched

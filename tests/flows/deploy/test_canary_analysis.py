@@ -51,6 +51,7 @@ async def test_an_alarm_during_the_rollout_rolls_it_back_and_ecs_watches_the_sam
         make_train: Callable[..., Train]) -> None:
     train = make_train(deploy=WATCHED)
     _watched(train, "app-5xx-rate")
+    before = train.snapshot()
     train.sandbox.aws.alarm_bake_steps = 10_000  # ECS bakes a rollout it watches: it stays in progress
     deploy = await train.request(train.new_pr("Breaks under load"))
     await train.reaches(deploy.id, "canary_check", within=30)
@@ -70,9 +71,7 @@ async def test_an_alarm_during_the_rollout_rolls_it_back_and_ecs_watches_the_sam
     rolled = await train.reaches(deploy.id, "rolled_back", within=30)
     assert rolled.rollback_from == "rolling_out"
     assert "app-5xx-rate" in (rolled.outcome_reason or "") and "ALARM" in (rolled.outcome_reason or "")
-    for service in ("app-web", "app-worker"):  # ECS's own alarm rollback and ours agree on the old revision
-        assert "alarms" not in train.sandbox.aws.service("production", service)["deploymentConfiguration"] or \
-            not train.sandbox.aws.service("production", service)["deploymentConfiguration"]["alarms"]["enable"]
+    train.assert_configured_as(before)  # ECS's own alarm rollback and ours agree: the alarms are off again
 
 
 @takes((S.AWAITING_CONFIRMATION, E.ALARM))
@@ -208,3 +207,37 @@ async def test_the_alarms_of_a_two_process_deploy_cost_one_describe_alarms_a_loo
     await eventually(looked_ten_times, what="ten looks at the gate")
     # one batched call per look (not one per alarm: that would be three); a look may be under way as we read
     assert train.sandbox.aws.describe_alarms_calls - calls <= train.engine.steps_run - looks + 1
+
+
+async def test_a_rollout_ecs_stops_for_its_own_alarm_is_rolled_back_like_a_circuit_breaker_failure(
+        make_train: Callable[..., Train]) -> None:
+    train = make_train(deploy=WATCHED)
+    _watched(train, "app-5xx-rate")
+    before = train.snapshot()
+    train.sandbox.aws.alarm_bake_steps = 10_000  # ECS bakes the rollout it watches: it stays in progress
+    deploy = await train.request(train.new_pr("Breaks while nobody looks"))
+    await train.reaches(deploy.id, "canary_check", within=30)
+    await train.press(deploy.id, "Proceed")
+    await train.reaches(deploy.id, "rolling_out", within=30)
+
+    async def rollout_watched() -> bool:
+        configured = train.sandbox.aws.service("production", "app-web")["deploymentConfiguration"]
+        return bool((configured.get("alarms") or {}).get("enable"))
+    await eventually(rollout_watched, what="the rolling update")
+
+    # The train is down while the alarm fires and clears again: only ECS saw it, and stopped the rollout.
+    await train.engine.stop()
+    train.sandbox.aws.set_alarm("app-5xx-rate", "ALARM", "Threshold Crossed")
+
+    async def stopped_by_ecs() -> bool:
+        deployments = train.sandbox.aws.service("production", "app-web")["deployments"]
+        return any(d.get("rolloutState") == "FAILED" for d in deployments)
+    await eventually(stopped_by_ecs, what="ECS's deployment alarm")
+    train.sandbox.aws.set_alarm("app-5xx-rate", "OK", "Threshold no longer crossed")
+
+    back = make_train(database=train.database, deploy=WATCHED)
+    rolled = await back.reaches(deploy.id, "rolled_back", within=30)
+    assert rolled.rollback_from == "rolling_out"
+    assert "alarm app-5xx-rate" in (rolled.outcome_reason or "") and "ECS" in (rolled.outcome_reason or "")
+    await back.notifier.told(Moved, deploy_id=deploy.id, event=Event.ROLLOUT_FAILED)
+    await back.assert_restored(before)
