@@ -236,6 +236,12 @@ def table(ack: dict[str, Any], dep: dict[str, Any], sc: dict[str, Any]) -> list[
     rows.append(_row(f"1. Ack latency, {acks['count']} acks (p50 / p99 / max)",
                      f"{_ms(acks['p50'])} / {_ms(acks['p99'])} / {_ms(acks['max'])}", "p99 < 100 ms",
                      acks["p99"] < 100))
+    polled = ack["with_browsers"]
+    with_browsers, served = polled["all"]["all"], polled["dashboard_requests"]
+    rows.append(_row(f"1. Ack latency, the same run with {polled['browsers']} browsers polling the dashboard "
+                     f"({served['count']} requests, p99 {_ms(served['p99'])}) (p50 / p99 / max)",
+                     f"{_ms(with_browsers['p50'])} / {_ms(with_browsers['p99'])} / {_ms(with_browsers['max'])}",
+                     "p99 < 100 ms, as without", with_browsers["p99"] < 100))
     names = {"build_to_canary": "build green → canary task definition registered",
              "proceed_to_update": "Proceed click → first UpdateService",
              "rollout_to_card": "rollout complete in ECS → card says so"}

@@ -7,24 +7,35 @@ for the opening burst (everyone queues a deploy at the same instant), then for t
 Target: p99 under 100 ms (Slack's limit is 3 s). Bounded: a fixed number of actions per person,
 then it stops by itself (about half a minute).
 
-    .venv/bin/python -m bench.ack_latency [--people 50] [--rounds 20] [--latency 0.2]
+The same run is then played again with 10 browsers on the web dashboard (DESIGN §10), each as its page's
+script does it: its JSON every second, and the page itself again whenever that changed (taken here as every
+time, the worst case): the acks must not slow down (issue 17: ack p99 unchanged while browsers poll).
+
+    .venv/bin/python -m bench.ack_latency [--people 50] [--rounds 20] [--latency 0.2] [--browsers 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 from collections import defaultdict
 from typing import Any
 
-from bench.common import config_for, people, quiet, spread, start_bot_on, start_sandbox, write_json
+import aiohttp
+
+from bench.common import config_for, free_port, people, quiet, spread, start_bot_on, start_sandbox, write_json
 from bot.metrics import Metrics
 from sandbox.slack import Ack, Message
 from sandbox.world import Sandbox, SandboxSpec
 
 COMMANDS = ("queue", "help", "history", "stats", "")  # "" opens the form
+# A dashboard page and the JSON its script polls (web/static/live.js); a deploy's page is filled in per browser.
+PAGES = (("/", "/api/trains"), ("/history", "/api/history"), ("/stats", "/api/stats"),
+         ("/deploys/{id}", "/api/deploys/{id}"))
+POLL_SECONDS = 1.0  # the pages' own poll (data-poll-ms)
 
 
 def card_of(sandbox: Sandbox, pr: int) -> Message | None:
@@ -62,6 +73,22 @@ async def requesters(sandbox: Sandbox, users: list[str], done: asyncio.Event) ->
     return presses
 
 
+async def browser(base: str, page: str, api: str, done: asyncio.Event) -> list[float]:
+    """One browser on a dashboard page: its JSON every POLL_SECONDS, the page again each time; each request's
+    time (ms)."""
+    took: list[float] = []
+    async with aiohttp.ClientSession(base) as session:
+        while not done.is_set():
+            for path in (api, page):
+                began = time.perf_counter()
+                async with session.get(path) as answer:
+                    await answer.read()
+                took.append((time.perf_counter() - began) * 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), POLL_SECONDS)
+    return took
+
+
 def inside_the_bot(metrics: Metrics) -> str:
     """The bot's own view (receipt of the envelope → ack sent): upper bounds of the histogram bucket that
     holds the 50th and 99th percentile, per envelope type."""
@@ -97,11 +124,17 @@ def table(figures: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-async def main(people_count: int, rounds: int, latency: float, seed: int) -> dict[str, Any]:
-    quiet()
+async def one_run(people_count: int, rounds: int, latency: float, seed: int, browsers: int) -> dict[str, Any]:
+    """The run, with `browsers` browsers polling the dashboard throughout (0: none)."""
     users = people(people_count)
     sandbox = start_sandbox(SandboxSpec(users=users, step_interval=0.05, build_duration=0.5))
-    bot = await start_bot_on(sandbox, config_for(sandbox, deploy={"tick": "500ms"}))
+    port = free_port()
+    bot = await start_bot_on(sandbox, config_for(sandbox, deploy={"tick": "500ms"}), FATCONTROLLER_HTTP_PORT=port)
+    watching = asyncio.Event()
+    pages = [PAGES[n % len(PAGES)] for n in range(browsers)]
+    polling = [asyncio.create_task(browser(f"http://127.0.0.1:{port}", page.format(id=1 + n % 5),
+                                           api.format(id=1 + n % 5), watching))
+               for n, (page, api) in enumerate(pages)]
     try:
         prs = {user: sandbox.github.create_pr(f"Change by {name}", {f"app/{name}.py": f"# {name}\n"}, author=name)
                for user, name in users.items() if user.startswith("U0") and user[2:].isdigit()}
@@ -124,10 +157,16 @@ async def main(people_count: int, rounds: int, latency: float, seed: int) -> dic
         in_flight = [d.deploy for d in (await bot.train().deploys.queue()).entries if d.position == 0]
         finished = await bot.train().deploys.counts()
     finally:
+        watching.set()
+        requests = [ms for task in await asyncio.gather(*polling, return_exceptions=True)
+                    if isinstance(task, list) for ms in task]
         await bot.stop()
         sandbox.stop()
+    if browsers and len(requests) < browsers:
+        raise RuntimeError("the browsers could not poll the dashboard")
     acks = sandbox.slack.acks
     return {
+        "browsers": browsers, "dashboard_requests": spread(requests) if requests else None,
         "people": people_count, "rounds": rounds, "latency_ms": latency * 1000, "presses": presses, "took": took,
         "in_flight": ", ".join(f"#{d.pr_number} {d.state}" for d in in_flight) or "none",
         "states": {s: n for s, n in finished.items() if n},
@@ -136,8 +175,27 @@ async def main(people_count: int, rounds: int, latency: float, seed: int) -> dic
     }
 
 
+async def main(people_count: int, rounds: int, latency: float, seed: int, browsers: int) -> dict[str, Any]:
+    """The run without browsers, then the same run (same seed) with `browsers` polling the dashboard."""
+    quiet()
+    figures = await one_run(people_count, rounds, latency, seed, 0)
+    figures["with_browsers"] = await one_run(people_count, rounds, latency, seed, browsers)
+    return figures
+
+
 def report(figures: dict[str, Any]) -> str:
+    polled = figures["with_browsers"]
+    served = polled["dashboard_requests"]
     return "\n".join([
+        *_run_report(figures),
+        f"\nthe same run with {polled['browsers']} browsers polling the dashboard ({served['count']} page and JSON "
+        f"requests, p50 {served['p50']:.0f} ms, p99 {served['p99']:.0f} ms, max {served['max']:.0f} ms)",
+        table(polled["all"]),
+    ])
+
+
+def _run_report(figures: dict[str, Any]) -> list[str]:
+    return [
         f"{figures['people']} people, {figures['rounds']} actions each after queuing a deploy, {figures['presses']} "
         f"gate buttons pressed by requesters, outside systems +{figures['latency_ms']:.0f} ms per call; "
         f"{figures['took']:.1f}s; deploy in flight at the end: {figures['in_flight']}; deploys by state: "
@@ -150,7 +208,7 @@ def report(figures: dict[str, Any]) -> str:
         table(figures["all"]),
         "\nthe same acks timed inside the bot (without the emulator's side of the socket)",
         figures["inside"],
-    ])
+    ]
 
 
 if __name__ == "__main__":
@@ -159,8 +217,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds added to every outside call")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--browsers", type=int, default=10, help="browsers polling the dashboard in the second run")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.people, args.rounds, args.latency, args.seed))
+    figures = asyncio.run(main(args.people, args.rounds, args.latency, args.seed, args.browsers))
     print(report(figures))
     write_json(args.json, figures)

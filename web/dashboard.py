@@ -8,7 +8,10 @@ Slack, where people are known. Everything is read through the trains' public API
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +31,10 @@ from web.charts import bar_chart
 
 HERE = Path(__file__).parent
 POLL_MS = 1000  # how often a page asks whether it changed: a change shows within the 2 s DESIGN §10 allows
+# Viewers of the same page and query share one answer this long: however many browsers poll, each page costs
+# at most a few reads a second, and a change still shows within POLL_MS + SHARED_FOR (bench.ack_latency).
+SHARED_FOR = 0.5
+SHARED_PAGES = 256  # answers kept at most (history queries are many): the oldest go first
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000  # the offset stays far inside the database's integers
@@ -100,23 +107,86 @@ def _number(value: str | None, name: str, default: int, *, at_most: int | None =
     return number
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A page or JSON answer as sent, to send again to the next viewers: a Response object is sent only once."""
+
+    at: float
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+
+    def response(self) -> web.Response:
+        return web.Response(body=self.body, status=self.status, content_type=self.content_type,
+                            headers=dict(self.headers))
+
+
+class SharedAnswers:
+    """What each page and query answered lately, read once for every viewer asking within `fresh_for` seconds
+    (those asking while it is read wait for that read), so the dashboard's cost does not grow with its viewers.
+    One read at a time: the event loop is the Slack acks' too, and they must not queue behind many renders."""
+
+    def __init__(self, fresh_for: float = SHARED_FOR, kept: int = SHARED_PAGES) -> None:
+        self.fresh_for, self.kept = fresh_for, kept
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
+        self._reading: dict[str, asyncio.Future[_Answer]] = {}
+        self._one_at_a_time = asyncio.Semaphore(1)
+        self.reads = 0
+
+    def shared(self, handler: Handler) -> Handler:
+        async def answer(request: web.Request) -> web.Response:
+            return (await self._answer(request.path_qs, lambda: handler(request))).response()
+        return answer
+
+    async def _answer(self, key: str, read: Callable[[], Awaitable[web.Response]]) -> _Answer:
+        kept = self._answers.get(key)
+        if kept is not None and time.monotonic() - kept.at < self.fresh_for:
+            return kept
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._read(key, read))
+        # one viewer going away must not cancel the read the others wait for
+        return await asyncio.shield(reading)
+
+    async def _read(self, key: str, read: Callable[[], Awaitable[web.Response]]) -> _Answer:
+        try:
+            async with self._one_at_a_time:
+                self.reads += 1
+                response = await read()
+            body = response.body if isinstance(response.body, bytes) else b""
+            answer = _Answer(time.monotonic(), response.status, body, response.content_type,
+                             tuple((k, v) for k, v in response.headers.items() if k.lower() != "content-type"))
+            self._answers[key] = answer
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.kept:
+                self._answers.popitem(last=False)
+            return answer
+        finally:
+            self._reading.pop(key, None)
+
+
 class Dashboard:
     """The dashboard's routes over the trains' public API."""
 
-    def __init__(self, trains: Sequence[DashboardTrain]) -> None:
+    def __init__(self, trains: Sequence[DashboardTrain], answers: SharedAnswers | None = None) -> None:
         self.trains = {t.name: t for t in trains}
         self.templates = _environment()
+        self.answers = answers or SharedAnswers()
 
     def add_routes(self, app: web.Application) -> None:
-        router = app.router
-        router.add_get("/", self.handle_trains_page)
-        router.add_get(r"/deploys/{deploy_id:\d+}", self.handle_deploy_page)
-        router.add_get("/history", self.handle_history_page)
-        router.add_get("/stats", self.handle_stats_page)
-        router.add_get("/api/trains", self.handle_trains_api)
-        router.add_get(r"/api/deploys/{deploy_id:\d+}", self.handle_deploy_api)
-        router.add_get("/api/history", self.handle_history_api)
-        router.add_get("/api/stats", self.handle_stats_api)
+        router, shared = app.router, self.answers.shared
+        router.add_get("/", shared(self.handle_trains_page))
+        router.add_get(r"/deploys/{deploy_id:\d+}", shared(self.handle_deploy_page))
+        router.add_get("/history", shared(self.handle_history_page))
+        router.add_get("/stats", shared(self.handle_stats_page))
+        router.add_get("/api/trains", shared(self.handle_trains_api))
+        router.add_get(r"/api/deploys/{deploy_id:\d+}", shared(self.handle_deploy_api))
+        router.add_get("/api/history", shared(self.handle_history_api))
+        router.add_get("/api/stats", shared(self.handle_stats_api))
         router.add_static("/static", HERE / "static", append_version=True)
 
     # -- reading --------------------------------------------------------------------------------

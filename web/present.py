@@ -7,6 +7,7 @@ Pure functions of views and of the train's configuration; nothing here reads a d
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -55,11 +56,21 @@ def percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.0%}"
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def jsonable(value: Any) -> Any:
     """A view (a frozen dataclass) and what it holds as JSON: times in ISO UTC, durations in seconds, enums as
     their values, pairs as lists."""
+    if isinstance(value, _PLAIN) and not isinstance(value, Enum):  # most values: answered first, it is polled
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: jsonable(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, timedelta):

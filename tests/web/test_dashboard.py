@@ -5,9 +5,11 @@ and none of its secrets on any page."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,8 +30,8 @@ from storage.models import AuditEvent, Deploy, Train, UndoRecord
 from storage.trains import ensure_train
 from tests.fixtures.bot import BotWorld, settings_for
 from tests.fixtures.storage import Database
-from tests.fixtures.world import outside_for, train_config
-from web.dashboard import Dashboard
+from tests.fixtures.world import eventually, outside_for, train_config
+from web.dashboard import Dashboard, SharedAnswers
 from web.server import HttpServer
 
 PASSWORD = "correct-horse-battery-staple"
@@ -289,6 +291,27 @@ async def test_the_trains_show_the_deploy_in_flight_the_queue_with_etas_frozen_t
     assert "starts in about" in page and "Built ahead on top of #1" in page and "green" in page
     assert "Frozen by U0ADMIN" in page and "quarter end" in page and "starts once the train is unfrozen" in page
     assert "sweet-pea" in page
+
+
+async def test_viewers_polling_the_same_page_share_one_read_and_still_see_a_change_soon(seeded: Seeded) -> None:
+    answers = SharedAnswers(fresh_for=0.3)
+    server = HttpServer(live=lambda: (True, "ticking"), ready={"database": _ok}, metrics=_no_metrics, wake_job=_wake,
+                        dashboard=Dashboard(seeded.lanes, answers))
+    async with TestClient(TestServer(server.app())) as client:
+        await seeded.add(deploy(1, "completed"))
+        polls = await asyncio.gather(*(client.get("/api/history") for _ in range(10)))
+        bodies = [await answer.json() for answer in polls]
+        assert all(a.status == 200 for a in polls) and all(b == bodies[0] for b in bodies)
+        assert answers.reads == 1  # ten browsers at once: one read of the database
+        assert (await _json(client, "/api/history?state=completed"))["total"] == 1 and answers.reads == 2  # its own
+
+        await seeded.add(deploy(2, "rolled_back"))
+        began = time.monotonic()
+
+        async def shows_the_new_deploy() -> bool:
+            return (await _json(client, "/api/history"))["total"] == 2
+        await eventually(shows_the_new_deploy, what="the new deploy in the history")
+        assert time.monotonic() - began < 1.0  # within the page's poll: it shows within DESIGN §10's 2 s
 
 
 # -- the figures ------------------------------------------------------------------------------------
