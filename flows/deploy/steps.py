@@ -623,9 +623,10 @@ async def roll_out(ctx: StepContext, deploy: Deploy) -> StepResult:
             now = utcnow()
             settled = max(datetime.fromisoformat(targets[p].get("counts_at") or now.isoformat())
                           for p in deploy.processes)
-            return StepResult(wait=settling_look(now - settled, ctx.poll))
+            return StepResult(wait=_watching(ctx, deploy, settling_look(now - settled, ctx.poll)))
         typical = await ctx.typical(State.ROLLING_OUT, State.AWAITING_CONFIRMATION)
-        return StepResult(wait=next_look(_elapsed(deploy), typical, ctx.poll))
+        # a long rollout is looked at less often, but its alarms are still read every poll
+        return StepResult(wait=_watching(ctx, deploy, next_look(_elapsed(deploy), typical, ctx.poll)))
     await _tidy_after_rollout(ctx, deploy)
     return StepResult(Event.ROLLOUT_DONE)
 
