@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -43,6 +44,7 @@ class Prompt:
 
     def __init__(self, demo: Demo, console: Console) -> None:
         self.demo, self.console, self.slack = demo, console, demo.slack
+        demo.screen.whole_dms = True  # the same screen, what it has shown kept
         commands = demo.bot.config.slack.commands
         self.deploy, self.pea = commands.deploy, commands.pea
         self.slack.commands = {self.deploy, self.pea}  # so that Slack answers a mistyped one at once, as it does
@@ -69,7 +71,7 @@ class Prompt:
             f"  alice {self.deploy}             opens the form; then fill it and submit it with\n"
             f"  alice submit pr={n} processes=web,worker   (field=value..., quote values with spaces)\n"
             f"  alice close               closes the form\n"
-            f"  alice click Proceed       presses the newest [Proceed] alice can see (card, DM, home, form)\n"
+            f"  alice click Proceed       presses the newest [Proceed] alice can see (form, cards, DMs, home)\n"
             f"  alice home                opens alice's App Home and shows it\n"
             f"  help                      this again\n"
             "Press Ctrl-C to stop.")
@@ -143,36 +145,50 @@ class Prompt:
     async def _click(self, user: str, label: str) -> None:
         label = label.strip().strip("[]")
         name = self.slack.users[user]
-        seen = self.buttons_seen(user)
-        if label not in seen:
-            offered = ", ".join(f"[{b}]" for b in dict.fromkeys(seen)) or "none"
+        surface = next((s for s in self.surfaces(user) if label in self.slack.button_labels(s[1])), None)
+        if surface is None:
+            offered = ", ".join(f"[{b}]" for b in dict.fromkeys(self.buttons_seen(user))) or "none"
             raise Problem(f"{name} sees no [{label}] button. The buttons {name} can see, newest first: {offered}")
-        self.demo.screen.person(user, f"clicks [{label}]")
-        view, home = _view_id(self.slack.current_view(user)), self.slack.home(user)
-        publishes = len(self.slack.api_calls("views.publish"))
-        await self.slack.click(user, label)
+        where, target = surface
+        self.demo.screen.person(user, f"clicks [{label}]" + {"modal": " in the form", "home": " in the App Home"}
+                                .get(where, ""))
+        view, publishes = _view_id(self.slack.current_view(user)), self._publishes(user)
+        if where == "modal":
+            await self.slack.click(user, label, in_modal=True)
+        elif where == "home":
+            await self.slack.click(user, label, in_home=True)
+        elif isinstance(target, Message):
+            await self.slack.click(user, label, message=target)
         self.demo.screen.refresh()
         if _view_id(self.slack.current_view(user)) not in (None, view):
             self._show_form(user)
-        if home is not None and await _within(lambda: len(self.slack.api_calls("views.publish")) > publishes, 1.0):
+        if where == "home" and await _within(lambda: self._publishes(user) > publishes, 1.0):
             self._show_home(user)
 
+    def surfaces(self, user: str) -> list[tuple[str, Message | dict]]:
+        """What the person can see buttons on, in the order a click looks: the open form (it is in front of
+        everything), then the messages of every channel, their DM and their ephemeral answers, newest first, and
+        last their App Home (a tab of its own)."""
+        messages = [m for channel in [*self.slack.channels, self.slack.dm_channel(user)]
+                    for m in self.slack.messages(channel)] + self.slack.ephemerals(user)
+        messages.sort(key=lambda m: m.seq, reverse=True)
+        modal, home = self.slack.current_view(user), self.slack.home(user)
+        return [*([("modal", modal)] if modal else []), *(("message", m) for m in messages),
+                *([("home", home)] if home else [])]
+
     def buttons_seen(self, user: str) -> list[str]:
-        """The labels of every button the person can see, the newest surface first."""
-        surfaces: list[tuple[float, Message | dict]] = [
-            (m.seq, m) for channel in [*self.slack.channels, self.slack.dm_channel(user)]
-            for m in self.slack.messages(channel)]
-        surfaces += [(m.seq, m) for m in self.slack.ephemerals(user)]
-        views = [v for v in (self.slack.home(user), self.slack.current_view(user)) if v]
-        surfaces += [(float("inf"), v) for v in views]
-        surfaces.sort(key=lambda s: s[0], reverse=True)
-        return [label for _, s in surfaces for label in self.slack.button_labels(s)]
+        """The labels of every button the person can see, in the order `click` looks for one."""
+        return [label for _, s in self.surfaces(user) for label in self.slack.button_labels(s)]
+
+    def _publishes(self, user: str) -> int:
+        """How many times the bot has published the person's App Home."""
+        return sum(c.args.get("user_id") == user for c in self.slack.api_calls("views.publish"))
 
     async def _home(self, user: str) -> None:
         self.demo.screen.person(user, "opens the app's Home tab")
-        publishes = len(self.slack.api_calls("views.publish"))
+        publishes = self._publishes(user)
         await self.slack.open_home(user)
-        if not await _within(lambda: len(self.slack.api_calls("views.publish")) > publishes, ANSWER):
+        if not await _within(lambda: self._publishes(user) > publishes, ANSWER):
             raise Problem(f"the bot published no App Home for {self.slack.users[user]} within {ANSWER:g}s")
         self._show_home(user)
 
@@ -349,10 +365,18 @@ async def _talk(prompt: Prompt, app_config: Path, port: str | None, page: str) -
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     stdin = asyncio.StreamReader()
-    try:  # read stdin without a thread, so a pending read never holds up the exit
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    except (ValueError, OSError):  # stdin is a regular file or closed: nothing to read, keep serving
-        transport = None
+    transport: asyncio.BaseTransport | None = None
+    fd = -1
+    # Read stdin without a thread, so a pending read never holds up the exit; through a copy of its descriptor,
+    # which the transport closes at the end, leaving sys.stdin open for whoever reads it next.
+    with contextlib.suppress(ValueError, OSError):  # stdin closed, or a regular file: nothing to read, keep serving
+        fd = sys.stdin.fileno()
+        pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), pipe)
+        except (ValueError, OSError):
+            pipe.close()
+            raise
 
     async def act_on_lines() -> None:
         while transport is not None and (line := (await stdin.readline()).decode()):
@@ -368,5 +392,6 @@ async def _talk(prompt: Prompt, app_config: Path, port: str | None, page: str) -
         loop.remove_signal_handler(signum)
     if transport is not None:
         transport.close()
-        os.set_blocking(sys.stdin.fileno(), True)  # the terminal is the shell's again
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, True)  # the terminal is the shell's again (the copy shared its non-blocking mode)
     console.print("stopping")

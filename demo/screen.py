@@ -89,6 +89,9 @@ class Screen:
                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
         self.task = self.progress.add_task("starting", total=steps)
         self.live: Live | None = None
+        # At `demo --keep`'s prompt a DM is shown whole under its first line, as Slack shows all of it: the person
+        # at the prompt has to read it to act on it. The scripted story keeps to first lines.
+        self.whole_dms = False
 
     def name(self, user: str) -> str:
         return self.slack.users.get(user, user)
@@ -138,9 +141,15 @@ class Screen:
     def _changed(self, message: Message, where: str, line: Any) -> None:
         rendered = message.render()
         key = (where, message.channel + message.ts)
-        if self.shown.get(key) != rendered:
-            self._emit(line(message, key in self.shown))
-            self.shown[key] = rendered
+        if self.shown.get(key) == rendered:
+            return
+        first = line(message, key in self.shown)
+        self.shown[key] = rendered
+        if where == "dm" and self.whole_dms and "\n" in rendered.strip():
+            to = next((u for u in self.slack.users if self.slack.dm_channel(u) == message.channel), "")
+            self._emit(first, self.fmt(rendered, urls=True), f"DM to {self.name(to)}")
+        else:
+            self._emit(first)
 
     def _ephemeral(self, user: str, message: Message) -> None:
         """An answer only `user` sees: its first line, and the whole of it (links with their addresses) when it has

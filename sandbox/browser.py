@@ -16,7 +16,7 @@ HTML, CSS and JavaScript with no build step) and a small JSON API behind it:
     POST /api/suggest           {user, block_id, action_id, value}     types into an external select
     POST /api/home              {user}                                 opens the App Home tab
     POST /api/alarm             {name, state}                          sets a CloudWatch alarm OK / ALARM
-    POST /api/jenkins/fail-next {pr} | {job}                           the next build fails (then green)
+    POST /api/jenkins/fail-next {pr, repo?} | {job}                    the next build fails (then green)
 
 Every person's action goes through the Slack emulator's own Python API (`command`, `click`,
 `submit_view`, `close_view`, `suggest`, `open_home`), so it becomes the Socket Mode envelope real
@@ -30,9 +30,11 @@ The page polls `/api/state` (every 300 ms) and re-renders only the parts whose J
 modal being filled in is not disturbed. The state holds the workspace (people, channels, the app's
 commands); what the person asked about sees: the channels' messages with their own ephemeral ones
 among them (thread replies nested under their parent, edits in place), their DM with the app, their
-App Home and modal stack; the activity log; and the outside world: the repository's branches and
-pull requests, Jenkins jobs and builds, ECS clusters and services (with deployments and images),
-CloudWatch alarms and the peas.
+App Home and modal stack; the activity log; and the outside world: each repository of the sandbox
+(`world.repos`, the first one first) with its base branch's history, its candidate branches
+(`fatcontroller/<train>/<id>`, a deploy's merge built ahead) and other branches with their heads, its
+pull requests, and its Jenkins jobs and builds; ECS clusters and services (with deployments and
+images), CloudWatch alarms and the peas.
 The world is read from the emulators' Python state at most every `world_ttl` seconds, off the
 server's loop, so many open pages cost no more than one.
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -65,6 +68,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.github import GitHubEmulator
+from sandbox.jenkins import JenkinsEmulator
 from sandbox.server import ThreadedServer
 from sandbox.slack import ACK_DEADLINE_MS, SLACKBOT, Interaction, Message
 from sandbox.world import Sandbox
@@ -72,6 +77,7 @@ from sandbox.world import Sandbox
 STATIC = Path(__file__).with_name("browser")
 _PR_IN_BRANCH = re.compile(r"(?:pr/(\d+)/head|PR-(\d+))")
 _PR_IN_CAUSE = re.compile(r"#(\d+)")
+_CANDIDATE = re.compile(r"fatcontroller/(?P<train>[^/]+)/(?P<id>\d+)")  # a deploy's merge, built ahead on its branch
 _ALARM_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 
 # What a person sees in Slack when the app acknowledges too late, by envelope kind
@@ -119,7 +125,7 @@ class BrowserView(ThreadedServer):
         self._world: dict[str, Any] = {}
         self._world_at = 0.0
         self._world_refresh: asyncio.Lock | None = None
-        self._commits: tuple[tuple, dict[str, Any]] | None = None  # (branch heads, their commits)
+        self._commits: dict[str, tuple[tuple, dict[str, Any]]] = {}  # repo -> (branch heads, their commits)
         self._images: dict[str, list[str]] = {}  # task definition ARN -> its images (they never change)
         self._tasks: set[asyncio.Task] = set()
 
@@ -294,14 +300,19 @@ class BrowserView(ThreadedServer):
         return {"state": state}
 
     async def _fail_next(self, body: dict[str, Any]) -> dict[str, Any]:
-        jenkins, outcomes = self.sandbox.jenkins, ["FAILURE", "SUCCESS"]
+        outcomes = ["FAILURE", "SUCCESS"]
+        repos = self.sandbox.repos
         if body.get("pr") is not None:
             pr = int(body["pr"])
-            jenkins.script_pr(pr, outcomes)
-            what = f"the next build of PR #{pr} fails, later ones pass"
+            repo = str(body.get("repo") or self.sandbox.spec.repo)
+            if repo not in repos:
+                raise ValueError(f"no repository {repo!r}; the sandbox has {', '.join(repos)}")
+            repos[repo].jenkins.script_pr(pr, outcomes)
+            what = f"the next build of PR #{pr} of {repo} fails, later ones pass"
         elif body.get("job"):
             job = str(body["job"])
-            if job not in jenkins.job_names():
+            jenkins = next((r.jenkins for r in repos.values() if job in r.jenkins.job_names()), None)
+            if jenkins is None:
                 raise ValueError(f"no Jenkins job {job!r}")
             jenkins.script_next(job, outcomes)
             what = f"the next commit {job} builds fails once, then passes"
@@ -393,42 +404,58 @@ class BrowserView(ThreadedServer):
 
     def world_state(self) -> dict[str, Any]:
         """The outside world as the page shows it (each part on its own: one failing leaves the others)."""
-        world: dict[str, Any] = {}
         labels: dict[str, str] = {}
-        parts: tuple[tuple[str, Callable[[], Any]], ...] = (
-            ("github", lambda: self._github(labels)), ("jenkins", self._jenkins), ("ecs", lambda: self._ecs(labels)),
-            ("alarms", self._alarms))
-        for name, part in parts:
-            try:
-                world[name] = part()
-            except Exception as exc:  # an emulator mid-change must not blank the whole page
-                world[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        world: dict[str, Any] = {"repos": []}
+        for name, repo in self.sandbox.repos.items():
+            github = _part(functools.partial(self._github, repo.github, labels))
+            jenkins = _part(functools.partial(self._jenkins, repo.jenkins))
+            if isinstance(jenkins, list):  # each candidate with the builds of its head
+                for candidate in github.get("candidates", []):
+                    candidate["builds"] = [{"job": job["name"], "number": b["number"], "result": b["result"],
+                                            "building": b["building"]}
+                                           for job in jenkins for b in job["builds"] if b["sha"] == candidate["sha"]]
+            world["repos"].append({"repo": name, "github": github, "jenkins": jenkins})
+        world["ecs"] = _part(lambda: self._ecs(labels))
+        world["alarms"] = _part(self._alarms)
         with self._lock:
             world["scripted"] = list(self._scripted[-5:])
         return world
 
-    def _github(self, labels: dict[str, str]) -> dict[str, Any]:
-        gh = self.sandbox.github
+    def _github(self, gh: GitHubEmulator, labels: dict[str, str]) -> dict[str, Any]:
+        """One repository: its base branch's history, its candidate branches and other branches, its pull
+        requests; `labels` learns what its commits are, for the images ECS runs."""
         base = gh.base_branch
         branches = gh.branches()
         key = tuple(sorted(branches.items()))
-        if self._commits is None or self._commits[0] != key:  # git log only when a branch moved
+        cached = self._commits.get(gh.repo)
+        if cached is None or cached[0] != key:  # git log only when a branch moved
             commits = {name: [self._commit_json(c) for c in (
                 gh.commits(base, 15) if name == base else gh.commits(name, 10, exclude=base))]
                 for name in branches}
-            self._commits = (key, commits)
-        commits = self._commits[1]
+            cached = self._commits[gh.repo] = (key, commits)
+        commits = cached[1]
         pulls = gh.pull_requests()
         for c in commits.get(base, []):
             labels.setdefault(c["sha"], c["subject"])
+        candidates = []
+        for name in sorted(branches, key=_candidate_order):
+            found = _CANDIDATE.fullmatch(name)
+            if found is None:
+                continue
+            head = commits.get(name) or []
+            candidates.append({"name": name, "train": found["train"], "deploy": int(found["id"]),
+                               "sha": branches[name], "subject": head[0]["subject"] if head else "",
+                               "commits": head})
+            labels.setdefault(branches[name], f"{name} head")
         for p in pulls:
             labels[p.head_sha] = f"PR #{p.number} head"
         if base in branches:
             labels[branches[base]] = f"{base} head"
-        order = [base, *sorted(b for b in branches if b != base)]
+        order = [base, *sorted(b for b in branches if b != base and not _CANDIDATE.fullmatch(b))]
         return {
             "repo": gh.repo, "base": base,
             "branches": [{"name": b, "sha": branches[b], "commits": commits.get(b, [])} for b in order],
+            "candidates": candidates,
             "pulls": [{"number": p.number, "title": p.title, "author": p.author, "branch": p.branch,
                        "state": "merged" if p.merged else p.state, "head": p.head_sha,
                        "merge_commit": p.merge_commit_sha} for p in reversed(pulls)],
@@ -439,8 +466,8 @@ class BrowserView(ThreadedServer):
         return {"sha": commit.sha, "subject": _first_line(commit.message), "author": commit.author[0],
                 "at": commit.committer[2], "merge": len(commit.parents) > 1}
 
-    def _jenkins(self) -> list[dict[str, Any]]:
-        jenkins = self.sandbox.jenkins
+    def _jenkins(self, jenkins: JenkinsEmulator) -> list[dict[str, Any]]:
+        """One repository's Jenkins: its jobs, each with its newest builds."""
         jobs = []
         for job in jenkins.job_names():
             builds = []
@@ -513,6 +540,20 @@ class BrowserView(ThreadedServer):
                 if self.loop is not None:
                     self.loop.call_soon_threadsafe(task.cancel)
         super().stop()
+
+
+def _part(read: Callable[[], Any]) -> Any:
+    """One part of the world, or what went wrong reading it: an emulator mid-change must not blank the page."""
+    try:
+        return read()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _candidate_order(branch: str) -> tuple[str, int]:
+    """Candidate branches by train, then by deploy (`fatcontroller/app/10` after `fatcontroller/app/9`)."""
+    found = _CANDIDATE.fullmatch(branch)
+    return (found["train"], int(found["id"])) if found else (branch, 0)
 
 
 def serve_browser(sandbox: Sandbox, port: int = 0) -> BrowserView:

@@ -398,8 +398,8 @@
 
   function renderWorld() {
     const world = state.world;
-    if (changed("github", world.github)) renderGithub(panel("w-github"), world.github);
-    if (changed("jenkins", [world.jenkins, world.scripted])) renderJenkins(panel("w-jenkins"), world.jenkins, world.scripted);
+    if (changed("github", world.repos.map(function (r) { return [r.repo, r.github]; }))) renderGithub(panel("w-github"), world.repos);
+    if (changed("jenkins", [world.repos.map(function (r) { return [r.repo, r.jenkins]; }), world.scripted])) renderJenkins(panel("w-jenkins"), world.repos, world.scripted);
     if (changed("ecs", world.ecs)) renderEcs(panel("w-ecs"), panel("w-peas"), world.ecs);
     if (changed("alarms", world.alarms)) renderAlarms(panel("w-alarms"), world.alarms);
   }
@@ -410,58 +410,98 @@
     return table;
   }
 
-  function renderGithub(body, gh) {
-    body.textContent = "";
-    if (failed(body, gh)) return;
-    body.appendChild(el("div", "repo", gh.repo));
-    gh.branches.forEach(function (b) {
-      if (b.name === gh.base) {
-        body.appendChild(el("h4", null, b.name + " (newest first)"));
-        body.appendChild(commitTable(b.commits));
-      }
-    });
-    const others = gh.branches.filter(function (b) { return b.name !== gh.base; });
-    if (others.length) {
-      body.appendChild(el("h4", null, "Other branches"));
-      others.forEach(function (b) {
-        const details = el("details", "branch");
-        details.dataset.branch = b.name;
-        const summary = el("summary");
-        summary.appendChild(document.createTextNode(b.name + " "));
-        summary.appendChild(el("span", "sha", b.sha.slice(0, 10) + " · " + b.commits.length + " ahead of " + gh.base));
-        details.appendChild(summary);
-        details.appendChild(commitTable(b.commits));
-        body.appendChild(details);
-      });
-    }
-    body.appendChild(el("h4", null, "Pull requests"));
-    const table = el("table", "pulls");
-    gh.pulls.forEach(function (p) {
-      const tr = row(["#" + p.number, p.title, p.author, badge(p.state),
-        p.state === "open" ? smallButton("fail its next build", function () { failNext({ pr: p.number }); }) : ""]);
-      tr.dataset.pr = p.number;
-      table.appendChild(tr);
-    });
-    if (!gh.pulls.length) body.appendChild(el("div", "empty", "none"));
-    body.appendChild(table);
+  // A branch folded to its name and head, opening to the commits it has that the base branch has not.
+  function branchDetails(b, base, cls) {
+    const details = el("details", "branch" + (cls ? " " + cls : ""));
+    details.dataset.branch = b.name;
+    const summary = el("summary");
+    summary.appendChild(document.createTextNode(b.name + " "));
+    summary.appendChild(el("span", "sha", b.sha.slice(0, 10) + " · " + b.commits.length + " ahead of " + base));
+    if (b.subject) summary.appendChild(el("span", "subject", " " + b.subject));
+    details.appendChild(summary);
+    details.appendChild(commitTable(b.commits));
+    return details;
   }
 
-  function renderJenkins(body, jobs, scripted) {
+  // One box per repository (the sandbox's own first): so the repository a PR or build belongs to is never a guess.
+  function repoBox(body, repo) {
+    const box = el("section", "repo-world");
+    box.dataset.repo = repo;
+    box.appendChild(el("div", "repo", repo));
+    body.appendChild(box);
+    return box;
+  }
+
+  function renderGithub(body, repos) {
     body.textContent = "";
-    if (failed(body, jobs)) return;
-    jobs.forEach(function (job) {
-      const h = el("h4", null, job.name + " ");
-      h.appendChild(smallButton("fail next build", function () { failNext({ job: job.name }); }));
-      body.appendChild(h);
-      const table = el("table", "builds");
-      table.dataset.job = job.name;
-      job.builds.forEach(function (b) {
-        const result = b.building ? badge("building") : badge(b.result || "queued");
-        table.appendChild(row(["#" + b.number, result, el("span", "sha", b.sha ? b.sha.slice(0, 10) : ""),
-          b.pr ? "PR #" + b.pr : "", b.cause, clock(b.at)]));
+    repos.forEach(function (r) {
+      const box = repoBox(body, r.repo);
+      const gh = r.github;
+      if (failed(box, gh)) return;
+      gh.branches.forEach(function (b) {
+        if (b.name === gh.base) {
+          const h = el("h4", null, b.name + " (newest first) ");
+          h.appendChild(el("span", "sha", "head " + b.sha.slice(0, 10)));
+          box.appendChild(h);
+          const history = commitTable(b.commits);
+          history.dataset.branch = b.name;
+          box.appendChild(history);
+        }
       });
-      if (!job.builds.length) body.appendChild(el("div", "empty", "no builds yet"));
-      body.appendChild(table);
+      const candidates = gh.candidates || [];
+      box.appendChild(el("h4", null, "Candidate branches (a deploy's merge, built ahead)"));
+      if (!candidates.length) box.appendChild(el("div", "empty", "none"));
+      candidates.forEach(function (c) {
+        const details = branchDetails(c, gh.base, "candidate");
+        details.dataset.train = c.train;
+        details.dataset.deploy = c.deploy;
+        const summary = details.querySelector("summary");
+        summary.appendChild(el("span", "note", " · deploy " + c.deploy + " of train " + c.train));
+        (c.builds || []).forEach(function (b) {
+          summary.appendChild(document.createTextNode(" · " + b.job + " #" + b.number + " "));
+          summary.appendChild(b.building ? badge("building") : badge(b.result || "queued"));
+        });
+        box.appendChild(details);
+      });
+      const others = gh.branches.filter(function (b) { return b.name !== gh.base; });
+      if (others.length) {
+        box.appendChild(el("h4", null, "Other branches"));
+        others.forEach(function (b) { box.appendChild(branchDetails(b, gh.base)); });
+      }
+      box.appendChild(el("h4", null, "Pull requests"));
+      const table = el("table", "pulls");
+      gh.pulls.forEach(function (p) {
+        const tr = row(["#" + p.number, p.title, p.author, badge(p.state),
+          p.state === "open" ? smallButton("fail its next build", function () { failNext({ pr: p.number, repo: r.repo }); }) : ""]);
+        tr.dataset.pr = p.number;
+        tr.dataset.repo = r.repo;
+        table.appendChild(tr);
+      });
+      if (!gh.pulls.length) box.appendChild(el("div", "empty", "none"));
+      box.appendChild(table);
+    });
+  }
+
+  function renderJenkins(body, repos, scripted) {
+    body.textContent = "";
+    repos.forEach(function (r) {
+      const box = repoBox(body, r.repo);
+      const jobs = r.jenkins;
+      if (failed(box, jobs)) return;
+      jobs.forEach(function (job) {
+        const h = el("h4", null, job.name + " ");
+        h.appendChild(smallButton("fail next build", function () { failNext({ job: job.name }); }));
+        box.appendChild(h);
+        const table = el("table", "builds");
+        table.dataset.job = job.name;
+        job.builds.forEach(function (b) {
+          const result = b.building ? badge("building") : badge(b.result || "queued");
+          table.appendChild(row(["#" + b.number, result, el("span", "sha", b.sha ? b.sha.slice(0, 10) : ""),
+            b.pr ? "PR #" + b.pr : "", b.cause, clock(b.at)]));
+        });
+        if (!job.builds.length) box.appendChild(el("div", "empty", "no builds yet"));
+        box.appendChild(table);
+      });
     });
     (scripted || []).forEach(function (s) { body.appendChild(el("div", "note", "set from this page at " + clock(s.at) + ": " + s.what)); });
   }

@@ -19,8 +19,10 @@ from slack_sdk.socket_mode import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from demo.scenario import demo_sandbox
 from sandbox.browser import BrowserView
 from sandbox.world import Sandbox, SandboxSpec
+from tests.fixtures.browser import make_candidate
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -508,7 +510,7 @@ def test_the_world_shows_history_builds_services_and_peas(world, page) -> None:
     expect(page.locator('#w-jenkins table[data-job="app-pr"]')).to_contain_text(f"PR #{number}")
 
     pr.get_by_role("button", name="fail its next build").click()
-    expect(page.locator("#w-jenkins")).to_contain_text(f"the next build of PR #{number} fails")
+    expect(page.locator("#w-jenkins")).to_contain_text(f"the next build of PR #{number} of acme/app fails")
     sandbox.github.push_pr(number, {"app/buttons.py": "PURPLE = False\n"})
     head = sandbox.github.pr_head(number)[:10]
     build = page.locator('#w-jenkins table[data-job="app-pr"] tr', has_text=head)
@@ -525,3 +527,51 @@ def test_the_world_shows_history_builds_services_and_peas(world, page) -> None:
     canary = page.locator('#w-ecs tr[data-service="app-web-canary"]')
     expect(canary.locator(".badge.canary")).to_have_text("canary")
     expect(page.locator('#w-peas tr[data-service="pea-chick-pea-web"]')).to_contain_text("0/0")
+
+
+@pytest.fixture
+def two_repositories() -> Iterator[tuple[Sandbox, BrowserView]]:
+    """The demo's sandbox (acme/app and acme/billing, a train each) and its browser view; no app."""
+    sandbox = demo_sandbox()
+    view = BrowserView(sandbox)
+    view.start()
+    try:
+        yield sandbox, view
+    finally:
+        view.stop()
+        sandbox.stop()
+
+
+def test_the_world_shows_every_repository_with_its_candidate_branches_and_builds(two_repositories,
+                                                                                browser_page) -> None:
+    sandbox, view = two_repositories
+    app, billing = sandbox.repos["acme/app"], sandbox.repos["acme/billing"]
+    pr = app.github.create_pr("Blue banner", {"app/banner.py": "BLUE = True\n"})
+    candidate = make_candidate(app.github, "fatcontroller/app/7", pr, sandbox.spec.github_token)
+    ledger = billing.github.create_pr("Round invoices", {"billing/round.py": "CENTS = 2\n"}, author="bob")
+    billing.github.push({"billing/tax.py": "RATE = 0.2\n"}, message="Tax at 20%")
+    page = browser_page
+    page.goto(f"{view.url}/?user=alice")
+
+    github = page.locator("#w-github .repo-world")
+    expect(github).to_have_count(2)
+    expect(github.locator(".repo")).to_have_text(["acme/app", "acme/billing"])
+    on_app, on_billing = github.nth(0), github.nth(1)
+    branch = on_app.locator('details.candidate[data-branch="fatcontroller/app/7"]')
+    expect(branch).to_contain_text(candidate[:10])  # its head
+    expect(branch).to_contain_text("deploy 7 of train app")
+    branch.locator("summary").click()
+    expect(branch.locator("table.commits")).to_contain_text(f"Merge #{pr} into fatcontroller/app/7")
+    expect(on_app.locator('table.commits[data-branch="master"]')).to_be_visible()
+    expect(on_billing.locator('table.commits[data-branch="master"] tr').first).to_contain_text("Tax at 20%")
+    expect(on_billing.locator(f'tr[data-pr="{ledger}"]')).to_contain_text("Round invoices")
+    expect(on_billing.locator("details.candidate")).to_have_count(0)
+
+    jenkins = page.locator("#w-jenkins .repo-world")
+    expect(jenkins.locator(".repo")).to_have_text(["acme/app", "acme/billing"])
+    expect(jenkins.nth(0).locator('table[data-job="app-pr"]')).to_contain_text(f"PR #{pr}")
+    expect(jenkins.nth(1).locator('table[data-job="billing-pr"]')).to_contain_text(f"PR #{ledger}")
+    expect(jenkins.nth(1).locator('table[data-job="billing-master"] tr')).to_have_count(1)  # the push, built
+
+    on_billing.locator(f'tr[data-pr="{ledger}"]').get_by_role("button", name="fail its next build").click()
+    expect(page.locator("#w-jenkins")).to_contain_text(f"the next build of PR #{ledger} of acme/billing fails")

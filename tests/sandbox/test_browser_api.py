@@ -13,9 +13,11 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from demo.scenario import demo_sandbox
 from sandbox.browser import BrowserView
 from sandbox.slack import SLACKBOT, SlackEmulator
 from sandbox.world import Sandbox, SandboxSpec
+from tests.fixtures.browser import make_candidate
 
 T = TypeVar("T")
 ALICE = "U0ALICE"
@@ -162,7 +164,9 @@ async def test_the_world_is_read_from_the_emulators(view: BrowserView) -> None:
     sandbox = view.sandbox
     number = sandbox.github.create_pr("Make it blue", {"app/colour.py": "BLUE = True\n"}, author="bob")
     world = view.world_state()
-    github = world["github"]
+    [repo] = world["repos"]  # this sandbox has one repository
+    assert repo["repo"] == "acme/app"
+    github = repo["github"]
     assert github["base"] == "master" and github["branches"][0]["name"] == "master"
     [branch] = [b for b in github["branches"] if b["name"] == f"bob/change-{number}"]
     assert [c["subject"] for c in branch["commits"]] == ["Make it blue"]
@@ -175,7 +179,65 @@ async def test_the_world_is_read_from_the_emulators(view: BrowserView) -> None:
     assert web["deployments"][0]["status"] == "PRIMARY" and web["deployments"][0]["rollout"] == "COMPLETED"
     assert clusters["peas"]["peas"] and clusters["peas"]["services"][0]["name"] == "pea-chick-pea-web"
     assert world["alarms"][0]["name"] == "app-web-5xx" and world["alarms"][0]["state"] == "OK"
-    assert {j["name"] for j in world["jenkins"]} == {"app-master", "app-pr"}
+    assert {j["name"] for j in repo["jenkins"]} == {"app-master", "app-pr"}
+    assert github["candidates"] == []
+
+
+async def test_every_repository_is_in_the_world_with_its_candidate_branches_and_its_own_jenkins() -> None:
+    sandbox = demo_sandbox()  # acme/app and acme/billing, a train each
+    view = BrowserView(sandbox)
+    try:
+        app, billing = sandbox.repos["acme/app"], sandbox.repos["acme/billing"]
+        pr = app.github.create_pr("Blue banner", {"app/banner.py": "BLUE = True\n"})
+        merge = make_candidate(app.github, "fatcontroller/app/12", pr, sandbox.spec.github_token)
+        ledger = billing.github.create_pr("Round invoices", {"billing/round.py": "CENTS = 2\n"}, author="bob")
+        landed = billing.github.push({"billing/tax.py": "RATE = 0.2\n"}, message="Tax at 20%")
+
+        def billing_built() -> Any:
+            repos = view.world_state()["repos"]
+            jobs = {j["name"]: j for j in repos[1]["jenkins"]}
+            return repos if jobs["billing-pr"]["builds"] and jobs["billing-master"]["builds"] else None
+
+        repos = await eventually(billing_built, timeout=10)
+        assert [r["repo"] for r in repos] == ["acme/app", "acme/billing"]
+        on_app, on_billing = repos[0]["github"], repos[1]["github"]
+        [candidate] = on_app["candidates"]
+        assert (candidate["name"], candidate["train"], candidate["deploy"], candidate["sha"]) == (
+            "fatcontroller/app/12", "app", 12, merge)
+        assert [c["subject"] for c in candidate["commits"]] == [f"Merge #{pr} into fatcontroller/app/12",
+                                                               "Blue banner"]
+        assert "fatcontroller/app/12" not in [b["name"] for b in on_app["branches"]]  # shown once, as a candidate
+        assert on_billing["base"] == "master" and on_billing["branches"][0]["sha"] == landed
+        assert on_billing["branches"][0]["commits"][0]["subject"] == "Tax at 20%"
+        assert [(p["number"], p["title"]) for p in on_billing["pulls"]] == [(ledger, "Round invoices")]
+        assert {j["name"] for j in repos[0]["jenkins"]} == {"app-master", "app-pr"}
+        [built] = [b for j in repos[1]["jenkins"] if j["name"] == "billing-pr" for b in j["builds"]]
+        assert built["pr"] == ledger and built["sha"] == billing.github.pr_head(ledger)
+    finally:
+        sandbox.stop()
+
+
+async def test_a_pull_request_of_another_repository_is_scripted_in_its_own_jenkins() -> None:
+    sandbox = demo_sandbox()
+    view = BrowserView(sandbox)
+    view.start()
+    try:
+        billing = sandbox.repos["acme/billing"]
+        ledger = billing.github.create_pr("Round invoices", {"billing/round.py": "CENTS = 2\n"})
+        opened = billing.github.pr_head(ledger)
+        await eventually(lambda: billing.jenkins.build_count("billing-pr", opened), timeout=10)  # its first build
+        status, answer = await post(view, "/api/jenkins/fail-next", {"pr": ledger, "repo": "acme/billing"})
+        assert status == 200 and answer["scripted"] == f"the next build of PR #{ledger} of acme/billing fails, " \
+                                                       "later ones pass"
+        head = billing.github.push_pr(ledger, {"billing/round.py": "CENTS = 3\n"})
+        build = await eventually(lambda: next((b for j in view.world_state()["repos"][1]["jenkins"]
+                                               for b in j["builds"] if b["sha"] == head and b["result"]), None))
+        assert build["result"] == "FAILURE"
+        status, answer = await post(view, "/api/jenkins/fail-next", {"pr": 1, "repo": "acme/nope"})
+        assert "no repository 'acme/nope'" in answer["error"]
+    finally:
+        view.stop()
+        sandbox.stop()
 
 
 async def test_a_job_scripted_from_the_page_fails_its_next_build(view: BrowserView) -> None:
@@ -183,7 +245,8 @@ async def test_a_job_scripted_from_the_page_fails_its_next_build(view: BrowserVi
     status, answer = await post(view, "/api/jenkins/fail-next", {"job": "app-master"})
     assert status == 200 and answer["ok"], answer
     sha = sandbox.github.push({"README.md": "# scripted\n"}, message="Land something")
-    build = await eventually(lambda: next((b for j in view.world_state()["jenkins"] if j["name"] == "app-master"
+    build = await eventually(lambda: next((b for j in view.world_state()["repos"][0]["jenkins"]
+                                           if j["name"] == "app-master"
                                            for b in j["builds"] if b["sha"] == sha and b["result"]), None))
     assert build["result"] == "FAILURE"
     assert "fails once" in view.world_state()["scripted"][-1]["what"]

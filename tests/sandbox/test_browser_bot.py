@@ -22,6 +22,7 @@ import yaml
 
 from sandbox.browser import BrowserView
 from sandbox.world import Sandbox, SandboxSpec
+from tests.fixtures.browser import assert_renders_everything
 from tests.fixtures.world import raw_train_config
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -85,12 +86,7 @@ def card(page: Any, pr: int) -> Any:
 
 def renders_everything_the_bot_sent(sandbox: Sandbox, page: Any) -> None:
     """Every message, edit and view the bot sent renders with no unsupported block or element."""
-    payloads = [call.args.get("blocks") or (call.args.get("view") or {}).get("blocks") or []
-                for call in sandbox.slack.api_calls() if call.method.startswith(("chat.", "views."))]
-    payloads = [blocks for blocks in payloads if isinstance(blocks, list) and blocks]
-    assert payloads, "the bot sent no blocks"
-    unsupported = page.evaluate("all => all.flatMap(blocks => BlockKit.unsupportedIn(blocks))", payloads)
-    assert unsupported == [], f"{len(payloads)} payloads; unsupported: {sorted(set(unsupported))}"
+    assert_renders_everything(page, sandbox.slack.api_calls())
 
 
 def test_a_deploy_queued_from_the_page_is_taken_through_its_card_to_completed(world, page) -> None:
