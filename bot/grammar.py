@@ -168,8 +168,8 @@ def parse_pea(text: str, command: str = "/pea") -> PeaCommand:
         if not args:
             return PeaCommand("form")
         if len(args) != 2:
-            raise BadInput(f"{quote(text)} is not `deploy <pea> <pr>`: type e.g. `{command} deploy sweet-pea 123`, "
-                           f"or `{command} deploy` for the form.")
+            raise BadInput(f"{quote(text)} is not `deploy &lt;pea&gt; &lt;pr&gt;`: type e.g. "
+                           f"`{command} deploy sweet-pea 123`, or `{command} deploy` for the form.")
         pr = pr_number(args[1])
         if pr is None:
             raise BadInput(f"{quote(args[1])} is not a pull request number: type e.g. "
@@ -180,5 +180,5 @@ def parse_pea(text: str, command: str = "/pea") -> PeaCommand:
             raise BadInput(f"Name one pea: `{command} {name} sweet-pea`.")
         return PeaCommand(name, args[0])
     raise BadInput(f"{quote(text)} is not a `{command}` command: type `{command}` for the list, "
-                   f"`{command} deploy <pea> <pr>`, `{command} release <pea>`, `{command} extend <pea>` or "
-                   f"`{command} help`.")
+                   f"`{command} deploy &lt;pea&gt; &lt;pr&gt;`, `{command} release &lt;pea&gt;`, "
+                   f"`{command} extend &lt;pea&gt;` or `{command} help`.")

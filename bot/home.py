@@ -121,7 +121,8 @@ class HomePublisher:
             peas = [view for t in self.trains if t.peas.names for view in await t.peas.peas_of(user_id)]
             blocks += [{"type": "divider"}, section("*Your peas*")]
             blocks += [block for view in peas for block in pea_blocks(view)] or [
-                context(f"You hold no pea. `{pea_command}` lists them; `{pea_command} deploy <pea> <pr>` claims one.")]
+                context(f"You hold no pea. `{pea_command}` lists them; "
+                        f"`{pea_command} deploy &lt;pea&gt; &lt;pr&gt;` claims one.")]
 
         histories = [await t.deploys.history(limit=RECENT_SHOWN, requester=user_id) for t in self.trains]
         recent = sorted((d for h in histories for d in h), key=lambda d: (d.finished_at, d.id),
@@ -144,7 +145,7 @@ class HomePublisher:
                                   f"{escape(train.frozen_reason)}\nQueued deploys wait until an admin runs "
                                   f"`{deploy_command} unfreeze`."))
         else:
-            blocks.append(section(f":large_green_circle: *Running*. `{deploy_command} <pr>` joins the queue, "
+            blocks.append(section(f":large_green_circle: *Running*. `{deploy_command} &lt;pr&gt;` joins the queue, "
                                   f"`{deploy_command}` opens the form, `{deploy_command} help` says the rest."))
 
         blocks += [{"type": "divider"}, section("*In flight*")]

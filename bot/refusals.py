@@ -31,7 +31,7 @@ def _label(state: str) -> str:
 
 def _pea_hint(facts: dict[str, Any], c: CommandsConfig) -> str:
     pea = facts.get("pea")
-    return f" Deploy another one with `{c.pea} deploy {escape(pea)} <pr>`." if pea else ""
+    return f" Deploy another one with `{c.pea} deploy {escape(pea)} &lt;pr&gt;`." if pea else ""
 
 
 def _deploy(facts: dict[str, Any]) -> str:
@@ -42,7 +42,7 @@ WORDS: dict[Why, Wording] = {
     Why.NOT_A_DEPLOYER: lambda f, c: "You are not on the deployers list: ask an admin to add you to "
                                      "`permissions.deployers`.",
     Why.NOT_ON_EMERGENCY_LIST: lambda f, c: "Only people on the emergency list may jump the queue or skip the build "
-                                            f"check. Queue normally with `{c.deploy} <pr>`, or ask an admin.",
+                                            f"check. Queue normally with `{c.deploy} &lt;pr&gt;`, or ask an admin.",
     Why.NOT_YOURS: lambda f, c: f"Only {user(f['requester'])} or an admin can act on {_deploy(f)}.",
     Why.ADMINS_ONLY: lambda f, c: f"Only admins can {f.get('what', 'do that')}.",
     Why.NOT_A_PR_NUMBER: lambda f, c: (
@@ -56,7 +56,7 @@ WORDS: dict[Why, Wording] = {
     Why.TOO_LONG: lambda f, c: f"The {f['what']} {'are' if f['what'] == 'notes' else 'is'} {f['length']} characters "
                                f"long: keep {'them' if f['what'] == 'notes' else 'it'} under {f['limit']}.",
     Why.NO_SUCH_PR: lambda f, c: (f"There is no pull request #{f['pr']} in {escape(f['repo'])}: check the number"
-                                  + (f" (`{c.pea} deploy {escape(f['pea'])} <pr>`)." if f.get("pea") else ".")),
+                                  + (f" (`{c.pea} deploy {escape(f['pea'])} &lt;pr&gt;`)." if f.get("pea") else ".")),
     Why.PR_MERGED: lambda f, c: (f"#{f['pr']} is already merged: "
                                  + ("peas preview open pull requests." + _pea_hint(f, c) if f.get("pea")
                                     else "there is nothing left to deploy.")),
@@ -91,7 +91,7 @@ WORDS: dict[Why, Wording] = {
                                            f"`{c.pea}` shows where it is.",
     Why.PEA_NOT_CLAIMED: lambda f, c: (
         f"`{escape(f['pea'])}` is not claimed: there is nothing to release." if f["action"] == "release"
-        else f"`{escape(f['pea'])}` is not claimed: `{c.pea} deploy {escape(f['pea'])} <pr>` claims it."),
+        else f"`{escape(f['pea'])}` is not claimed: `{c.pea} deploy {escape(f['pea'])} &lt;pr&gt;` claims it."),
     Why.PEA_BUILD_RED: lambda f, c: (f"Build #{f['build']} of #{f['pr']}'s head {f['sha'][:12]} ended "
                                      f"{escape(str(f['result']).lower())} (<{f['url']}|build log>): push a fix, then "
                                      "try again."),

@@ -42,7 +42,7 @@ def usage(trains: Sequence[TrainConfig], command: str) -> str:
         f"• `{c} queue{t}`: the deploy in flight and the queue, with ids and ETAs.",
         f"• `{c} cancel{t} [id]`: leave the queue (your next queued deploy, or deploy `id`).",
         f"• `{c} history{t}`: recent deploys. `{c} stats{t}`: how the train is doing.",
-        f"• `{c} freeze{t} <reason>` and `{c} unfreeze{t}` (admins): stop and restart the train.",
+        f"• `{c} freeze{t} &lt;reason&gt;` and `{c} unfreeze{t}` (admins): stop and restart the train.",
     ]
     if not several:
         return "\n".join([*lines, f"Processes: {', '.join(f'`{p}`' for p in config.processes)}."])
@@ -139,7 +139,7 @@ async def run_subcommand(surface: Surface, sub: Subcommand, user_id: str, channe
         return f"Cancelled {deploy_ref(cancelled.id, cancelled.pr_number)}: it has left the queue."
     several = len(surface.trains) > 1
     if sub.name == "freeze":
-        train = surface.train_for(sub.train, channel, f"{command} freeze {{train}} <reason>")
+        train = surface.train_for(sub.train, channel, f"{command} freeze {{train}} &lt;reason&gt;")
         await train.deploys.freeze(user_id, " ".join(sub.args))
         unfreeze = f"{command} unfreeze {train.name}" if several else f"{command} unfreeze"
         return f"The train {f'`{train.name}` ' if several else ''}is frozen: queued deploys wait until `{unfreeze}`."

@@ -22,9 +22,9 @@ def usage(names: list[str], slash: str) -> str:
     return "\n".join([
         "*Peas: preview environments for pull requests*",
         f"• `{c}`: every pea, free or held by whom, with its PR, commit, state, lease and URL.",
-        f"• `{c} deploy <pea> <pr>`: claim the pea and deploy the PR's build to it, e.g. "
+        f"• `{c} deploy &lt;pea&gt; &lt;pr&gt;`: claim the pea and deploy the PR's build to it, e.g. "
         f"`{c} deploy {names[0] if names else 'sweet-pea'} 123`. `{c} deploy` alone opens a form.",
-        f"• `{c} extend <pea>`: keep it for another lease. `{c} release <pea>`: free it (scaled to zero).",
+        f"• `{c} extend &lt;pea&gt;`: keep it for another lease. `{c} release &lt;pea&gt;`: free it (scaled to zero).",
         f"Peas: {', '.join(f'`{n}`' for n in names) or 'none configured'}.",
     ])
 

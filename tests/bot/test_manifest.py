@@ -73,10 +73,10 @@ async def test_renamed_commands_are_the_ones_answered_and_every_answer_quotes_th
                               ("/ship", "42 nosuchprocess"), ("/ship", "freeze"), ("/sprout", "help"),
                               ("/sprout", "release green-pea"), ("/sprout", "frobnicate")]:
             said[f"{command} {text}"] = (await (await slack.command(ALICE, command, text)).ephemeral()).text
-        assert "`/ship 123`" in said["/ship help"] and "`/ship freeze <reason>`" in said["/ship help"]
+        assert "`/ship 123`" in said["/ship help"] and "`/ship freeze &lt;reason&gt;`" in said["/ship help"]
         assert "`/ship help`" in said["/ship frobnicate"]
         assert "`/ship queue`" in said["/ship cancel"]
-        assert "`/sprout deploy <pea> <pr>`" in said["/sprout help"]
+        assert "`/sprout deploy &lt;pea&gt; &lt;pr&gt;`" in said["/sprout help"]
         assert "(`/sprout` lists them)" in said["/sprout release green-pea"]
         assert "`/sprout help`" in said["/sprout frobnicate"]
         for typed, answer in said.items():
@@ -84,7 +84,7 @@ async def test_renamed_commands_are_the_ones_answered_and_every_answer_quotes_th
 
         await slack.open_home(ALICE)
         home = await slack.wait_for(lambda: slack.home(ALICE), what="the App Home")
-        assert "`/ship <pr>`" in slack.render(home) and "/deploy" not in slack.render(home)
+        assert "`/ship &lt;pr&gt;`" in slack.render(home) and "/deploy" not in slack.render(home)
         assert (await slack.command(ALICE, "/deploy", "help")).answered_by_slack  # the app has no /deploy now
     finally:
         await bot.stop()

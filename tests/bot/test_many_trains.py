@@ -46,7 +46,7 @@ async def test_a_command_typed_where_no_train_is_implied_asks_which_and_changes_
     asked = await answer(world, ALICE, str(pr))
     assert "which train?" in asked and "`/deploy app " in asked and "`/deploy billing " in asked
     assert "Nothing was changed" in asked
-    assert "freeze app <reason>" in await answer(world, ADMIN, "freeze")
+    assert "freeze app &lt;reason&gt;" in await answer(world, ADMIN, "freeze")
     for train in ("app", "billing"):
         assert (await world.bot.train(train).deploys.queue()).entries == ()
 

@@ -144,7 +144,7 @@ async def test_bad_input_is_quoted_back_with_what_to_type(pea_world: PeaWorld) -
         answer = await (await slack.command(ALICE, "/pea", text)).ephemeral()
         assert expected in answer.text and "Nothing was changed" in answer.text, (text, answer.text)
     help_text = await (await slack.command(ALICE, "/pea", "help")).ephemeral()
-    assert "/pea deploy <pea> <pr>" in help_text.text
+    assert "/pea deploy &lt;pea&gt; &lt;pr&gt;" in help_text.text
     assert all(not v.held for v in await pea_world.flows.all())
 
 

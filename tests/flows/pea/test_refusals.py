@@ -127,7 +127,7 @@ async def test_a_closed_or_merged_pull_request_is_refused(held: Pool) -> None:
     held.sandbox.github.close_pr(closed)
     merged, merged_sha = await held.ready_pr("Shipped")
     await held.outside.github.merge(merged, merged_sha)
-    async with refused(held, Why.PR_CLOSED, f"#{closed} is closed", "/pea deploy chick-pea <pr>"):
+    async with refused(held, Why.PR_CLOSED, f"#{closed} is closed", "/pea deploy chick-pea &lt;pr&gt;"):
         await held.flows.deploy(REQUESTER, "chick-pea", closed)
     async with refused(held, Why.PR_MERGED, f"#{merged} is already merged"):
         await held.flows.deploy(REQUESTER, "chick-pea", merged)
@@ -153,9 +153,9 @@ async def test_a_pull_request_whose_build_is_red_is_refused(make_pool: Callable[
 async def test_releasing_or_extending_a_free_pea_is_refused(held: Pool) -> None:
     async with refused(held, Why.PEA_NOT_CLAIMED, "`chick-pea` is not claimed", "nothing to release"):
         await held.flows.release(REQUESTER, "chick-pea")
-    async with refused(held, Why.PEA_NOT_CLAIMED, "`chick-pea` is not claimed", "/pea deploy chick-pea <pr>"):
+    async with refused(held, Why.PEA_NOT_CLAIMED, "`chick-pea` is not claimed", "/pea deploy chick-pea &lt;pr&gt;"):
         await held.flows.extend(REQUESTER, "chick-pea")
-    async with refused(held, Why.PEA_NOT_CLAIMED, "`chick-pea` is not claimed", "/pea deploy chick-pea <pr>"):
+    async with refused(held, Why.PEA_NOT_CLAIMED, "`chick-pea` is not claimed", "/pea deploy chick-pea &lt;pr&gt;"):
         await held.flows.redeploy(REQUESTER, "chick-pea")
 
 
