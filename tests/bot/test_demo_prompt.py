@@ -25,12 +25,13 @@ import pytest
 import yaml
 from rich.console import Console
 
-from bot.app import start_bot
+from bot.app import Bot, start_bot
 from demo.prompt import Prompt
 from demo.scenario import ALICE, STEPS, Demo, app_yaml, demo_sandbox
 from demo.screen import Screen
 from flows.config import Settings, load_config
 from sandbox.slack import ApiCall
+from sandbox.world import Sandbox
 from tests.fixtures.browser import assert_renders_everything
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -49,15 +50,20 @@ class Typed:
         return self.out.getvalue()[start:]
 
 
+async def demo_bot(sandbox: Sandbox, folder: Path, env: pytest.MonkeyPatch, instance: str) -> Bot:
+    """The real bot on the demo's app.yaml and the sandbox's environment, as `fatcontroller demo` starts it."""
+    config = folder / "app.yaml"
+    config.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))
+    for name, value in {**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'bot.db'}",
+                        "FATCONTROLLER_HTTP_PORT": "0", "FATCONTROLLER_INSTANCE": instance}.items():
+        env.setenv(name, str(value))
+    return await start_bot(load_config(config), Settings())
+
+
 @pytest.fixture
 async def typed(aws_credentials: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Typed]:
     sandbox = demo_sandbox()
-    config = tmp_path / "app.yaml"
-    config.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))
-    for name, value in {**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-                        "FATCONTROLLER_HTTP_PORT": "0", "FATCONTROLLER_INSTANCE": "prompt"}.items():
-        monkeypatch.setenv(name, str(value))
-    bot = await start_bot(load_config(config), Settings())
+    bot = await demo_bot(sandbox, tmp_path, monkeypatch, "prompt")
     out = io.StringIO()
     console = Console(file=out, width=120, highlight=False, force_terminal=False)
     screen = Screen(console, sandbox.slack, bot.train("app").config.slack.channel, STEPS)
@@ -179,15 +185,10 @@ class Played:
 async def _play_then_type(folder: Path, played: Played) -> None:
     sandbox = demo_sandbox()
     try:
-        config = folder / "app.yaml"
-        config.write_text(yaml.safe_dump(app_yaml(sandbox), sort_keys=False))
         with pytest.MonkeyPatch.context() as env:
             for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
                 env.delenv(name, raising=False)
-            for name, value in {**sandbox.env(), "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'bot.db'}",
-                                "FATCONTROLLER_HTTP_PORT": "0", "FATCONTROLLER_INSTANCE": "played"}.items():
-                env.setenv(name, str(value))
-            bot = await start_bot(load_config(config), Settings())
+            bot = await demo_bot(sandbox, folder, env, "played")
         out = io.StringIO()
         console = Console(file=out, width=120, highlight=False, force_terminal=False)
         screen = Screen(console, sandbox.slack, bot.train("app").config.slack.channel, STEPS)

@@ -9,6 +9,7 @@ import pytest
 
 from flows.deploy.machine import Event, State
 from flows.notices import AlarmsRead, Moved
+from flows.views import DeployView
 from tests.fixtures.cloudwatch import cloudwatch_client
 from tests.fixtures.flowchart import takes, took_what_it_declares  # noqa: F401
 from tests.fixtures.world import Train, eventually
@@ -46,14 +47,14 @@ async def test_an_alarm_in_alarm_at_the_gate_rolls_the_deploy_back_by_itself_say
     await train.assert_restored(before)
 
 
-@takes((S.ROLLING_OUT, E.ALARM))
-async def test_an_alarm_during_the_rollout_rolls_it_back_and_ecs_watches_the_same_alarms(
-        make_train: Callable[..., Train]) -> None:
+async def _rolling_out_watched(make_train: Callable[..., Train], title: str) -> tuple[Train, DeployView, dict]:
+    """A train watched by `app-5xx-rate` (OK), and a deploy of a new PR rolling out, ECS watching the alarm too
+    and baking the rollout (it stays in progress); the snapshot of before the deploy."""
     train = make_train(deploy=WATCHED)
     _watched(train, "app-5xx-rate")
     before = train.snapshot()
-    train.sandbox.aws.alarm_bake_steps = 10_000  # ECS bakes a rollout it watches: it stays in progress
-    deploy = await train.request(train.new_pr("Breaks under load"))
+    train.sandbox.aws.alarm_bake_steps = 10_000
+    deploy = await train.request(train.new_pr(title))
     await train.reaches(deploy.id, "canary_check", within=30)
     await train.press(deploy.id, "Proceed")
     await train.reaches(deploy.id, "rolling_out", within=30)
@@ -63,6 +64,13 @@ async def test_an_alarm_during_the_rollout_rolls_it_back_and_ecs_watches_the_sam
         return configured.get("alarms")
     assert await eventually(watched_by_ecs, what="the rolling update") == {
         "alarmNames": ["app-5xx-rate"], "enable": True, "rollback": True}
+    return train, deploy, before
+
+
+@takes((S.ROLLING_OUT, E.ALARM))
+async def test_an_alarm_during_the_rollout_rolls_it_back_and_ecs_watches_the_same_alarms(
+        make_train: Callable[..., Train]) -> None:
+    train, deploy, before = await _rolling_out_watched(make_train, "Breaks under load")
 
     train.sandbox.aws.step_interval = None  # ECS's clock stops: the train sees the alarm before ECS does
     train.sandbox.aws.set_alarm("app-5xx-rate", "ALARM", "Threshold Crossed")
@@ -211,20 +219,7 @@ async def test_the_alarms_of_a_two_process_deploy_cost_one_describe_alarms_a_loo
 
 async def test_a_rollout_ecs_stops_for_its_own_alarm_is_rolled_back_like_a_circuit_breaker_failure(
         make_train: Callable[..., Train]) -> None:
-    train = make_train(deploy=WATCHED)
-    _watched(train, "app-5xx-rate")
-    before = train.snapshot()
-    train.sandbox.aws.alarm_bake_steps = 10_000  # ECS bakes the rollout it watches: it stays in progress
-    deploy = await train.request(train.new_pr("Breaks while nobody looks"))
-    await train.reaches(deploy.id, "canary_check", within=30)
-    await train.press(deploy.id, "Proceed")
-    await train.reaches(deploy.id, "rolling_out", within=30)
-
-    async def rollout_watched() -> bool:
-        configured = train.sandbox.aws.service("production", "app-web")["deploymentConfiguration"]
-        return bool((configured.get("alarms") or {}).get("enable"))
-    await eventually(rollout_watched, what="the rolling update")
-
+    train, deploy, before = await _rolling_out_watched(make_train, "Breaks while nobody looks")
     # The train is down while the alarm fires and clears again: only ECS saw it, and stopped the rollout.
     await train.engine.stop()
     train.sandbox.aws.set_alarm("app-5xx-rate", "ALARM", "Threshold Crossed")
