@@ -4,7 +4,10 @@ a deploy up or repeating itself."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,22 @@ from tests.fixtures.world import REQUESTER, RecordingSink, Train, eventually, ou
 
 MARKER = "<!-- fatcontroller:deploy:{id}:{what} -->"
 REPORTS = r"/deployments|/issues/\d+/comments"  # the GitHub operations only reporting makes
+OUTAGE = 60.0  # seconds GitHub's reporting endpoints fail for (issue 17: "GitHub failing for 60 s")
+
+
+@dataclass
+class Outage(Fault):
+    """A fault for a span of wall time from when it is made, which then passes by itself (no timer, no sleep)."""
+
+    seconds: float = OUTAGE
+    began: float = field(default_factory=time.monotonic)
+
+    @property
+    def ends(self) -> float:
+        return self.began + self.seconds
+
+    def matches(self, operation: str) -> bool:
+        return time.monotonic() < self.ends and super().matches(operation)
 
 
 class Reported(Train):
@@ -178,6 +197,62 @@ async def test_github_failing_holds_no_deploy_and_the_reports_land_after_without
     assert [s.state for s in done.statuses] == ["in_progress", "success"]
     await train.has_comment(pr, deploy.id, "completed", within=30)
     assert len(train.commented(pr, deploy.id, "merged")) == 1 and len(train.comments(pr)) == 2
+
+
+async def test_github_failing_for_60_s_delays_no_deploy_and_every_report_lands_after_once_and_in_order(
+        sandbox: Sandbox, make_reported: Callable[..., Reported], notifier: RecordingSink) -> None:
+    """Issue 17: the reporting endpoints (deployments, their statuses, issue comments) answer 500 for 60 s of wall
+    time while a deploy goes through canary, rollout and completed; merging, which is not reporting, still works.
+    The deploy finishes long before GitHub is back, and then each report arrives once, in order."""
+    github = sandbox.github
+    train = make_reported(sandbox)
+    pr = train.new_pr("Ship it through a GitHub outage")
+    outage = Outage(match=REPORTS, status=500)
+    github.faults.add(outage)
+    deploy = await train.request(pr)
+
+    # The requester acts on what Slack tells them; Slack's notices keep coming while GitHub is down.
+    await notifier.told(Moved, deploy_id=deploy.id, target=State.CANARY_CHECK, within=30)
+    await train.press(deploy.id, "Proceed")
+    await notifier.told(Moved, deploy_id=deploy.id, target=State.ROLLING_OUT, within=30)
+    await notifier.told(Moved, deploy_id=deploy.id, target=State.AWAITING_CONFIRMATION, within=30)
+    await train.press(deploy.id, "Done")
+    done = await train.reaches(deploy.id, "completed", within=30)
+
+    finished = time.monotonic()
+    assert finished - outage.began < OUTAGE / 3, f"the deploy took {finished - outage.began:.1f}s: it waited"
+    assert done.merge_sha is not None and github.writes["merges"] == 1  # merged during the outage
+    assert github.faults.injected > 0  # reporting was tried, and failed
+    assert github.writes["deployments"] == github.writes["deployment_statuses"] == github.writes["comments"] == 0
+    assert github.deployments() == [] and train.comments(pr) == []
+
+    async def everything_reported() -> bool:
+        deployments = train.deployments()
+        return bool(deployments and deployments[0].state == "success" and train.commented(pr, deploy.id, "merged")
+                    and train.commented(pr, deploy.id, "completed"))
+
+    # Polled, not slept: what lands can only land once the outage is over, and should land soon after it.
+    await eventually(everything_reported, within=outage.ends - time.monotonic() + 30, what="every report")
+    landed = time.monotonic()
+    assert outage.ends <= landed < outage.ends + 15, f"the reports landed {landed - outage.ends:.1f}s after"
+    await train.engine.outbox.stop()  # whatever else was due has gone out: nothing more can come
+
+    assert {k: github.writes[k] for k in ("deployments", "deployment_statuses", "comments")} == {
+        "deployments": 1, "deployment_statuses": 2, "comments": 2}
+    [deployment] = github.deployments()
+    assert deployment.sha == done.merge_sha and deployment.payload["fatcontroller"]["deploy"] == deploy.id
+    assert [s.state for s in deployment.statuses] == ["in_progress", "success"]
+    comments = train.comments(pr)
+    assert [c.id for c in comments] == [train.commented(pr, deploy.id, what)[0].id for what in ("merged", "completed")]
+    # The writes GitHub answered, in the order it answered them, follow the deploy's story: the Deployment and the
+    # merge's comment, then `in_progress` (canarying), then `success` and the completion's comment.
+    created = f"/repos/{sandbox.spec.repo}/deployments"
+    names = {created: ["deployment"], f"{created}/{deployment.id}/statuses": ["in_progress", "success"],
+             f"/repos/{sandbox.spec.repo}/issues/{pr}/comments": ["merged comment", "completed comment"]}
+    story = [names[path].pop(0) for method, path in github.requests
+             if method == "POST" and re.search(REPORTS, path)]
+    assert set(story[:2]) == {"deployment", "merged comment"} and story[2] == "in_progress", story
+    assert set(story[3:]) == {"success", "completed comment"} and len(story) == 5, story
 
 
 async def test_github_hanging_delays_no_slack_message(sandbox: Sandbox, make_reported: Callable[..., Reported],
